@@ -1,0 +1,300 @@
+//! The `wasmrpc` command line: `host`, `call`, `list`.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::Topology;
+use crate::host::{Host, HostOptions};
+use crate::net::{CallOptions, Client};
+use crate::protocol::CallError;
+use crate::protocol::json::{cbor_to_json, json_to_cbor, to_json_text};
+
+/// Multi-region RPC whose handlers are WebAssembly components.
+#[derive(Debug, Parser)]
+#[command(name = "wasmrpc", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the plugins of one region.
+    ///
+    /// Loads every `<name>.wasm` component in the region's plugin folder and
+    /// serves its exported functions. Stops gracefully on SIGINT or SIGTERM:
+    /// new calls are refused, calls in flight finish within the drain timeout,
+    /// then the process exits 0. A second signal exits at once.
+    Host(HostArgs),
+    /// Call a function and print its result as JSON.
+    ///
+    /// Each ARG is one JSON value, in parameter order: strings need quotes
+    /// (`'"sku-1"'`), records are objects, `list<u8>` is an array of numbers.
+    /// On failure the error code and message go to stderr and the exit code
+    /// is 1.
+    Call(CallArgs),
+    /// List every callable function with its WIT signature and regions.
+    List(ListArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct HostArgs {
+    /// The region to serve, as named in the config file.
+    #[arg(long)]
+    region: String,
+    /// The topology file. Without it, `--listen` and `--plugins` must both be
+    /// given and the host serves its region alone.
+    #[arg(long, default_value = "regions.toml")]
+    config: PathBuf,
+    /// Address to listen on; defaults to the region's first host. Port 0
+    /// picks a free port (the address is printed on stdout).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Plugin folder; defaults to the region's `plugins` entry.
+    #[arg(long)]
+    plugins: Option<PathBuf>,
+    /// How long shutdown waits for calls in flight.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    drain_timeout: Duration,
+    /// Deadline of calls that carry none.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    default_deadline: Duration,
+    /// Longest deadline a call may ask for; longer ones are clamped.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    max_deadline: Duration,
+    /// Calls in flight per connection before new ones are refused.
+    #[arg(long, default_value_t = crate::protocol::DEFAULT_MAX_IN_FLIGHT)]
+    max_in_flight: usize,
+    /// Linear memory per plugin instance, in MiB.
+    #[arg(long, default_value_t = 64)]
+    memory_limit_mib: usize,
+}
+
+#[derive(Debug, clap::Args)]
+struct CallArgs {
+    /// Host to connect to.
+    #[arg(long, env = "WASMRPC_HOST", default_value = "127.0.0.1:7101")]
+    host: String,
+    /// The call's deadline, e.g. `200ms`, `5s`.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// `plugin.function` or `plugin.interface.function`.
+    function: String,
+    /// Arguments, one JSON value each.
+    #[arg(allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct ListArgs {
+    /// Host to connect to.
+    #[arg(long, env = "WASMRPC_HOST", default_value = "127.0.0.1:7101")]
+    host: String,
+    /// Print the catalog as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Only functions of this plugin (`math`), interface (`inventory.stock`),
+    /// or matching a prefix ending in `*` (`greeter.echo.echo-s*`).
+    pattern: Option<String>,
+}
+
+/// Runs the command line; the binary's whole `main`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_log = match cli.command {
+        Command::Host(_) => "info",
+        _ => "warn",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_log)),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match cli.command {
+            Command::Host(args) => run_host(args).await,
+            Command::Call(args) => run_call(args).await,
+            Command::List(args) => run_list(args).await,
+        }
+    });
+    // Guest threads may still be unwinding an aborted call; don't wait for them.
+    runtime.shutdown_background();
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_host(args: HostArgs) -> anyhow::Result<ExitCode> {
+    let (listen, plugins) = match Topology::from_file(&args.config) {
+        Ok(topology) => {
+            topology.validate()?;
+            let region = topology.region(&args.region)?;
+            let listen = match args.listen {
+                Some(listen) => listen,
+                None => region.hosts[0]
+                    .parse()
+                    .expect("validated host addresses parse"),
+            };
+            let plugins = args.plugins.unwrap_or_else(|| topology.plugin_dir(region));
+            (listen, plugins)
+        }
+        Err(error) => match (args.listen, args.plugins) {
+            (Some(listen), Some(plugins)) if !args.config.exists() => {
+                tracing::info!(
+                    "no `{}`: serving region `{}` alone",
+                    args.config.display(),
+                    args.region
+                );
+                (listen, plugins)
+            }
+            _ => return Err(error.into()),
+        },
+    };
+    if !plugins.is_dir() {
+        bail!("plugin folder `{}` does not exist", plugins.display());
+    }
+
+    let mut options = HostOptions::new(&args.region, listen, plugins);
+    options.server.drain_timeout = args.drain_timeout;
+    options.server.default_deadline = args.default_deadline;
+    options.server.max_deadline = args.max_deadline;
+    options.server.max_in_flight = args.max_in_flight;
+    options.runtime.memory_limit = args.memory_limit_mib << 20;
+    let host = Host::start(options).await?;
+    let (functions, plugin_count) = host.loaded();
+    println!(
+        "wasmrpc host of region `{}` listening on {} ({functions} functions from {plugin_count} plugins)",
+        args.region,
+        host.local_addr()
+    );
+
+    wait_for_signal().await?;
+    tracing::info!("shutting down; send the signal again to exit at once");
+    host.shutdown();
+    let drained = tokio::select! {
+        drained = host.wait() => drained,
+        result = wait_for_signal() => {
+            result?;
+            tracing::warn!("second signal: exiting without draining");
+            return Ok(ExitCode::from(130));
+        }
+    };
+    if !drained {
+        tracing::warn!("exiting with calls still in flight after the drain timeout");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+    Ok(())
+}
+
+async fn run_call(args: CallArgs) -> anyhow::Result<ExitCode> {
+    let mut values = Vec::with_capacity(args.args.len());
+    for (i, text) in args.args.iter().enumerate() {
+        let json: serde_json::Value = match serde_json::from_str(text) {
+            Ok(json) => json,
+            Err(error) => {
+                eprintln!(
+                    "error: argument {} `{text}` is not JSON ({error}); strings need quotes, e.g. '\"{text}\"'",
+                    i + 1
+                );
+                return Ok(ExitCode::from(2));
+            }
+        };
+        values.push(json_to_cbor(json));
+    }
+    let result = async {
+        let client = Client::connect(args.host.as_str()).await?;
+        let options = CallOptions {
+            timeout: Some(args.timeout),
+            ..CallOptions::default()
+        };
+        client.call_with(&args.function, values, options).await
+    }
+    .await;
+    match result {
+        Ok(value) => {
+            println!("{}", to_json_text(&value));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            print_call_error(&error);
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+async fn run_list(args: ListArgs) -> anyhow::Result<ExitCode> {
+    let result = async { Client::connect(args.host.as_str()).await?.list().await }.await;
+    let mut functions = match result {
+        Ok(functions) => functions,
+        Err(error) => {
+            print_call_error(&error);
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    if let Some(pattern) = &args.pattern {
+        functions.retain(|f| match pattern.strip_suffix('*') {
+            Some(prefix) => f.name.starts_with(prefix),
+            None => f.name == *pattern || f.name.starts_with(&format!("{pattern}.")),
+        });
+    }
+    if args.json {
+        let json = serde_json::to_string_pretty(&functions).context("cannot encode the catalog")?;
+        println!("{json}");
+    } else {
+        for function in &functions {
+            println!(
+                "{}: {}  [{}]",
+                function.name,
+                function.signature,
+                function.regions.join(", ")
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `error[code]: message` and the details that help decide what to do next.
+fn print_call_error(error: &CallError) {
+    eprintln!("error[{}]: {}", error.code, error.message);
+    let mut facts = vec![format!("processed: {}", error.processed)];
+    if let Some(region) = &error.region {
+        facts.insert(0, format!("region: {region}"));
+    }
+    eprintln!("  {}", facts.join(", "));
+    if let Some(detail) = &error.detail {
+        eprintln!("  detail: {}", cbor_to_json(detail));
+    }
+}

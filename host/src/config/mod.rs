@@ -1,0 +1,271 @@
+//! `regions.toml`: the topology every host reads.
+//!
+//! ```toml
+//! [[region]]
+//! name = "eu-west"                  # [a-z0-9-]+, unique
+//! hosts = ["127.0.0.1:7101"]        # one listen address per host process, unique across the file
+//! plugins = "plugins/eu-west"       # plugin folder, relative to this file
+//!
+//! [routes]                          # optional: region preference per function pattern
+//! "billing.*" = ["us-east", "eu-west"]
+//! ```
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Why a `regions.toml` cannot be used. Each variant names the offending key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read `{path}`: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid `{path}`: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("`region` is empty: define at least one `[[region]]`")]
+    NoRegions,
+    #[error("region name `{0}` must match [a-z0-9-]+")]
+    BadRegionName(String),
+    #[error("region `{0}` is defined twice")]
+    DuplicateRegion(String),
+    #[error("region `{0}`: `hosts` is empty")]
+    NoHosts(String),
+    #[error("region `{region}`: host `{host}` is not an IP:port address")]
+    BadHost { region: String, host: String },
+    #[error("host `{host}` is listed twice (regions `{first}` and `{second}`)")]
+    DuplicateHost {
+        host: String,
+        first: String,
+        second: String,
+    },
+    #[error("region `{region}`: plugin folder `{path}` does not exist")]
+    MissingPlugins { region: String, path: PathBuf },
+    #[error("routes.\"{pattern}\": unknown region `{region}`")]
+    UnknownRouteRegion { pattern: String, region: String },
+    #[error("routes.\"{pattern}\": a pattern is `*`, a function name, or a prefix ending in `*`")]
+    BadRoutePattern { pattern: String },
+    #[error("unknown region `{name}`; `{path}` defines {known}")]
+    UnknownRegion {
+        name: String,
+        path: PathBuf,
+        known: String,
+    },
+}
+
+/// The parsed file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topology {
+    /// `[[region]]` tables, in file order.
+    #[serde(rename = "region", default)]
+    pub regions: Vec<Region>,
+    /// `[routes]`: `"pattern" = ["region", ...]`, the preferred regions for
+    /// functions matching the pattern.
+    #[serde(default)]
+    pub routes: BTreeMap<String, Vec<String>>,
+    /// The folder the file is in; relative plugin folders start there.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// One `[[region]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Region {
+    /// `name = "eu-west"`
+    pub name: String,
+    /// `hosts = ["127.0.0.1:7101"]`: the listen address of each host process.
+    pub hosts: Vec<String>,
+    /// `plugins = "plugins/eu-west"`: the plugin folder of this region's hosts.
+    pub plugins: PathBuf,
+}
+
+impl Topology {
+    /// Reads and parses `path` (not yet validated).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Read`] or [`ConfigError::Parse`].
+    pub fn from_file(path: &Path) -> Result<Topology, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut topology = Topology::from_str(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })?;
+        topology.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok(topology)
+    }
+
+    /// Parses TOML text (not yet validated); relative paths stay relative to
+    /// the current directory.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Parse`] with toml's message (it names the key and line).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(text: &str) -> Result<Topology, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("regions.toml"),
+            message: e.to_string().trim_end().to_owned(),
+        })
+    }
+
+    /// Checks names, addresses, uniqueness, routes and plugin folders.
+    ///
+    /// # Errors
+    ///
+    /// The first problem found, naming the offending key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.regions.is_empty() {
+            return Err(ConfigError::NoRegions);
+        }
+        let mut names = HashSet::new();
+        let mut hosts: BTreeMap<&str, &str> = BTreeMap::new();
+        for region in &self.regions {
+            let valid = !region.name.is_empty()
+                && region
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !valid {
+                return Err(ConfigError::BadRegionName(region.name.clone()));
+            }
+            if !names.insert(region.name.as_str()) {
+                return Err(ConfigError::DuplicateRegion(region.name.clone()));
+            }
+            if region.hosts.is_empty() {
+                return Err(ConfigError::NoHosts(region.name.clone()));
+            }
+            for host in &region.hosts {
+                if host.parse::<SocketAddr>().is_err() {
+                    return Err(ConfigError::BadHost {
+                        region: region.name.clone(),
+                        host: host.clone(),
+                    });
+                }
+                if let Some(first) = hosts.insert(host, &region.name) {
+                    return Err(ConfigError::DuplicateHost {
+                        host: host.clone(),
+                        first: first.to_owned(),
+                        second: region.name.clone(),
+                    });
+                }
+            }
+            let folder = self.plugin_dir(region);
+            if !folder.is_dir() {
+                return Err(ConfigError::MissingPlugins {
+                    region: region.name.clone(),
+                    path: folder,
+                });
+            }
+        }
+        for (pattern, regions) in &self.routes {
+            let star = pattern.find('*');
+            if pattern.is_empty() || star.is_some_and(|i| i != pattern.len() - 1) {
+                return Err(ConfigError::BadRoutePattern {
+                    pattern: pattern.clone(),
+                });
+            }
+            if let Some(region) = regions.iter().find(|r| !names.contains(r.as_str())) {
+                return Err(ConfigError::UnknownRouteRegion {
+                    pattern: pattern.clone(),
+                    region: region.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The region called `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::UnknownRegion`] listing the regions the file defines.
+    pub fn region(&self, name: &str) -> Result<&Region, ConfigError> {
+        self.regions
+            .iter()
+            .find(|r| r.name == name)
+            .ok_or_else(|| ConfigError::UnknownRegion {
+                name: name.to_owned(),
+                path: self.base_dir.join("regions.toml"),
+                known: self
+                    .regions
+                    .iter()
+                    .map(|r| format!("`{}`", r.name))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
+    /// The plugin folder of `region`, resolved against the file's folder.
+    pub fn plugin_dir(&self, region: &Region) -> PathBuf {
+        self.base_dir.join(&region.plugins)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Topology, ConfigError> {
+        let mut t = Topology::from_str(text)?;
+        t.base_dir = std::env::temp_dir();
+        t.validate().map(|()| t)
+    }
+
+    #[test]
+    fn unknown_key_names_the_key() {
+        let err = parse(
+            "[[region]]\nname = \"a\"\nhosts = [\"127.0.0.1:1\"]\nplugins = \".\"\ncolour = 1\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("unknown field `colour`"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_host_is_refused() {
+        let err = parse(
+            "[[region]]\nname = \"a\"\nhosts = [\"127.0.0.1:1\"]\nplugins = \".\"\n\
+             [[region]]\nname = \"b\"\nhosts = [\"127.0.0.1:1\"]\nplugins = \".\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "host `127.0.0.1:1` is listed twice (regions `a` and `b`)"
+        );
+    }
+
+    #[test]
+    fn missing_plugin_folder_is_refused() {
+        let err = parse(
+            "[[region]]\nname = \"a\"\nhosts = [\"127.0.0.1:1\"]\nplugins = \"no-such-dir-xyz\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("region `a`: plugin folder `"), "{err}");
+        assert!(err.ends_with("no-such-dir-xyz` does not exist"), "{err}");
+    }
+
+    #[test]
+    fn routes_must_name_known_regions() {
+        let err = parse(
+            "[[region]]\nname = \"a\"\nhosts = [\"127.0.0.1:1\"]\nplugins = \".\"\n\
+             [routes]\n\"billing.*\" = [\"a\", \"z\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(err, "routes.\"billing.*\": unknown region `z`");
+    }
+}

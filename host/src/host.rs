@@ -1,0 +1,118 @@
+//! A running host: runtime, plugins, router and server wired together.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::net::{ServerConfig, serve};
+use crate::plugins::{Catalog, Registry, load_dir};
+use crate::protocol::DEFAULT_HOP_LIMIT;
+use crate::region::Router;
+use crate::runtime::{Runtime, RuntimeConfig};
+use crate::service::Service;
+
+/// Everything needed to start a host.
+#[derive(Debug, Clone)]
+pub struct HostOptions {
+    /// The region this host serves.
+    pub region: String,
+    /// Address to listen on (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// The plugin folder.
+    pub plugins: PathBuf,
+    /// Server limits; `region` and `host_id` are filled in by [`Host::start`].
+    pub server: ServerConfig,
+    pub runtime: RuntimeConfig,
+    pub hop_limit: u32,
+}
+
+impl HostOptions {
+    /// Defaults for a host of `region` on `listen` serving `plugins`.
+    pub fn new(region: impl Into<String>, listen: SocketAddr, plugins: impl Into<PathBuf>) -> Self {
+        let region = region.into();
+        HostOptions {
+            server: ServerConfig::new(region.clone(), listen.to_string()),
+            region,
+            listen,
+            plugins: plugins.into(),
+            runtime: RuntimeConfig::default(),
+            hop_limit: DEFAULT_HOP_LIMIT,
+        }
+    }
+}
+
+/// A host that is serving. Dropping it does not stop it; call [`Host::shutdown`].
+pub struct Host {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    served: tokio::task::JoinHandle<bool>,
+    functions: usize,
+    plugins: usize,
+}
+
+impl Host {
+    /// Loads the plugins, binds the listener and starts serving.
+    ///
+    /// # Errors
+    ///
+    /// When the runtime cannot be built, the plugin folder cannot be read, or
+    /// the address cannot be bound.
+    pub async fn start(options: HostOptions) -> anyhow::Result<Host> {
+        let runtime = Arc::new(
+            Runtime::new(options.runtime.clone()).context("cannot start the wasm runtime")?,
+        );
+        let plugins = load_dir(&runtime, &options.plugins).await?;
+        let catalog = Catalog::new(plugins);
+        let (functions, plugin_count) = (catalog.len(), catalog.plugins().count());
+        let registry = Arc::new(Registry::new(catalog));
+        let router: Arc<dyn Service> = Arc::new(Router::new(
+            &options.region,
+            runtime,
+            registry,
+            options.hop_limit,
+        ));
+
+        let listener = TcpListener::bind(options.listen)
+            .await
+            .with_context(|| format!("failed to bind `{}`", options.listen))?;
+        let addr = listener.local_addr()?;
+        let mut server = options.server.clone();
+        server.region = options.region.clone();
+        if options.listen.port() == 0 {
+            server.host_id = addr.to_string();
+        }
+        let shutdown = CancellationToken::new();
+        let served = tokio::spawn(serve(listener, router, server, shutdown.clone()));
+        Ok(Host {
+            addr,
+            shutdown,
+            served,
+            functions,
+            plugins: plugin_count,
+        })
+    }
+
+    /// The address the host listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Functions and plugins loaded at start.
+    pub fn loaded(&self) -> (usize, usize) {
+        (self.functions, self.plugins)
+    }
+
+    /// Starts a graceful shutdown (stop accepting, drain calls in flight).
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Waits until the server has stopped; `true` if it drained in time.
+    pub async fn wait(self) -> bool {
+        self.served.await.unwrap_or(false)
+    }
+}

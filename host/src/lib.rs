@@ -1,0 +1,19 @@
+//! wasmrpc: a multi-region RPC system whose handlers are WebAssembly components.
+//!
+//! A host ([`host::Host`]) loads every component of its plugin folder, serves
+//! their exported functions over a CBOR-framed TCP protocol ([`protocol`],
+//! [`net`]) and runs each call in a fresh, sandboxed instance ([`runtime`]).
+//! [`net::Client`] calls any function by name.
+
+pub mod cli;
+pub mod config;
+pub mod host;
+pub mod net;
+pub mod plugins;
+pub mod protocol;
+pub mod region;
+pub mod runtime;
+pub mod service;
+
+pub use net::{CallOptions, Client, ClientOptions};
+pub use protocol::{CallError, ErrorCode, Processed};

@@ -1,0 +1,462 @@
+//! The multiplexed client: one connection, many concurrent calls.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ciborium::Value;
+use futures::StreamExt;
+use tokio::net::{TcpStream, ToSocketAddrs};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio_util::codec::FramedRead;
+
+use super::write_frames;
+use crate::protocol::{
+    Call, CallError, Cancel, DEFAULT_MAX_FRAME, DEFAULT_MAX_IN_FLIGHT, ErrorCode, FunctionInfo,
+    Hello, ListFunctions, Message, PROTOCOL_VERSION, Ping, Processed, Role, decode_message,
+    encode_message,
+};
+
+/// How a client introduces itself and how long it waits.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    pub role: Role,
+    pub region: Option<String>,
+    pub host_id: Option<String>,
+    /// Time allowed for TCP connect plus the `hello` exchange.
+    pub connect_timeout: Duration,
+    /// Deadline of calls made without one.
+    pub default_timeout: Duration,
+    pub max_frame: usize,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            role: Role::Client,
+            region: None,
+            host_id: None,
+            connect_timeout: Duration::from_secs(5),
+            default_timeout: Duration::from_secs(5),
+            max_frame: DEFAULT_MAX_FRAME,
+        }
+    }
+}
+
+/// Per-call settings.
+#[derive(Debug, Clone, Default)]
+pub struct CallOptions {
+    /// The call's deadline, from now. `None`: the client's default.
+    pub timeout: Option<Duration>,
+    /// Hops already made (for forwarding hosts).
+    pub hops: u32,
+    /// Regions already visited (for forwarding hosts).
+    pub visited: Vec<String>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// A connection to a host. Cheap to clone; clones share the connection, and
+/// any number of tasks may call through it at once.
+#[derive(Clone)]
+pub struct Client {
+    shared: Arc<Shared>,
+}
+
+enum Response {
+    Value(Value),
+    Error(CallError),
+    Catalog(Vec<FunctionInfo>),
+    Pong,
+}
+
+/// State the reader task shares with callers.
+struct Pending {
+    waiting: Mutex<HashMap<u64, oneshot::Sender<Response>>>,
+    /// Set when the connection ended or the host is draining: why new calls fail.
+    closed: Mutex<Option<CallError>>,
+}
+
+struct Shared {
+    tx: mpsc::Sender<Bytes>,
+    /// Permits for calls in flight, as many as the host accepts.
+    slots: Semaphore,
+    pending: Arc<Pending>,
+    next_id: AtomicU64,
+    options: ClientOptions,
+    hello: Hello,
+    reader: tokio::task::AbortHandle,
+    addr: String,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+impl Client {
+    /// Connects with default options.
+    ///
+    /// # Errors
+    ///
+    /// `unavailable` (`processed: no`) when the host cannot be reached or
+    /// refuses the handshake.
+    pub async fn connect(
+        addr: impl ToSocketAddrs + std::fmt::Display,
+    ) -> Result<Client, CallError> {
+        Client::connect_with(addr, ClientOptions::default()).await
+    }
+
+    /// Connects, exchanges `hello`, and starts the connection's tasks.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::connect`].
+    pub async fn connect_with(
+        addr: impl ToSocketAddrs + std::fmt::Display,
+        options: ClientOptions,
+    ) -> Result<Client, CallError> {
+        let name = addr.to_string();
+        let unavailable = |why: String| {
+            CallError::new(
+                ErrorCode::Unavailable,
+                Processed::No,
+                format!("cannot connect to `{name}`: {why}"),
+            )
+        };
+        let handshake = async {
+            let stream = TcpStream::connect(addr)
+                .await
+                .map_err(|e| unavailable(e.to_string()))?;
+            stream
+                .set_nodelay(true)
+                .map_err(|e| unavailable(e.to_string()))?;
+            let (reader, writer) = stream.into_split();
+            let mut frames =
+                FramedRead::new(reader, crate::protocol::FrameCodec::new(options.max_frame));
+            let (tx, rx) = mpsc::channel::<Bytes>(1024);
+            tokio::spawn(write_frames(writer, rx));
+            let hello = Message::Hello(Hello {
+                version: PROTOCOL_VERSION,
+                role: options.role,
+                region: options.region.clone(),
+                host_id: options.host_id.clone(),
+                max_in_flight: None,
+            });
+            let frame = encode_message(&hello, options.max_frame)
+                .map_err(|e| unavailable(e.to_string()))?;
+            tx.send(frame)
+                .await
+                .map_err(|_| unavailable("connection closed".into()))?;
+            let reply = match frames.next().await {
+                Some(Ok(body)) => decode_message(&body).map_err(|e| unavailable(e.to_string()))?,
+                Some(Err(e)) => return Err(unavailable(e.to_string())),
+                None => return Err(unavailable("connection closed during handshake".into())),
+            };
+            match reply {
+                Message::Hello(hello) => Ok((frames, tx, hello)),
+                Message::Error(error) => {
+                    Err(unavailable(format!("{}: {}", error.code, error.message)))
+                }
+                other => Err(unavailable(format!(
+                    "expected `hello`, got `{}`",
+                    other.kind()
+                ))),
+            }
+        };
+        let (frames, tx, hello) = tokio::time::timeout(options.connect_timeout, handshake)
+            .await
+            .map_err(|_| {
+                unavailable(format!("no answer within {:?}", options.connect_timeout))
+            })??;
+
+        let pending = Arc::new(Pending {
+            waiting: Mutex::new(HashMap::new()),
+            closed: Mutex::new(None),
+        });
+        let reader =
+            tokio::spawn(read_responses(frames, pending.clone(), name.clone())).abort_handle();
+        let slots = Semaphore::new(
+            hello
+                .max_in_flight
+                .map_or(DEFAULT_MAX_IN_FLIGHT, |n| n as usize),
+        );
+        Ok(Client {
+            shared: Arc::new(Shared {
+                tx,
+                slots,
+                pending,
+                next_id: AtomicU64::new(1),
+                options,
+                hello,
+                reader,
+                addr: name,
+            }),
+        })
+    }
+
+    /// The host's `hello`: its region and id.
+    pub fn host_hello(&self) -> &Hello {
+        &self.shared.hello
+    }
+
+    /// Calls `function` with `args` and the client's default deadline.
+    ///
+    /// # Errors
+    ///
+    /// The host's error, or `unavailable`/`deadline_exceeded` from the client
+    /// side when the connection fails or the host does not answer in time.
+    pub async fn call(&self, function: &str, args: Vec<Value>) -> Result<Value, CallError> {
+        self.call_with(function, args, CallOptions::default()).await
+    }
+
+    /// Calls `function` with per-call options.
+    ///
+    /// Dropping the returned future cancels the call on the host.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::call`].
+    pub async fn call_with(
+        &self,
+        function: &str,
+        args: Vec<Value>,
+        options: CallOptions,
+    ) -> Result<Value, CallError> {
+        let timeout = options
+            .timeout
+            .unwrap_or(self.shared.options.default_timeout);
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let message = Message::Call(Call {
+            id,
+            function: function.to_owned(),
+            args,
+            deadline_ms: Some(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)),
+            hops: options.hops,
+            visited: options.visited,
+            metadata: options.metadata,
+        });
+        match self.request(id, message, timeout, true).await? {
+            Response::Value(value) => Ok(value),
+            Response::Error(error) => Err(error),
+            _ => Err(CallError::internal(format!(
+                "host answered call {id} with the wrong message"
+            ))),
+        }
+    }
+
+    /// The catalog: every function callable through the host, with its
+    /// signature and regions.
+    ///
+    /// # Errors
+    ///
+    /// `unavailable` or `deadline_exceeded` when the host does not answer.
+    pub async fn list(&self) -> Result<Vec<FunctionInfo>, CallError> {
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let timeout = self.shared.options.default_timeout;
+        match self
+            .request(id, Message::List(ListFunctions { id }), timeout, false)
+            .await?
+        {
+            Response::Catalog(functions) => Ok(functions),
+            Response::Error(error) => Err(error),
+            _ => Err(CallError::internal(
+                "host answered `list` with the wrong message",
+            )),
+        }
+    }
+
+    /// Measures one round trip to the host.
+    ///
+    /// # Errors
+    ///
+    /// `unavailable` or `deadline_exceeded` when the host does not answer.
+    pub async fn ping(&self) -> Result<Duration, CallError> {
+        let nonce = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let start = Instant::now();
+        let timeout = self.shared.options.default_timeout;
+        match self
+            .request(nonce, Message::Ping(Ping { nonce }), timeout, false)
+            .await?
+        {
+            Response::Pong => Ok(start.elapsed()),
+            _ => Err(CallError::internal(
+                "host answered `ping` with the wrong message",
+            )),
+        }
+    }
+
+    /// Sends `message` and waits for the response with `id`.
+    async fn request(
+        &self,
+        id: u64,
+        message: Message,
+        timeout: Duration,
+        cancellable: bool,
+    ) -> Result<Response, CallError> {
+        if self
+            .shared
+            .pending
+            .closed
+            .lock()
+            .expect("client lock")
+            .is_some()
+        {
+            return Err(self.connection_lost(Processed::No));
+        }
+        let frame = encode_message(&message, self.shared.options.max_frame).map_err(|e| {
+            CallError::new(
+                ErrorCode::InvalidArgs,
+                Processed::No,
+                format!("cannot send the request: {e}"),
+            )
+        })?;
+        // Calls beyond the host's in-flight limit wait here, within their deadline.
+        let started = Instant::now();
+        let _slot = if cancellable {
+            match tokio::time::timeout(timeout, self.shared.slots.acquire()).await {
+                Ok(Ok(permit)) => Some(permit),
+                Ok(Err(_)) => return Err(self.connection_lost(Processed::No)),
+                Err(_) => {
+                    return Err(CallError::new(
+                        ErrorCode::DeadlineExceeded,
+                        Processed::No,
+                        "deadline passed while waiting for a free call slot (the host's in-flight limit)",
+                    ));
+                }
+            }
+        } else {
+            None
+        };
+        let timeout = timeout.saturating_sub(started.elapsed());
+        let (tx, rx) = oneshot::channel();
+        self.shared
+            .pending
+            .waiting
+            .lock()
+            .expect("client lock")
+            .insert(id, tx);
+        let mut guard = PendingGuard {
+            shared: &self.shared,
+            id,
+            cancel_on_drop: cancellable,
+        };
+        if self.shared.tx.send(frame).await.is_err() {
+            guard.cancel_on_drop = false;
+            return Err(self.connection_lost(Processed::No));
+        }
+        // The host enforces the deadline and answers `deadline_exceeded`
+        // itself; the grace period covers the trip back.
+        let wait = timeout + Duration::from_millis(500);
+        let result = match tokio::time::timeout(wait, rx).await {
+            Ok(Ok(response)) => {
+                guard.cancel_on_drop = false;
+                Ok(response)
+            }
+            Ok(Err(_)) => {
+                guard.cancel_on_drop = false;
+                Err(self.connection_lost(Processed::Maybe))
+            }
+            Err(_) => Err(CallError::new(
+                ErrorCode::DeadlineExceeded,
+                Processed::Maybe,
+                format!("no answer from `{}` within {timeout:?}", self.shared.addr),
+            )),
+        };
+        drop(guard);
+        result
+    }
+
+    /// The error for a request the connection could not complete: why the
+    /// connection ended, with the caller's `processed` state.
+    fn connection_lost(&self, processed: Processed) -> CallError {
+        let message = match &*self.shared.pending.closed.lock().expect("client lock") {
+            Some(error) => error.message.clone(),
+            None => format!("connection to `{}` lost", self.shared.addr),
+        };
+        CallError::new(ErrorCode::Unavailable, processed, message)
+    }
+}
+
+/// Removes a request's waiter when the caller stops waiting, and tells the
+/// host to cancel the call if it was still running.
+struct PendingGuard<'a> {
+    shared: &'a Shared,
+    id: u64,
+    cancel_on_drop: bool,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        let removed = self
+            .shared
+            .pending
+            .waiting
+            .lock()
+            .expect("client lock")
+            .remove(&self.id);
+        if self.cancel_on_drop && removed.is_some() {
+            let cancel = Message::Cancel(Cancel { id: self.id });
+            if let Ok(frame) = encode_message(&cancel, self.shared.options.max_frame) {
+                let _ = self.shared.tx.try_send(frame);
+            }
+        }
+    }
+}
+
+/// Routes every incoming frame to the caller waiting for its id.
+async fn read_responses(
+    mut frames: FramedRead<tokio::net::tcp::OwnedReadHalf, crate::protocol::FrameCodec>,
+    pending: Arc<Pending>,
+    addr: String,
+) {
+    let reason = loop {
+        let body = match frames.next().await {
+            Some(Ok(body)) => body,
+            Some(Err(error)) => break format!("connection to `{addr}` failed: {error}"),
+            None => break format!("connection to `{addr}` closed by the host"),
+        };
+        let (id, response) = match decode_message(&body) {
+            Ok(Message::Reply(reply)) => (reply.id, Response::Value(reply.value)),
+            Ok(Message::Error(error)) => match error.id {
+                Some(id) => (id, Response::Error(error.into_call_error())),
+                None => {
+                    break format!(
+                        "host `{addr}` closed the connection: {}: {}",
+                        error.code, error.message
+                    );
+                }
+            },
+            Ok(Message::Catalog(catalog)) => (catalog.id, Response::Catalog(catalog.functions)),
+            Ok(Message::Pong(pong)) => (pong.nonce, Response::Pong),
+            Ok(Message::Drain(drain)) => {
+                *pending.closed.lock().expect("client lock") = Some(CallError::new(
+                    ErrorCode::Unavailable,
+                    Processed::No,
+                    format!("host `{addr}` is draining: {}", drain.message),
+                ));
+                continue;
+            }
+            Ok(other) => break format!("host `{addr}` sent an unexpected `{}`", other.kind()),
+            Err(error) => break format!("host `{addr}` sent a bad frame: {error}"),
+        };
+        let waiter = pending.waiting.lock().expect("client lock").remove(&id);
+        if let Some(waiter) = waiter {
+            let _ = waiter.send(response);
+        }
+    };
+    tracing::debug!("{reason}");
+    let mut closed = pending.closed.lock().expect("client lock");
+    if closed.is_none() {
+        *closed = Some(CallError::new(
+            ErrorCode::Unavailable,
+            Processed::Maybe,
+            reason,
+        ));
+    }
+    drop(closed);
+    // Dropping the senders wakes every waiter with "connection lost".
+    pending.waiting.lock().expect("client lock").clear();
+}

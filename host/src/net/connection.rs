@@ -1,0 +1,307 @@
+//! One accepted connection: handshake, multiplexed calls, cancellation, drain.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+
+use super::server::ServerConfig;
+use super::write_frames;
+use crate::protocol::{
+    Call, CallError, Catalog, Drain, ErrorCode, ErrorReply, FrameCodec, Hello, Message,
+    PROTOCOL_VERSION, Pong, Processed, ProtocolError, Reply, Role, decode_message, encode_message,
+};
+use crate::service::{CallRequest, Service};
+
+/// Frames queued for the socket per connection before senders wait.
+const OUTBOUND_QUEUE: usize = 256;
+
+pub(super) struct Connection {
+    service: Arc<dyn Service>,
+    config: Arc<ServerConfig>,
+    shutdown: CancellationToken,
+}
+
+type Frames = FramedRead<tokio::net::tcp::OwnedReadHalf, FrameCodec>;
+
+impl Connection {
+    pub fn new(
+        service: Arc<dyn Service>,
+        config: Arc<ServerConfig>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Connection {
+            service,
+            config,
+            shutdown,
+        }
+    }
+
+    /// Refuses a connection over the cap with an error frame.
+    pub async fn refuse(self, stream: TcpStream) {
+        let (_, writer) = stream.into_split();
+        let (tx, rx) = mpsc::channel(1);
+        let error = ErrorReply::connection(
+            ErrorCode::ResourceExhausted,
+            format!(
+                "connection limit of {} reached",
+                self.config.max_connections
+            ),
+        );
+        if let Ok(frame) = encode_message(&Message::Error(error), self.config.max_frame) {
+            let _ = tx.send(frame).await;
+        }
+        drop(tx);
+        let _ = tokio::time::timeout(Duration::from_secs(1), write_frames(writer, rx)).await;
+    }
+
+    /// Serves the connection until the peer closes it, breaks the protocol,
+    /// or the host drains.
+    pub async fn run(self, stream: TcpStream) -> Result<(), ProtocolError> {
+        stream.set_nodelay(true)?;
+        let (reader, writer) = stream.into_split();
+        let mut frames = FramedRead::new(reader, FrameCodec::new(self.config.max_frame));
+        let (tx, rx) = mpsc::channel::<Bytes>(OUTBOUND_QUEUE);
+        let writer = tokio::spawn(write_frames(writer, rx));
+
+        let result = match self.handshake(&mut frames, &tx).await {
+            Ok(()) => self.serve_calls(&mut frames, &tx).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = &result {
+            // Tell the peer why before closing, when the socket still works.
+            if !matches!(error, ProtocolError::Io(_)) {
+                let code = match error {
+                    ProtocolError::FrameTooLarge { .. } => ErrorCode::ResourceExhausted,
+                    _ => ErrorCode::ProtocolError,
+                };
+                let reply = ErrorReply::connection(code, error.to_string());
+                self.send(&tx, Message::Error(reply)).await;
+            }
+        }
+        drop(tx);
+        let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+        result
+    }
+
+    async fn handshake(
+        &self,
+        frames: &mut Frames,
+        tx: &mpsc::Sender<Bytes>,
+    ) -> Result<(), ProtocolError> {
+        let first = tokio::time::timeout(self.config.hello_timeout, frames.next())
+            .await
+            .map_err(|_| ProtocolError::Unexpected {
+                got: "nothing",
+                why: format!("no `hello` within {:?}", self.config.hello_timeout),
+            })?;
+        let body = match first {
+            Some(body) => body?,
+            None => return Err(ProtocolError::Io(std::io::ErrorKind::UnexpectedEof.into())),
+        };
+        match decode_message(&body)? {
+            Message::Hello(hello) if hello.version == PROTOCOL_VERSION => {
+                tracing::debug!(role = ?hello.role, region = ?hello.region, host_id = ?hello.host_id, "hello");
+                let ours = Hello {
+                    version: PROTOCOL_VERSION,
+                    role: Role::Host,
+                    region: Some(self.config.region.clone()),
+                    host_id: Some(self.config.host_id.clone()),
+                    max_in_flight: u32::try_from(self.config.max_in_flight).ok(),
+                };
+                self.send(tx, Message::Hello(ours)).await;
+                Ok(())
+            }
+            Message::Hello(hello) => Err(ProtocolError::Version {
+                got: hello.version,
+                ours: PROTOCOL_VERSION,
+            }),
+            Message::Call(call) => {
+                // Answer the call itself so the caller is not left waiting.
+                let error = CallError::new(
+                    ErrorCode::ProtocolError,
+                    Processed::No,
+                    "the connection must start with `hello`",
+                );
+                self.send(tx, Message::Error(ErrorReply::for_call(call.id, error)))
+                    .await;
+                Err(ProtocolError::Unexpected {
+                    got: "call",
+                    why: "the connection must start with `hello`".into(),
+                })
+            }
+            other => Err(ProtocolError::Unexpected {
+                got: other.kind(),
+                why: "the connection must start with `hello`".into(),
+            }),
+        }
+    }
+
+    async fn serve_calls(
+        &self,
+        frames: &mut Frames,
+        tx: &mpsc::Sender<Bytes>,
+    ) -> Result<(), ProtocolError> {
+        let mut in_flight: HashMap<u64, CancellationToken> = HashMap::new();
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<u64>();
+        let mut draining = false;
+        let result = loop {
+            if draining && in_flight.is_empty() {
+                break Ok(());
+            }
+            tokio::select! {
+                biased;
+                Some(id) = done_rx.recv() => {
+                    in_flight.remove(&id);
+                }
+                () = self.shutdown.cancelled(), if !draining => {
+                    draining = true;
+                    let drain = Drain { message: "host is shutting down".into() };
+                    self.send(tx, Message::Drain(drain)).await;
+                }
+                frame = frames.next() => {
+                    let body = match frame {
+                        None => break Ok(()),
+                        Some(Err(error)) => break Err(error),
+                        Some(Ok(body)) => body,
+                    };
+                    let message = match decode_message(&body) {
+                        Ok(message) => message,
+                        Err(error) => break Err(error),
+                    };
+                    match message {
+                        Message::Call(call) => {
+                            self.start_call(call, draining, &mut in_flight, tx, &done_tx).await;
+                        }
+                        Message::Cancel(cancel) => {
+                            if let Some(token) = in_flight.get(&cancel.id) {
+                                token.cancel();
+                            }
+                        }
+                        Message::List(list) => {
+                            let functions = self.service.catalog();
+                            self.send(tx, Message::Catalog(Catalog { id: list.id, functions })).await;
+                        }
+                        Message::Ping(ping) => {
+                            self.send(tx, Message::Pong(Pong { nonce: ping.nonce })).await;
+                        }
+                        Message::Pong(_) => {}
+                        other => {
+                            break Err(ProtocolError::Unexpected {
+                                got: other.kind(),
+                                why: "hosts do not accept it from a caller".into(),
+                            });
+                        }
+                    }
+                }
+            }
+        };
+        // The caller is gone or broke the protocol: stop the work it asked for.
+        for token in in_flight.values() {
+            token.cancel();
+        }
+        result
+    }
+
+    async fn start_call(
+        &self,
+        call: Call,
+        draining: bool,
+        in_flight: &mut HashMap<u64, CancellationToken>,
+        tx: &mpsc::Sender<Bytes>,
+        done_tx: &mpsc::UnboundedSender<u64>,
+    ) {
+        let refusal = if draining {
+            Some(CallError::new(
+                ErrorCode::Unavailable,
+                Processed::No,
+                "host is draining; call another host",
+            ))
+        } else if in_flight.contains_key(&call.id) {
+            Some(CallError::new(
+                ErrorCode::ProtocolError,
+                Processed::No,
+                format!(
+                    "call id {} is already in flight on this connection",
+                    call.id
+                ),
+            ))
+        } else if in_flight.len() >= self.config.max_in_flight {
+            Some(CallError::new(
+                ErrorCode::ResourceExhausted,
+                Processed::No,
+                format!(
+                    "{} calls already in flight on this connection (the limit)",
+                    self.config.max_in_flight
+                ),
+            ))
+        } else {
+            None
+        };
+        if let Some(error) = refusal {
+            let error = error.in_region(&self.config.region);
+            self.send(tx, Message::Error(ErrorReply::for_call(call.id, error)))
+                .await;
+            return;
+        }
+
+        let timeout = call
+            .deadline_ms
+            .map_or(self.config.default_deadline, Duration::from_millis)
+            .min(self.config.max_deadline);
+        let cancel = CancellationToken::new();
+        in_flight.insert(call.id, cancel.clone());
+        let request = CallRequest {
+            function: call.function,
+            args: call.args,
+            deadline: Instant::now() + timeout,
+            hops: call.hops,
+            visited: call.visited,
+            metadata: call.metadata,
+            cancel,
+        };
+        let id = call.id;
+        let service = self.service.clone();
+        let tx = tx.clone();
+        let done_tx = done_tx.clone();
+        let max_frame = self.config.max_frame;
+        let region = self.config.region.clone();
+        tokio::spawn(async move {
+            let message = match service.call(request).await {
+                Ok(value) => Message::Reply(Reply { id, value }),
+                Err(error) => Message::Error(ErrorReply::for_call(id, error)),
+            };
+            let frame = encode_message(&message, max_frame).or_else(|error| {
+                let error = CallError::new(
+                    ErrorCode::ResourceExhausted,
+                    Processed::Yes,
+                    format!("the reply does not fit in a frame: {error}"),
+                )
+                .in_region(&region);
+                encode_message(&Message::Error(ErrorReply::for_call(id, error)), max_frame)
+            });
+            match frame {
+                Ok(frame) => {
+                    let _ = tx.send(frame).await;
+                }
+                Err(error) => tracing::error!("cannot encode the reply to call {id}: {error}"),
+            }
+            let _ = done_tx.send(id);
+        });
+    }
+
+    async fn send(&self, tx: &mpsc::Sender<Bytes>, message: Message) {
+        match encode_message(&message, self.config.max_frame) {
+            Ok(frame) => {
+                let _ = tx.send(frame).await;
+            }
+            Err(error) => tracing::error!("cannot encode `{}`: {error}", message.kind()),
+        }
+    }
+}

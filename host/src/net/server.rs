@@ -1,0 +1,112 @@
+//! The accept loop and graceful shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::connection::Connection;
+use crate::protocol::{DEFAULT_MAX_FRAME, DEFAULT_MAX_IN_FLIGHT};
+use crate::service::Service;
+
+/// Limits and identity of a serving host.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// This host's region, sent in `hello`.
+    pub region: String,
+    /// This host's id, sent in `hello` (defaults to its listen address).
+    pub host_id: String,
+    /// Largest frame accepted or sent.
+    pub max_frame: usize,
+    /// Calls in flight per connection before `resource_exhausted`.
+    pub max_in_flight: usize,
+    /// Deadline of calls that carry none.
+    pub default_deadline: Duration,
+    /// Deadlines above this are clamped to it.
+    pub max_deadline: Duration,
+    /// Open connections before new ones are refused.
+    pub max_connections: usize,
+    /// How long a new connection may take to send its `hello`.
+    pub hello_timeout: Duration,
+    /// How long shutdown waits for calls in flight.
+    pub drain_timeout: Duration,
+}
+
+impl ServerConfig {
+    /// The documented defaults for a host of `region`.
+    pub fn new(region: impl Into<String>, host_id: impl Into<String>) -> Self {
+        ServerConfig {
+            region: region.into(),
+            host_id: host_id.into(),
+            max_frame: DEFAULT_MAX_FRAME,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            default_deadline: Duration::from_secs(5),
+            max_deadline: Duration::from_secs(30),
+            max_connections: 10_000,
+            hello_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Serves connections from `listener` until `shutdown` is cancelled, then
+/// drains: stops accepting, tells every connection to drain, and waits up to
+/// `drain_timeout` for calls in flight to finish.
+///
+/// Returns whether every connection finished within the drain timeout.
+pub async fn serve(
+    listener: TcpListener,
+    service: Arc<dyn Service>,
+    config: ServerConfig,
+    shutdown: CancellationToken,
+) -> bool {
+    let config = Arc::new(config);
+    let tracker = TaskTracker::new();
+    let slots = Arc::new(Semaphore::new(config.max_connections));
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = shutdown.cancelled() => break,
+        };
+        let (stream, addr) = match accepted {
+            Ok(conn) => conn,
+            Err(error) => {
+                // Usually EMFILE or a reset before accept: back off briefly.
+                tracing::warn!("accept failed: {error}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let permit = slots.clone().try_acquire_owned().ok();
+        let connection = Connection::new(service.clone(), config.clone(), shutdown.clone());
+        tracker.spawn(async move {
+            match permit {
+                Some(_permit) => {
+                    if let Err(error) = connection.run(stream).await {
+                        tracing::debug!(%addr, "connection closed: {error}");
+                    }
+                }
+                None => connection.refuse(stream).await,
+            }
+        });
+    }
+    drop(listener);
+    tracker.close();
+    tracing::info!(
+        connections = tracker.len(),
+        "draining: waiting up to {:?} for calls in flight",
+        config.drain_timeout
+    );
+    let drained = tokio::time::timeout(config.drain_timeout, tracker.wait())
+        .await
+        .is_ok();
+    if drained {
+        tracing::info!("drained");
+    } else {
+        tracing::warn!("drain timeout reached with calls still in flight");
+    }
+    drained
+}

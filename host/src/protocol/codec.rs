@@ -1,0 +1,254 @@
+//! Framing (4-byte big-endian length + CBOR body) and envelope encoding.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use ciborium::Value;
+use tokio_util::codec::Decoder;
+
+use super::error::ProtocolError;
+use super::message::Message;
+use super::{ARGS_NESTING, ENVELOPE_NESTING};
+
+/// Splits a byte stream into frame bodies.
+///
+/// The length prefix is checked against `max_frame` before anything of that
+/// size is allocated; a partial frame only ever holds the bytes received.
+#[derive(Debug, Clone)]
+pub struct FrameCodec {
+    max_frame: usize,
+}
+
+impl FrameCodec {
+    pub fn new(max_frame: usize) -> Self {
+        FrameCodec { max_frame }
+    }
+}
+
+impl Decoder for FrameCodec {
+    type Item = BytesMut;
+    type Error = ProtocolError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>, ProtocolError> {
+        if src.len() < 4 {
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes([src[0], src[1], src[2], src[3]]) as usize;
+        if len > self.max_frame {
+            return Err(ProtocolError::FrameTooLarge {
+                len,
+                max: self.max_frame,
+            });
+        }
+        if src.len() < 4 + len {
+            return Ok(None);
+        }
+        src.advance(4);
+        Ok(Some(src.split_to(len)))
+    }
+}
+
+/// Decodes one frame body into a [`Message`].
+///
+/// # Errors
+///
+/// [`ProtocolError::Malformed`] when the body is not exactly one CBOR item,
+/// nests deeper than the envelope plus argument limits, has unknown or
+/// duplicate keys, or has a field of the wrong type.
+pub fn decode_message(body: &[u8]) -> Result<Message, ProtocolError> {
+    let mut reader = body;
+    let message: Message = ciborium::de::from_reader_with_recursion_limit(
+        &mut reader,
+        ENVELOPE_NESTING + ARGS_NESTING,
+    )
+    .map_err(|e| ProtocolError::Malformed(describe_de_error(e)))?;
+    if !reader.is_empty() {
+        return Err(ProtocolError::Malformed(format!(
+            "{} trailing bytes after the message",
+            reader.len()
+        )));
+    }
+    let payload_too_deep = match &message {
+        Message::Call(call) => call.args.iter().any(|v| depth(v) >= ARGS_NESTING),
+        Message::Reply(reply) => depth(&reply.value) > ARGS_NESTING,
+        Message::Error(error) => error
+            .detail
+            .as_ref()
+            .is_some_and(|d| depth(d) > ARGS_NESTING),
+        _ => false,
+    };
+    if payload_too_deep {
+        return Err(ProtocolError::Malformed(format!(
+            "value nests deeper than {ARGS_NESTING} levels"
+        )));
+    }
+    Ok(message)
+}
+
+/// Encodes `message` as a complete frame (length prefix included).
+///
+/// # Errors
+///
+/// [`ProtocolError::FrameTooLarge`] when the body exceeds `max_frame`.
+pub fn encode_message(message: &Message, max_frame: usize) -> Result<Bytes, ProtocolError> {
+    let mut buf = BytesMut::with_capacity(64);
+    buf.put_u32(0);
+    ciborium::ser::into_writer(message, (&mut buf).writer())
+        .map_err(|e| ProtocolError::Malformed(format!("cannot encode message: {e}")))?;
+    let len = buf.len() - 4;
+    if len > max_frame {
+        return Err(ProtocolError::FrameTooLarge {
+            len,
+            max: max_frame,
+        });
+    }
+    buf[..4].copy_from_slice(&(len as u32).to_be_bytes());
+    Ok(buf.freeze())
+}
+
+/// Nesting depth of a value: scalars are 0, `[1]` is 1, `[[1]]` is 2.
+pub(crate) fn depth(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        Value::Map(entries) => {
+            1 + entries
+                .iter()
+                .map(|(k, v)| depth(k).max(depth(v)))
+                .max()
+                .unwrap_or(0)
+        }
+        Value::Tag(_, inner) => 1 + depth(inner),
+        _ => 0,
+    }
+}
+
+fn describe_de_error(error: ciborium::de::Error<std::io::Error>) -> String {
+    use ciborium::de::Error;
+    match error {
+        Error::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "truncated CBOR item".to_owned()
+        }
+        Error::Io(e) => format!("i/o error: {e}"),
+        Error::Syntax(offset) => format!("invalid CBOR at byte {offset}"),
+        Error::Semantic(Some(offset), msg) => format!("{msg} (at byte {offset})"),
+        Error::Semantic(None, msg) => msg,
+        Error::RecursionLimitExceeded => format!(
+            "CBOR nests deeper than {} levels",
+            ENVELOPE_NESTING + ARGS_NESTING
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Call, Hello, PROTOCOL_VERSION, Role};
+
+    fn frame(msg: &Message) -> Bytes {
+        encode_message(msg, 1 << 20).unwrap()
+    }
+
+    #[test]
+    fn call_round_trips_through_frame_and_envelope() {
+        let msg = Message::Call(Call {
+            id: 7,
+            function: "math.add".into(),
+            args: vec![Value::from(2), Value::from(3)],
+            deadline_ms: Some(250),
+            hops: 1,
+            visited: vec!["eu-west".into()],
+            metadata: [("trace".to_owned(), "abc".to_owned())].into(),
+        });
+        let mut buf = BytesMut::from(&frame(&msg)[..]);
+        let body = FrameCodec::new(1 << 20).decode(&mut buf).unwrap().unwrap();
+        assert!(buf.is_empty());
+        assert_eq!(decode_message(&body).unwrap(), msg);
+    }
+
+    #[test]
+    fn hello_encodes_as_a_single_key_map() {
+        let msg = Message::Hello(Hello {
+            version: PROTOCOL_VERSION,
+            role: Role::Client,
+            region: None,
+            host_id: None,
+            max_in_flight: None,
+        });
+        let bytes = frame(&msg);
+        // a1 (map of 1) 65 "hello" a2 (map of 2) 67 "version" 01 64 "role" 66 "client"
+        let expected: &[u8] = b"\xa1\x65hello\xa2\x67version\x01\x64role\x66client";
+        assert_eq!(&bytes[4..], expected);
+        assert_eq!(&bytes[..4], &(expected.len() as u32).to_be_bytes());
+    }
+
+    #[test]
+    fn oversized_length_is_refused_before_buffering() {
+        let mut buf = BytesMut::from(&[0xff, 0xff, 0xff, 0xff, 1, 2][..]);
+        let err = FrameCodec::new(4 << 20).decode(&mut buf).unwrap_err();
+        assert!(matches!(
+            err,
+            ProtocolError::FrameTooLarge {
+                len: 0xffff_ffff,
+                max: 4194304
+            }
+        ));
+    }
+
+    #[test]
+    fn partial_frame_waits_for_more_bytes() {
+        let mut buf = BytesMut::from(&[0, 0, 0, 10, 1, 2][..]);
+        assert!(FrameCodec::new(64).decode(&mut buf).unwrap().is_none());
+        assert_eq!(buf.len(), 6);
+    }
+
+    #[test]
+    fn duplicate_and_unknown_keys_are_rejected() {
+        // {"ping": {"nonce": 1, "nonce": 2}}
+        let dup = b"\xa1\x64ping\xa2\x65nonce\x01\x65nonce\x02";
+        let err = decode_message(dup).unwrap_err().to_string();
+        assert!(err.contains("duplicate field `nonce`"), "{err}");
+        // {"ping": {"nonce": 1, "extra": 2}}
+        let unknown = b"\xa1\x64ping\xa2\x65nonce\x01\x65extra\x02";
+        let err = decode_message(unknown).unwrap_err().to_string();
+        assert!(err.contains("unknown field `extra`"), "{err}");
+        // {"shout": {}}
+        let kind = b"\xa1\x65shout\xa0";
+        let err = decode_message(kind).unwrap_err().to_string();
+        assert!(err.contains("unknown variant `shout`"), "{err}");
+    }
+
+    #[test]
+    fn nesting_bomb_is_an_error_not_a_stack_overflow() {
+        let mut body = b"\xa1\x64call\xa3\x62id\x01\x68function\x61f\x64args\x81".to_vec();
+        body.extend(std::iter::repeat_n(0x81u8, 100_000));
+        body.push(0x00);
+        let err = decode_message(&body).unwrap_err().to_string();
+        assert!(err.contains("nests deeper"), "{err}");
+    }
+
+    #[test]
+    fn args_deeper_than_the_limit_are_rejected() {
+        let mut nested = Value::from(1);
+        for _ in 0..ARGS_NESTING {
+            nested = Value::Array(vec![nested]);
+        }
+        let msg = Message::Call(Call {
+            id: 1,
+            function: "f.g".into(),
+            args: vec![nested],
+            deadline_ms: None,
+            hops: 0,
+            visited: vec![],
+            metadata: Default::default(),
+        });
+        let bytes = frame(&msg);
+        let err = decode_message(&bytes[4..]).unwrap_err().to_string();
+        assert!(err.contains("deeper than 64"), "{err}");
+    }
+
+    #[test]
+    fn trailing_bytes_are_rejected() {
+        let mut body = frame(&Message::Ping(crate::protocol::Ping { nonce: 1 }))[4..].to_vec();
+        body.push(0);
+        let err = decode_message(&body).unwrap_err().to_string();
+        assert!(err.contains("1 trailing bytes"), "{err}");
+    }
+}

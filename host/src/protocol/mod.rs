@@ -1,0 +1,36 @@
+//! The wire protocol: frames, messages, error codes and limits (no wasmtime, no sockets).
+//!
+//! Every frame is a 4-byte big-endian length followed by that many bytes of one
+//! CBOR map; [`FrameCodec`] does the framing and [`Message`] is the typed
+//! envelope inside. PROTOCOL.md at the repository root is the normative
+//! description; this module is its implementation.
+
+mod codec;
+mod error;
+pub mod json;
+mod message;
+
+pub use codec::{FrameCodec, decode_message, encode_message};
+pub use error::{CallError, ErrorCode, Processed, ProtocolError};
+pub use message::{
+    Call, Cancel, Catalog, Drain, ErrorReply, FunctionInfo, Hello, ListFunctions, Message, Ping,
+    Pong, Reply, Role,
+};
+
+/// The protocol version this build speaks, sent in every `hello`.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest frame body accepted or sent by default (4 MiB), as in gRPC.
+pub const DEFAULT_MAX_FRAME: usize = 4 * 1024 * 1024;
+
+/// How deeply the envelope itself may nest (maps, arrays, tags).
+pub const ENVELOPE_NESTING: usize = 16;
+
+/// How deeply call arguments and results may nest inside the envelope.
+pub const ARGS_NESTING: usize = 64;
+
+/// Calls one connection may have in flight before new ones are refused.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 100;
+
+/// The hop limit: a call is never forwarded more often than this.
+pub const DEFAULT_HOP_LIMIT: u32 = 8;

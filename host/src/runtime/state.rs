@@ -1,0 +1,139 @@
+//! The per-call store data: WASI context, resource table, limits and call scope.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::service::{CallRequest, Service};
+
+/// Why the host stopped a guest; returned from the epoch callback or the
+/// limiter so the call can be mapped to the right error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Interrupt {
+    #[error("deadline exceeded")]
+    Deadline,
+    #[error("cancelled")]
+    Cancelled,
+    #[error("memory limit of {limit} bytes reached")]
+    Memory { limit: usize },
+    #[error("table limit of {limit} elements reached")]
+    Table { limit: usize },
+}
+
+/// Store data for one call into one plugin.
+pub struct PluginState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: Limiter,
+    pub(crate) scope: CallScope,
+}
+
+/// What the running guest's host imports need to know about the call.
+pub(crate) struct CallScope {
+    /// The plugin being called (for log lines).
+    pub plugin: Arc<str>,
+    /// The region of this host.
+    pub region: Arc<str>,
+    pub deadline: Instant,
+    pub cancel: CancellationToken,
+    /// Hops and visited regions of the call, inherited by nested calls.
+    pub hops: u32,
+    pub visited: Vec<String>,
+    pub metadata: std::collections::BTreeMap<String, String>,
+    /// Where nested `call`s go.
+    pub router: Arc<dyn Service>,
+}
+
+impl CallScope {
+    /// A nested request inheriting this call's deadline and visited list; it
+    /// counts as one hop, so a guest that calls itself stops at the hop limit.
+    pub fn nested(&self, function: String, args: Vec<ciborium::Value>) -> CallRequest {
+        CallRequest {
+            function,
+            args,
+            deadline: self.deadline,
+            hops: self.hops + 1,
+            visited: self.visited.clone(),
+            metadata: self.metadata.clone(),
+            cancel: self.cancel.child_token(),
+        }
+    }
+}
+
+impl PluginState {
+    pub(crate) fn new(
+        wasi: WasiCtx,
+        memory_limit: usize,
+        table_limit: usize,
+        scope: CallScope,
+    ) -> Self {
+        PluginState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: Limiter {
+                memory_limit,
+                table_limit,
+                memory_used: 0,
+            },
+            scope,
+        }
+    }
+
+    pub(crate) fn limiter(&mut self) -> &mut dyn wasmtime::ResourceLimiter {
+        &mut self.limiter
+    }
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Caps the total linear memory of a store (summed over all its memories) and
+/// table sizes. Exceeding either traps with an [`Interrupt`].
+struct Limiter {
+    memory_limit: usize,
+    table_limit: usize,
+    memory_used: usize,
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let total = self.memory_used - current.min(self.memory_used) + desired;
+        if total > self.memory_limit {
+            return Err(Interrupt::Memory {
+                limit: self.memory_limit,
+            }
+            .into());
+        }
+        self.memory_used = total;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.table_limit {
+            return Err(Interrupt::Table {
+                limit: self.table_limit,
+            }
+            .into());
+        }
+        Ok(true)
+    }
+}

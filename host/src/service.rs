@@ -1,0 +1,60 @@
+//! The call abstraction shared by the server, the router and the guest `call` import.
+//!
+//! [`net`](crate::net) hands every decoded call to a [`Service`]; the router
+//! implements it; the runtime's `call` import uses the same trait for nested
+//! calls. None of them needs to know the others' types.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ciborium::Value;
+use futures::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
+
+use crate::protocol::{CallError, FunctionInfo};
+
+/// A call ready to be routed: deadline resolved to an instant, cancellation wired.
+#[derive(Debug, Clone)]
+pub struct CallRequest {
+    pub function: String,
+    pub args: Vec<Value>,
+    /// When the caller stops waiting.
+    pub deadline: Instant,
+    /// Forwards so far.
+    pub hops: u32,
+    /// Regions the call has passed through.
+    pub visited: Vec<String>,
+    pub metadata: BTreeMap<String, String>,
+    /// Cancelled when the caller cancels or goes away.
+    pub cancel: CancellationToken,
+}
+
+impl CallRequest {
+    /// A fresh request (no hops) with `timeout` from now.
+    pub fn new(function: impl Into<String>, args: Vec<Value>, timeout: Duration) -> Self {
+        CallRequest {
+            function: function.into(),
+            args,
+            deadline: Instant::now() + timeout,
+            hops: 0,
+            visited: Vec::new(),
+            metadata: BTreeMap::new(),
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    /// Time left before the deadline (zero once it has passed).
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+}
+
+/// Something that can run calls and list what it can run.
+pub trait Service: Send + Sync + 'static {
+    /// Runs `request` to completion, failure, deadline or cancellation.
+    fn call(self: Arc<Self>, request: CallRequest) -> BoxFuture<'static, Result<Value, CallError>>;
+
+    /// Every function callable through this service.
+    fn catalog(&self) -> Vec<FunctionInfo>;
+}

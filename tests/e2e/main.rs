@@ -1,0 +1,11 @@
+//! End-to-end tests: real `wasmrpc host` processes on loopback, driven through
+//! the real client, the real CLI and raw frames.
+
+mod cli;
+mod concurrency;
+mod guests;
+mod nested;
+mod protocol;
+mod readme;
+mod shutdown;
+mod values;
