@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::net::{ServerConfig, serve};
 use crate::plugins::{Catalog, Registry, load_dir};
 use crate::protocol::DEFAULT_HOP_LIMIT;
-use crate::region::Router;
+use crate::region::{PeerConfig, Peers, Router};
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::service::Service;
 
@@ -28,6 +28,11 @@ pub struct HostOptions {
     pub server: ServerConfig,
     pub runtime: RuntimeConfig,
     pub hop_limit: u32,
+    /// The other hosts: `(region, address)`, one link each.
+    pub peers: Vec<(String, String)>,
+    /// `[routes]` of `regions.toml`: (pattern, preferred regions).
+    pub routes: Vec<(String, Vec<String>)>,
+    pub peer_config: PeerConfig,
 }
 
 impl HostOptions {
@@ -41,6 +46,9 @@ impl HostOptions {
             plugins: plugins.into(),
             runtime: RuntimeConfig::default(),
             hop_limit: DEFAULT_HOP_LIMIT,
+            peers: Vec::new(),
+            routes: Vec::new(),
+            peer_config: PeerConfig::default(),
         }
     }
 }
@@ -69,10 +77,20 @@ impl Host {
         let catalog = Catalog::new(plugins);
         let (functions, plugin_count) = (catalog.len(), catalog.plugins().count());
         let registry = Arc::new(Registry::new(catalog));
+        let shutdown = CancellationToken::new();
+        let peers = Peers::start(
+            &options.region,
+            &options.server.host_id,
+            options.peers.clone(),
+            options.peer_config.clone(),
+            shutdown.clone(),
+        );
         let router: Arc<dyn Service> = Arc::new(Router::new(
             &options.region,
             runtime,
             registry,
+            peers,
+            options.routes.clone(),
             options.hop_limit,
         ));
 
@@ -85,7 +103,6 @@ impl Host {
         if options.listen.port() == 0 {
             server.host_id = addr.to_string();
         }
-        let shutdown = CancellationToken::new();
         let served = tokio::spawn(serve(listener, router, server, shutdown.clone()));
         Ok(Host {
             addr,

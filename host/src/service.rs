@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use ciborium::Value;
 use futures::future::BoxFuture;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::protocol::{CallError, FunctionInfo};
@@ -55,6 +56,13 @@ pub trait Service: Send + Sync + 'static {
     /// Runs `request` to completion, failure, deadline or cancellation.
     fn call(self: Arc<Self>, request: CallRequest) -> BoxFuture<'static, Result<Value, CallError>>;
 
-    /// Every function callable through this service.
+    /// Every function callable through this service, with all the regions
+    /// serving each: the answer to a client's `list`.
     fn catalog(&self) -> Vec<FunctionInfo>;
+
+    /// The functions this host runs itself: what it pushes to its peers.
+    fn local_catalog(&self) -> Vec<FunctionInfo>;
+
+    /// Changes whenever [`Service::local_catalog`] does.
+    fn local_changes(&self) -> watch::Receiver<u64>;
 }

@@ -3,9 +3,11 @@
 
 mod cli;
 mod concurrency;
+mod config;
 mod guests;
 mod nested;
 mod protocol;
 mod readme;
+mod regions;
 mod shutdown;
 mod values;

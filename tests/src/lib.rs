@@ -2,6 +2,12 @@
 //! test run, starts hosts as real processes on loopback, and talks to them
 //! through the real client, the real CLI, or raw frames.
 
+mod cluster;
+mod proxy;
+
+pub use cluster::{Cluster, RegionSpec, free_addr};
+pub use proxy::Proxy;
+
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -115,11 +121,21 @@ pub fn cli(args: &[&str]) -> Output {
         .expect("run wasmrpc")
 }
 
+/// Copies example guest `name` (and its sidecar `<name>.toml`, if it has
+/// one) into `folder`.
+pub fn install_guest(name: &str, folder: &Path) {
+    std::fs::copy(guest(name), folder.join(format!("{name}.wasm"))).expect("copy guest");
+    let sidecar = workspace_root().join(format!("guest-examples/{name}/{name}.toml"));
+    if sidecar.is_file() {
+        std::fs::copy(&sidecar, folder.join(format!("{name}.toml"))).expect("copy sidecar");
+    }
+}
+
 /// A temporary plugin folder holding copies of the named example guests.
 pub fn plugin_dir(guests: &[&str]) -> TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     for name in guests {
-        std::fs::copy(guest(name), dir.path().join(format!("{name}.wasm"))).expect("copy guest");
+        install_guest(name, dir.path());
     }
     dir
 }
@@ -166,13 +182,18 @@ impl HostProcess {
     /// Runs `wasmrpc` with `args` (a `host` command) in `cwd` and waits for
     /// its "listening on" line.
     pub fn spawn(args: &[&str], cwd: Option<&Path>) -> HostProcess {
+        HostProcess::spawn_with_log(args, cwd, "info")
+    }
+
+    /// [`HostProcess::spawn`] with a `RUST_LOG` filter.
+    pub fn spawn_with_log(args: &[&str], cwd: Option<&Path>, log_filter: &str) -> HostProcess {
         let dir = tempfile::tempdir().expect("tempdir");
         let log_path = dir.path().join("host.log");
         let log = File::create(&log_path).expect("log file");
         let mut command = Command::new(wasmrpc_bin());
         command
             .args(args)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", log_filter)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log);
@@ -234,6 +255,16 @@ impl HostProcess {
     /// Everything the host logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Waits until the log holds `pattern` at least `count` times.
+    pub fn wait_for_log(&self, pattern: &str, count: usize, timeout: Duration) {
+        let found = eventually(timeout, || self.log().matches(pattern).count() >= count);
+        assert!(
+            found,
+            "`{pattern}` not logged {count} times; log:\n{}",
+            self.log()
+        );
     }
 
     pub fn pid(&self) -> u32 {

@@ -4,7 +4,8 @@
 //!   (adding the target when missing) and install them into each region's
 //!   plugin folder under DIR (default: the repository root), next to a copy
 //!   of `regions.toml` when DIR is elsewhere.
-//! - `demo`: `plugins`, build the host, and start the sample regions.
+//! - `demo`: `plugins`, build the host, and start every host of the sample
+//!   `regions.toml` with `wasmrpc up`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -12,10 +13,11 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context, bail};
 
 /// Which example plugins each sample region serves.
-const PLACEMENT: &[(&str, &[&str])] = &[(
-    "eu-west",
-    &["math", "greeter", "inventory", "orders", "misbehave"],
-)];
+const PLACEMENT: &[(&str, &[&str])] = &[
+    ("eu-west", &["math", "greeter", "misbehave"]),
+    ("us-east", &["orders", "math", "ledger"]),
+    ("ap-south", &["inventory"]),
+];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -105,6 +107,10 @@ fn plugins(out: Option<&Path>) -> anyhow::Result<PathBuf> {
             let file = format!("{name}.wasm");
             std::fs::copy(built.join(&file), folder.join(&file))
                 .with_context(|| format!("cannot install `{file}` into `{}`", folder.display()))?;
+            let sidecar = guests.join(name).join(format!("{name}.toml"));
+            if sidecar.is_file() {
+                std::fs::copy(&sidecar, folder.join(format!("{name}.toml")))?;
+            }
         }
         eprintln!(
             "installed {} plugins into {}",

@@ -1,4 +1,6 @@
-//! The `wasmrpc` command line: `host`, `call`, `list`.
+//! The `wasmrpc` command line: `host`, `call`, `list`, `up`.
+
+mod up;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -42,6 +44,18 @@ enum Command {
     Call(CallArgs),
     /// List every callable function with its WIT signature and regions.
     List(ListArgs),
+    /// Start every host of the config file, each as its own process.
+    ///
+    /// Output lines are prefixed with the host's region and address. Ctrl-C
+    /// (or SIGTERM) stops them all gracefully.
+    Up(UpArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct UpArgs {
+    /// The topology file.
+    #[arg(long, default_value = "regions.toml")]
+    config: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -53,10 +67,15 @@ struct HostArgs {
     /// given and the host serves its region alone.
     #[arg(long, default_value = "regions.toml")]
     config: PathBuf,
-    /// Address to listen on; defaults to the region's first host. Port 0
-    /// picks a free port (the address is printed on stdout).
+    /// This host's address: one of the region's `hosts` (default: the
+    /// first). An address not in the file serves the region without being
+    /// known to peers; port 0 picks a free port (printed on stdout).
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// Bind this socket address instead of `--listen` (when peers reach this
+    /// host through a proxy or NAT at the `--listen` address).
+    #[arg(long)]
+    bind: Option<SocketAddr>,
     /// Plugin folder; defaults to the region's `plugins` entry.
     #[arg(long)]
     plugins: Option<PathBuf>,
@@ -134,6 +153,7 @@ pub fn main() -> ExitCode {
             Command::Host(args) => run_host(args).await,
             Command::Call(args) => run_call(args).await,
             Command::List(args) => run_list(args).await,
+            Command::Up(args) => crate::cli::up::run(args.config).await,
         }
     });
     // Guest threads may still be unwinding an aborted call; don't wait for them.
@@ -148,6 +168,8 @@ pub fn main() -> ExitCode {
 }
 
 async fn run_host(args: HostArgs) -> anyhow::Result<ExitCode> {
+    let mut peers = Vec::new();
+    let mut routes = Vec::new();
     let (listen, plugins) = match Topology::from_file(&args.config) {
         Ok(topology) => {
             topology.validate()?;
@@ -158,6 +180,15 @@ async fn run_host(args: HostArgs) -> anyhow::Result<ExitCode> {
                     .parse()
                     .expect("validated host addresses parse"),
             };
+            let own = listen.to_string();
+            for other in &topology.regions {
+                for host in &other.hosts {
+                    if *host != own {
+                        peers.push((other.name.clone(), host.clone()));
+                    }
+                }
+            }
+            routes = topology.routes.clone().into_iter().collect();
             let plugins = args.plugins.unwrap_or_else(|| topology.plugin_dir(region));
             (listen, plugins)
         }
@@ -177,7 +208,10 @@ async fn run_host(args: HostArgs) -> anyhow::Result<ExitCode> {
         bail!("plugin folder `{}` does not exist", plugins.display());
     }
 
-    let mut options = HostOptions::new(&args.region, listen, plugins);
+    let mut options = HostOptions::new(&args.region, args.bind.unwrap_or(listen), plugins);
+    options.server.host_id = listen.to_string();
+    options.peers = peers;
+    options.routes = routes;
     options.server.drain_timeout = args.drain_timeout;
     options.server.default_deadline = args.default_deadline;
     options.server.max_deadline = args.max_deadline;

@@ -19,7 +19,7 @@ use serde::Deserialize;
 /// Why a `regions.toml` cannot be used. Each variant names the offending key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read `{path}`: {source}")]
+    #[error("cannot read `{path}`")]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -70,6 +70,9 @@ pub struct Topology {
     /// The folder the file is in; relative plugin folders start there.
     #[serde(skip)]
     pub base_dir: PathBuf,
+    /// The file it was read from, for messages.
+    #[serde(skip)]
+    pub path: PathBuf,
 }
 
 /// One `[[region]]`.
@@ -103,6 +106,7 @@ impl Topology {
             other => other,
         })?;
         topology.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        topology.path = path.to_owned();
         Ok(topology)
     }
 
@@ -197,7 +201,7 @@ impl Topology {
             .find(|r| r.name == name)
             .ok_or_else(|| ConfigError::UnknownRegion {
                 name: name.to_owned(),
-                path: self.base_dir.join("regions.toml"),
+                path: self.path.clone(),
                 known: self
                     .regions
                     .iter()

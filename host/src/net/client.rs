@@ -9,8 +9,9 @@ use bytes::Bytes;
 use ciborium::Value;
 use futures::StreamExt;
 use tokio::net::{TcpStream, ToSocketAddrs};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
 
 use super::write_frames;
 use crate::protocol::{
@@ -76,6 +77,10 @@ struct Pending {
     waiting: Mutex<HashMap<u64, oneshot::Sender<Response>>>,
     /// Set when the connection ended or the host is draining: why new calls fail.
     closed: Mutex<Option<CallError>>,
+    /// Cancelled when the connection has ended.
+    ended: CancellationToken,
+    /// The latest `catalog_update` pushed by the host (peer connections).
+    catalog: watch::Sender<Option<Arc<Vec<FunctionInfo>>>>,
 }
 
 struct Shared {
@@ -175,6 +180,8 @@ impl Client {
         let pending = Arc::new(Pending {
             waiting: Mutex::new(HashMap::new()),
             closed: Mutex::new(None),
+            ended: CancellationToken::new(),
+            catalog: watch::Sender::new(None),
         });
         let reader =
             tokio::spawn(read_responses(frames, pending.clone(), name.clone())).abort_handle();
@@ -200,6 +207,18 @@ impl Client {
     /// The host's `hello`: its region and id.
     pub fn host_hello(&self) -> &Hello {
         &self.shared.hello
+    }
+
+    /// Resolves when the connection has ended (closed by either side or
+    /// failed); calls made after that fail with `unavailable`.
+    pub async fn closed(&self) {
+        self.shared.pending.ended.cancelled().await;
+    }
+
+    /// The host's own functions as it last pushed them with `catalog_update`
+    /// (hosts push them on connections opened with [`Role::Peer`]).
+    pub fn catalog_updates(&self) -> watch::Receiver<Option<Arc<Vec<FunctionInfo>>>> {
+        self.shared.pending.catalog.subscribe()
     }
 
     /// Calls `function` with `args` and the client's default deadline.
@@ -431,6 +450,12 @@ async fn read_responses(
             },
             Ok(Message::Catalog(catalog)) => (catalog.id, Response::Catalog(catalog.functions)),
             Ok(Message::Pong(pong)) => (pong.nonce, Response::Pong),
+            Ok(Message::CatalogUpdate(update)) => {
+                pending
+                    .catalog
+                    .send_replace(Some(Arc::new(update.functions)));
+                continue;
+            }
             Ok(Message::Drain(drain)) => {
                 *pending.closed.lock().expect("client lock") = Some(CallError::new(
                     ErrorCode::Unavailable,
@@ -459,4 +484,5 @@ async fn read_responses(
     drop(closed);
     // Dropping the senders wakes every waiter with "connection lost".
     pending.waiting.lock().expect("client lock").clear();
+    pending.ended.cancel();
 }

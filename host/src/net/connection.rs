@@ -14,8 +14,9 @@ use tokio_util::sync::CancellationToken;
 use super::server::ServerConfig;
 use super::write_frames;
 use crate::protocol::{
-    Call, CallError, Catalog, Drain, ErrorCode, ErrorReply, FrameCodec, Hello, Message,
-    PROTOCOL_VERSION, Pong, Processed, ProtocolError, Reply, Role, decode_message, encode_message,
+    Call, CallError, Catalog, CatalogUpdate, Drain, ErrorCode, ErrorReply, FrameCodec, Hello,
+    Message, PROTOCOL_VERSION, Pong, Processed, ProtocolError, Reply, Role, decode_message,
+    encode_message,
 };
 use crate::service::{CallRequest, Service};
 
@@ -71,7 +72,7 @@ impl Connection {
         let writer = tokio::spawn(write_frames(writer, rx));
 
         let result = match self.handshake(&mut frames, &tx).await {
-            Ok(()) => self.serve_calls(&mut frames, &tx).await,
+            Ok(role) => self.serve_calls(&mut frames, &tx, role).await,
             Err(error) => Err(error),
         };
         if let Err(error) = &result {
@@ -90,11 +91,12 @@ impl Connection {
         result
     }
 
+    /// Exchanges `hello`; returns the caller's role.
     async fn handshake(
         &self,
         frames: &mut Frames,
         tx: &mpsc::Sender<Bytes>,
-    ) -> Result<(), ProtocolError> {
+    ) -> Result<Role, ProtocolError> {
         let first = tokio::time::timeout(self.config.hello_timeout, frames.next())
             .await
             .map_err(|_| ProtocolError::Unexpected {
@@ -116,7 +118,7 @@ impl Connection {
                     max_in_flight: u32::try_from(self.config.max_in_flight).ok(),
                 };
                 self.send(tx, Message::Hello(ours)).await;
-                Ok(())
+                Ok(hello.role)
             }
             Message::Hello(hello) => Err(ProtocolError::Version {
                 got: hello.version,
@@ -147,7 +149,14 @@ impl Connection {
         &self,
         frames: &mut Frames,
         tx: &mpsc::Sender<Bytes>,
+        role: Role,
     ) -> Result<(), ProtocolError> {
+        // Peers learn this host's own functions now and after every change.
+        let is_peer = role == Role::Peer;
+        let mut catalog_changes = self.service.local_changes();
+        if is_peer {
+            catalog_changes.mark_changed();
+        }
         let mut in_flight: HashMap<u64, CancellationToken> = HashMap::new();
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<u64>();
         let mut draining = false;
@@ -159,6 +168,10 @@ impl Connection {
                 biased;
                 Some(id) = done_rx.recv() => {
                     in_flight.remove(&id);
+                }
+                Ok(()) = catalog_changes.changed(), if is_peer => {
+                    let functions = self.service.local_catalog();
+                    self.send(tx, Message::CatalogUpdate(CatalogUpdate { functions })).await;
                 }
                 () = self.shutdown.cancelled(), if !draining => {
                     draining = true;

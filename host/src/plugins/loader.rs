@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 
-use crate::runtime::{Plugin, Runtime};
+use super::registry::LoadedPlugin;
+use super::settings::PluginSettings;
+use crate::runtime::Runtime;
 
 /// Plugin files larger than this are refused (50 MiB).
 pub const MAX_PLUGIN_SIZE: u64 = 50 << 20;
@@ -40,7 +42,7 @@ pub fn plugin_name(path: &Path) -> anyhow::Result<String> {
 /// # Errors
 ///
 /// When `dir` cannot be read at all.
-pub async fn load_dir(runtime: &Arc<Runtime>, dir: &Path) -> anyhow::Result<Vec<Arc<Plugin>>> {
+pub async fn load_dir(runtime: &Arc<Runtime>, dir: &Path) -> anyhow::Result<Vec<LoadedPlugin>> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read plugin folder `{}`", dir.display()))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
@@ -50,14 +52,14 @@ pub async fn load_dir(runtime: &Arc<Runtime>, dir: &Path) -> anyhow::Result<Vec<
     let mut plugins = Vec::new();
     for path in paths {
         match load_file(runtime, &path).await {
-            Ok(plugin) => {
+            Ok(loaded) => {
                 tracing::info!(
-                    plugin = %plugin.name,
-                    functions = plugin.functions.len(),
+                    plugin = %loaded.plugin.name,
+                    functions = loaded.plugin.functions.len(),
                     "loaded `{}`",
                     path.display()
                 );
-                plugins.push(Arc::new(plugin));
+                plugins.push(loaded);
             }
             Err(error) => {
                 tracing::error!("refused plugin file `{}`: {error:#}", path.display());
@@ -67,8 +69,8 @@ pub async fn load_dir(runtime: &Arc<Runtime>, dir: &Path) -> anyhow::Result<Vec<
     Ok(plugins)
 }
 
-/// Reads, size-checks, compiles and validates one plugin file.
-async fn load_file(runtime: &Arc<Runtime>, path: &Path) -> anyhow::Result<Plugin> {
+/// Reads, size-checks, compiles and validates one plugin file and its sidecar.
+async fn load_file(runtime: &Arc<Runtime>, path: &Path) -> anyhow::Result<LoadedPlugin> {
     let name = plugin_name(path)?;
     let size = std::fs::metadata(path)?.len();
     if size > MAX_PLUGIN_SIZE {
@@ -79,9 +81,15 @@ async fn load_file(runtime: &Arc<Runtime>, path: &Path) -> anyhow::Result<Plugin
     }
     let bytes = tokio::fs::read(path).await?;
     let runtime = runtime.clone();
-    tokio::task::spawn_blocking(move || runtime.compile(&name, &bytes))
+    let settings = PluginSettings::for_plugin_file(path)?;
+    let plugin = tokio::task::spawn_blocking(move || runtime.compile(&name, &bytes))
         .await
-        .context("compilation task failed")?
+        .context("compilation task failed")??;
+    settings.validate(&plugin)?;
+    Ok(LoadedPlugin {
+        plugin: Arc::new(plugin),
+        settings,
+    })
 }
 
 #[cfg(test)]

@@ -4,38 +4,52 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
+use tokio::sync::watch;
+
+use super::settings::PluginSettings;
 use crate::protocol::FunctionInfo;
 use crate::runtime::Plugin;
+
+/// A compiled plugin with its sidecar settings.
+pub struct LoadedPlugin {
+    pub plugin: Arc<Plugin>,
+    pub settings: PluginSettings,
+}
 
 /// An immutable set of plugins and the index of their functions.
 #[derive(Default)]
 pub struct Catalog {
-    plugins: BTreeMap<String, Arc<Plugin>>,
-    functions: HashMap<String, (Arc<Plugin>, usize)>,
+    plugins: BTreeMap<String, Arc<LoadedPlugin>>,
+    functions: HashMap<String, (Arc<LoadedPlugin>, usize)>,
 }
 
 impl Catalog {
     /// Builds the catalog of `plugins` (later plugins win name clashes).
-    pub fn new(plugins: impl IntoIterator<Item = Arc<Plugin>>) -> Self {
+    pub fn new(plugins: impl IntoIterator<Item = LoadedPlugin>) -> Self {
         let mut catalog = Catalog::default();
-        for plugin in plugins {
-            for (index, function) in plugin.functions.iter().enumerate() {
+        for loaded in plugins {
+            let loaded = Arc::new(loaded);
+            for (index, function) in loaded.plugin.functions.iter().enumerate() {
                 catalog
                     .functions
-                    .insert(function.name.clone(), (plugin.clone(), index));
+                    .insert(function.name.clone(), (loaded.clone(), index));
             }
-            catalog.plugins.insert(plugin.name.to_string(), plugin);
+            catalog
+                .plugins
+                .insert(loaded.plugin.name.to_string(), loaded);
         }
         catalog
     }
 
     /// The plugin and function index serving `function`.
     pub fn lookup(&self, function: &str) -> Option<(Arc<Plugin>, usize)> {
-        self.functions.get(function).cloned()
+        self.functions
+            .get(function)
+            .map(|(loaded, index)| (loaded.plugin.clone(), *index))
     }
 
     /// The loaded plugins by name.
-    pub fn plugins(&self) -> impl Iterator<Item = &Arc<Plugin>> {
+    pub fn plugins(&self) -> impl Iterator<Item = &Arc<LoadedPlugin>> {
         self.plugins.values()
     }
 
@@ -44,11 +58,13 @@ impl Catalog {
         let mut infos: Vec<FunctionInfo> = self
             .plugins
             .values()
-            .flat_map(|p| p.functions.iter())
-            .map(|f| FunctionInfo {
-                name: f.name.clone(),
-                signature: f.signature.clone(),
-                regions: vec![region.to_owned()],
+            .flat_map(|loaded| {
+                loaded.plugin.functions.iter().map(move |f| FunctionInfo {
+                    name: f.name.clone(),
+                    signature: f.signature.clone(),
+                    regions: vec![region.to_owned()],
+                    idempotent: loaded.settings.is_idempotent(&loaded.plugin.name, &f.name),
+                })
             })
             .collect();
         infos.sort_by(|a, b| a.name.cmp(&b.name));
@@ -65,16 +81,17 @@ impl Catalog {
     }
 }
 
-/// The current catalog, replaceable atomically.
-#[derive(Default)]
+/// The current catalog, replaceable atomically, with a signal on change.
 pub struct Registry {
     current: RwLock<Arc<Catalog>>,
+    version: watch::Sender<u64>,
 }
 
 impl Registry {
     pub fn new(catalog: Catalog) -> Self {
         Registry {
             current: RwLock::new(Arc::new(catalog)),
+            version: watch::Sender::new(0),
         }
     }
 
@@ -83,8 +100,14 @@ impl Registry {
         self.current.read().expect("registry lock").clone()
     }
 
-    /// Replaces the catalog.
+    /// Replaces the catalog and signals the change.
     pub fn replace(&self, catalog: Catalog) {
         *self.current.write().expect("registry lock") = Arc::new(catalog);
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    /// Changes each time the catalog is replaced.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
     }
 }

@@ -35,6 +35,9 @@ pub enum Message {
     Pong(Pong),
     /// The host is shutting down: it finishes calls it has, refuses new ones.
     Drain(Drain),
+    /// Host to peer: the functions the host runs itself, sent after `hello`
+    /// and again whenever they change.
+    CatalogUpdate(CatalogUpdate),
 }
 
 impl Message {
@@ -51,6 +54,7 @@ impl Message {
             Message::Ping(_) => "ping",
             Message::Pong(_) => "pong",
             Message::Drain(_) => "drain",
+            Message::CatalogUpdate(_) => "catalog_update",
         }
     }
 }
@@ -207,6 +211,17 @@ pub struct FunctionInfo {
     pub signature: String,
     /// The regions whose hosts serve it.
     pub regions: Vec<String>,
+    /// Declared safe to run more than once (the plugin's sidecar
+    /// `idempotent` list): callers may retry it when it may have run.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub idempotent: bool,
+}
+
+/// `catalog_update`: a host's own functions, pushed on peer connections.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogUpdate {
+    pub functions: Vec<FunctionInfo>,
 }
 
 /// `ping`: answered by `pong` with the same nonce.

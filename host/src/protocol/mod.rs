@@ -13,8 +13,8 @@ mod message;
 pub use codec::{FrameCodec, decode_message, encode_message};
 pub use error::{CallError, ErrorCode, Processed, ProtocolError};
 pub use message::{
-    Call, Cancel, Catalog, Drain, ErrorReply, FunctionInfo, Hello, ListFunctions, Message, Ping,
-    Pong, Reply, Role,
+    Call, Cancel, Catalog, CatalogUpdate, Drain, ErrorReply, FunctionInfo, Hello, ListFunctions,
+    Message, Ping, Pong, Reply, Role,
 };
 
 /// The protocol version this build speaks, sent in every `hello`.

@@ -1,0 +1,615 @@
+//! Several regions from one `regions.toml`: forwarding, latency-aware routing,
+//! failover, loop prevention and deadlines across hops.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use ciborium::Value;
+use wasmrpc::{CallOptions, Client, ErrorCode, Processed};
+use wasmrpc_tests::{Cluster, Proxy, RegionSpec, cbor, json};
+
+/// Waits until `client`'s catalog lists `function` in exactly `regions`.
+async fn wait_for(client: &Client, function: &str, regions: &[&str]) {
+    let start = Instant::now();
+    loop {
+        let catalog = client.list().await.expect("list");
+        if let Some(info) = catalog.iter().find(|f| f.name == function)
+            && info.regions == regions
+        {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "`{function}` never listed in {regions:?}; catalog: {catalog:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn args(items: &[Value]) -> Vec<Value> {
+    items.to_vec()
+}
+
+fn text(s: &str) -> Value {
+    Value::Text(s.to_owned())
+}
+
+fn sample() -> Cluster {
+    Cluster::new(
+        &[
+            RegionSpec {
+                name: "eu-west",
+                hosts: 1,
+                plugins: &["math", "greeter"],
+            },
+            RegionSpec {
+                name: "us-east",
+                hosts: 2,
+                plugins: &["orders", "math"],
+            },
+            RegionSpec {
+                name: "ap-south",
+                hosts: 1,
+                plugins: &["inventory"],
+            },
+        ],
+        &[],
+        &[],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_cross_regions_through_forwarding_and_nested_calls() {
+    let cluster = sample();
+    let _hosts = cluster.start_all();
+    let eu = Client::connect(cluster.listed("eu-west", 0)).await.unwrap();
+    wait_for(&eu, "inventory.stock.reserve", &["ap-south"]).await;
+    wait_for(&eu, "orders.place", &["us-east"]).await;
+
+    let reservation = eu
+        .call(
+            "inventory.stock.reserve",
+            args(&[text("sku-1"), Value::from(3)]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        json(&reservation),
+        r#"{"sku":"sku-1","quantity":3,"warehouse":"lisbon","reservation-id":"R-sku-1-3"}"#
+    );
+    // client → eu-west → us-east (orders) → ap-south (inventory)
+    let order = eu
+        .call(
+            "orders.place",
+            args(&[text("ada"), text("sku-1"), Value::from(2)]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        json(&order),
+        r#"{"order-id":"O-ada-R-sku-1-2","customer":"ada","sku":"sku-1","quantity":2,"reservation-id":"R-sku-1-2","warehouse":"lisbon","region":"us-east"}"#
+    );
+    // Errors keep the region that produced them.
+    let err = eu
+        .call(
+            "inventory.stock.reserve",
+            args(&[text("sku-2"), Value::from(5)]),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::HandlerError);
+    assert_eq!(err.region.as_deref(), Some("ap-south"));
+    assert_eq!(err.detail, Some(cbor(r#"{"insufficient": 3}"#)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_host_lists_every_function_with_its_regions() {
+    let cluster = sample();
+    let _hosts = cluster.start_all();
+    for (region, index) in [
+        ("eu-west", 0),
+        ("us-east", 0),
+        ("us-east", 1),
+        ("ap-south", 0),
+    ] {
+        let client = Client::connect(cluster.listed(region, index))
+            .await
+            .unwrap();
+        wait_for(&client, "inventory.stock.reserve", &["ap-south"]).await;
+        wait_for(&client, "orders.place", &["us-east"]).await;
+        wait_for(&client, "greeter.greet", &["eu-west"]).await;
+        wait_for(&client, "math.add", &["eu-west", "us-east"]).await;
+        let catalog = client.list().await.unwrap();
+        assert_eq!(
+            catalog.len(),
+            3 + 5 + 25 + 1 + 1,
+            "at {region}: {catalog:?}"
+        );
+    }
+}
+
+/// Calls `ledger.locate` (idempotent) in a loop until `stop`, returning the
+/// serving region of every call, and the errors.
+async fn locate_stream(client: Client, stop: Arc<AtomicBool>) -> (Vec<String>, Vec<String>) {
+    let mut regions = Vec::new();
+    let mut errors = Vec::new();
+    let mut i = 0;
+    while !stop.load(Ordering::Relaxed) {
+        i += 1;
+        match client
+            .call(
+                "ledger.locate",
+                args(&[text(&format!("l{i}")), Value::from(5)]),
+            )
+            .await
+        {
+            Ok(Value::Text(region)) => regions.push(region),
+            Ok(other) => errors.push(format!("unexpected {other:?}")),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    (regions, errors)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_prefer_the_near_region_and_fail_over_to_the_far_one() {
+    let cluster = Cluster::new(
+        &[
+            RegionSpec {
+                name: "edge",
+                hosts: 1,
+                plugins: &[],
+            },
+            RegionSpec {
+                name: "near",
+                hosts: 1,
+                plugins: &["ledger"],
+            },
+            RegionSpec {
+                name: "far",
+                hosts: 1,
+                plugins: &["ledger"],
+            },
+        ],
+        &[],
+        &[("far", 0)],
+    );
+    // Everyone reaches `far` through a proxy adding 50 ms each way.
+    let listener = tokio::net::TcpListener::bind(cluster.listed("far", 0))
+        .await
+        .unwrap();
+    let _proxy = Proxy::start_on(listener, cluster.bound("far", 0), Duration::from_millis(50));
+    let _edge = cluster.start("edge", 0, &[]);
+    let near = cluster.start("near", 0, &[]);
+    let _far = cluster.start("far", 0, &[]);
+    let client = Client::connect(cluster.listed("edge", 0)).await.unwrap();
+    wait_for(&client, "ledger.locate", &["far", "near"]).await;
+    // Let a few pings measure both links.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let mut served: HashMap<String, usize> = HashMap::new();
+    for i in 0..200 {
+        let region = client
+            .call(
+                "ledger.locate",
+                args(&[text(&format!("p{i}")), Value::from(0)]),
+            )
+            .await
+            .unwrap();
+        let Value::Text(region) = region else {
+            panic!("{region:?}")
+        };
+        *served.entry(region).or_default() += 1;
+    }
+    let near_share = served.get("near").copied().unwrap_or(0);
+    assert!(
+        near_share >= 180,
+        "only {near_share} of 200 calls went to the near region: {served:?}"
+    );
+
+    // Kill the near region's host during a stream of idempotent calls.
+    let stop = Arc::new(AtomicBool::new(false));
+    let streams: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(locate_stream(client.clone(), stop.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    near.signal(libc::SIGKILL);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    for stream in streams {
+        let (regions, errors) = stream.await.unwrap();
+        assert_eq!(errors, Vec::<String>::new(), "calls failed during failover");
+        all.extend(regions);
+    }
+    assert!(
+        all.iter().any(|r| r == "near"),
+        "no call ran before the kill"
+    );
+    assert_eq!(
+        all.last().map(String::as_str),
+        Some("far"),
+        "the far region did not take over"
+    );
+    let after = client
+        .call("ledger.locate", args(&[text("after"), Value::from(0)]))
+        .await
+        .unwrap();
+    assert_eq!(after, text("far"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_one_of_two_hosts_of_a_region_fails_no_idempotent_call() {
+    let cluster = Cluster::new(
+        &[
+            RegionSpec {
+                name: "eu-west",
+                hosts: 1,
+                plugins: &[],
+            },
+            RegionSpec {
+                name: "us-east",
+                hosts: 2,
+                plugins: &["ledger"],
+            },
+        ],
+        &[],
+        &[],
+    );
+    let _edge = cluster.start("eu-west", 0, &[]);
+    let first = cluster.start("us-east", 0, &[]);
+    let second = cluster.start("us-east", 1, &[]);
+    let edge = &_edge;
+    for host in [edge, &first, &second] {
+        host.wait_for_log("linked to peer", 2, Duration::from_secs(10));
+    }
+    let client = Client::connect(cluster.listed("eu-west", 0)).await.unwrap();
+    wait_for(&client, "ledger.locate", &["us-east"]).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let streams: Vec<_> = (0..6)
+        .map(|_| tokio::spawn(locate_stream(client.clone(), stop.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    first.signal(libc::SIGKILL);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut calls = 0;
+    for stream in streams {
+        let (regions, errors) = stream.await.unwrap();
+        assert_eq!(
+            errors,
+            Vec::<String>::new(),
+            "calls failed when one us-east host died"
+        );
+        assert!(regions.iter().all(|r| r == "us-east"));
+        calls += regions.len();
+    }
+    assert!(calls > 20, "only {calls} calls completed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_region_is_unavailable_by_name_and_recovers_after_restart() {
+    let cluster = Cluster::new(
+        &[
+            RegionSpec {
+                name: "eu-west",
+                hosts: 1,
+                plugins: &[],
+            },
+            RegionSpec {
+                name: "ap-south",
+                hosts: 1,
+                plugins: &["inventory"],
+            },
+        ],
+        &[],
+        &[],
+    );
+    let _edge = cluster.start("eu-west", 0, &[]);
+    let mut south = cluster.start("ap-south", 0, &[]);
+    let client = Client::connect(cluster.listed("eu-west", 0)).await.unwrap();
+    wait_for(&client, "inventory.stock.reserve", &["ap-south"]).await;
+    let reserve = || {
+        let client = client.clone();
+        async move {
+            let options = CallOptions {
+                timeout: Some(Duration::from_secs(2)),
+                ..CallOptions::default()
+            };
+            client
+                .call_with(
+                    "inventory.stock.reserve",
+                    args(&[text("sku-1"), Value::from(1)]),
+                    options,
+                )
+                .await
+        }
+    };
+    assert!(reserve().await.is_ok());
+
+    south.signal(libc::SIGKILL);
+    south
+        .wait_exit(Duration::from_secs(5))
+        .expect("killed host exits");
+    let start = Instant::now();
+    let err = reserve().await.unwrap_err();
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert_eq!(err.code, ErrorCode::Unavailable);
+    assert_eq!(err.processed, Processed::No);
+    assert_eq!(err.region.as_deref(), Some("eu-west"));
+    assert!(
+        err.message.starts_with(
+            "no host serving `inventory.stock.reserve` answered; tried region `ap-south` ("
+        ),
+        "{}",
+        err.message
+    );
+
+    let _south = cluster.start("ap-south", 0, &[]);
+    let restarted = Instant::now();
+    loop {
+        match reserve().await {
+            Ok(value) => {
+                assert_eq!(
+                    json(&value),
+                    r#"{"sku":"sku-1","quantity":1,"warehouse":"lisbon","reservation-id":"R-sku-1-1"}"#
+                );
+                break;
+            }
+            Err(e) => {
+                assert!(
+                    restarted.elapsed() < Duration::from_secs(5),
+                    "still failing after 5 s: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_idempotent_function_never_runs_twice_across_failover() {
+    let cluster = Cluster::new(
+        &[
+            RegionSpec {
+                name: "eu-west",
+                hosts: 1,
+                plugins: &[],
+            },
+            RegionSpec {
+                name: "us-east",
+                hosts: 2,
+                plugins: &["ledger"],
+            },
+        ],
+        &[],
+        &[],
+    );
+    let _edge = cluster.start("eu-west", 0, &[]);
+    let first = cluster.start("us-east", 0, &[]);
+    let second = cluster.start("us-east", 1, &[]);
+    for host in [&_edge, &first, &second] {
+        host.wait_for_log("linked to peer", 2, Duration::from_secs(10));
+    }
+    let client = Client::connect(cluster.listed("eu-west", 0)).await.unwrap();
+    wait_for(&client, "ledger.record", &["us-east"]).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..6)
+        .map(|w| {
+            let (client, stop) = (client.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut outcomes = Vec::new();
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    let entry = format!("e{w}-{i}");
+                    let result = client
+                        .call("ledger.record", args(&[text(&entry), Value::from(20)]))
+                        .await;
+                    outcomes.push((entry, result));
+                }
+                outcomes
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    first.signal(libc::SIGKILL);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut outcomes = Vec::new();
+    for worker in workers {
+        outcomes.extend(worker.await.unwrap());
+    }
+
+    let logs = format!("{}\n{}", first.log(), second.log());
+    let mut executed: HashMap<&str, usize> = HashMap::new();
+    for line in logs.lines() {
+        if let Some(rest) = line.split("recorded ").nth(1) {
+            let entry = rest.split(' ').next().unwrap();
+            *executed.entry(entry).or_default() += 1;
+        }
+    }
+    let mut ok = 0;
+    let mut maybe = 0;
+    {
+        for (entry, result) in outcomes {
+            let runs = executed.get(entry.as_str()).copied().unwrap_or(0);
+            assert!(runs <= 1, "{entry} ran {runs} times");
+            match result {
+                Ok(region) => {
+                    assert_eq!(region, text("us-east"));
+                    assert_eq!(runs, 1, "{entry} succeeded but ran {runs} times");
+                    ok += 1;
+                }
+                Err(e) => {
+                    // Only calls caught in flight on the killed host may fail,
+                    // and they say they may have run.
+                    assert_eq!(e.processed, Processed::Maybe, "{entry}: {e}");
+                    maybe += 1;
+                }
+            }
+        }
+    }
+    assert!(ok > 20, "only {ok} calls succeeded");
+    assert!(
+        maybe <= 6,
+        "{maybe} calls failed; at most one per worker was in flight"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_loops_and_forged_hops_are_loop_detected() {
+    let cluster = Cluster::new(
+        &[
+            RegionSpec {
+                name: "a",
+                hosts: 1,
+                plugins: &[],
+            },
+            RegionSpec {
+                name: "b",
+                hosts: 1,
+                plugins: &[],
+            },
+            RegionSpec {
+                name: "c",
+                hosts: 1,
+                plugins: &["math"],
+            },
+        ],
+        // Nobody serves `ghost.*`, but the routes send it around the ring.
+        &[("ghost.*", &["a", "b", "c"])],
+        &[],
+    );
+    let debug = "info,wasmrpc::region=debug";
+    let a = cluster.start_with_log("a", 0, &[], debug);
+    let b = cluster.start_with_log("b", 0, &[], debug);
+    let c = cluster.start_with_log("c", 0, &[], debug);
+    for host in [&a, &b, &c] {
+        host.wait_for_log("linked to peer", 2, Duration::from_secs(10));
+    }
+    let client = Client::connect(cluster.listed("a", 0)).await.unwrap();
+    wait_for(&client, "math.add", &["c"]).await;
+
+    let err = client.call("ghost.boo", vec![]).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::LoopDetected);
+    assert_eq!(err.processed, Processed::No);
+    // a → b → c (b is preferred by the route), and c finds every region visited.
+    assert_eq!(err.region.as_deref(), Some("c"));
+    assert_eq!(
+        err.message,
+        "no host's catalog lists `ghost.boo`, and the regions its route names were all visited \
+         (a, b; visited: a, b): check [routes] for a cycle"
+    );
+    let forwards: usize = [&a, &b, &c]
+        .iter()
+        .map(|h| h.log().matches("forwarding").count())
+        .sum();
+    assert_eq!(forwards, 2, "a → b → c, then every region is visited");
+
+    // A forged hop count at the limit: the call may not be forwarded.
+    let forged = |hops: u32, visited: &[&str]| CallOptions {
+        hops,
+        visited: visited.iter().map(|s| (*s).to_owned()).collect(),
+        ..CallOptions::default()
+    };
+    let add = args(&[Value::from(1), Value::from(2)]);
+    let err = client
+        .call_with("math.add", add.clone(), forged(8, &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::LoopDetected);
+    assert_eq!(
+        err.message,
+        "forwarding `math.add` would exceed the hop limit of 8"
+    );
+    let err = client
+        .call_with("math.add", add.clone(), forged(9, &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::LoopDetected);
+    assert_eq!(
+        err.message,
+        "`math.add` arrived after 9 hops, over the hop limit of 8"
+    );
+    // A forged visited list naming the only region that serves it.
+    let err = client
+        .call_with("math.add", add.clone(), forged(0, &["c"]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::LoopDetected);
+    assert_eq!(
+        err.message,
+        "every region serving `math.add` was already visited (c; visited: c)"
+    );
+    // Honest calls still work.
+    assert_eq!(client.call("math.add", add).await.unwrap(), Value::from(3));
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    // utime and stime are fields 14 and 15; after the `)` they are 12 and 13.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_deadline_stops_the_remote_guest() {
+    let cluster = Cluster::new(
+        &[
+            RegionSpec {
+                name: "eu-west",
+                hosts: 1,
+                plugins: &[],
+            },
+            RegionSpec {
+                name: "us-east",
+                hosts: 1,
+                plugins: &["misbehave"],
+            },
+        ],
+        &[],
+        &[],
+    );
+    let _edge = cluster.start("eu-west", 0, &[]);
+    let remote = cluster.start("us-east", 0, &[]);
+    let client = Client::connect(cluster.listed("eu-west", 0)).await.unwrap();
+    wait_for(&client, "misbehave.spin", &["us-east"]).await;
+
+    let start = Instant::now();
+    let options = CallOptions {
+        timeout: Some(Duration::from_millis(300)),
+        ..CallOptions::default()
+    };
+    let err = client
+        .call_with("misbehave.spin", vec![], options)
+        .await
+        .unwrap_err();
+    let took = start.elapsed();
+    assert_eq!(err.code, ErrorCode::DeadlineExceeded);
+    assert_eq!(err.region.as_deref(), Some("us-east"));
+    assert!(took < Duration::from_millis(400), "took {took:?}");
+
+    // The remote guest is stopped: the remote host is idle afterwards.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let before = cpu_ticks(remote.pid());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let burnt = cpu_ticks(remote.pid()) - before;
+    assert!(
+        burnt <= 10,
+        "remote host used {burnt} ticks in 0.5 s after the deadline"
+    );
+}

@@ -1,0 +1,149 @@
+//! Several hosts from one generated `regions.toml`, on reserved loopback ports.
+
+use std::fmt::Write;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+
+use tempfile::TempDir;
+
+use crate::{HostProcess, install_guest};
+
+/// A free loopback port, reserved by binding and releasing it.
+pub fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("reserve a port")
+}
+
+/// One `[[region]]` of a test topology.
+pub struct RegionSpec {
+    pub name: &'static str,
+    /// Number of host processes.
+    pub hosts: usize,
+    /// Example guests served by every host of the region.
+    pub plugins: &'static [&'static str],
+}
+
+/// A written `regions.toml` with its plugin folders; hosts are started on demand.
+pub struct Cluster {
+    dir: TempDir,
+    config: PathBuf,
+    /// `(region, address in the file, address bound)` for every host.
+    pub hosts: Vec<(String, SocketAddr, SocketAddr)>,
+}
+
+impl Cluster {
+    /// Writes the topology. `behind_proxy` lists hosts (by region and index)
+    /// whose address in the file is a separate port for a proxy to listen on;
+    /// those hosts bind their own, different port (see [`Cluster::bound`]).
+    pub fn new(
+        regions: &[RegionSpec],
+        routes: &[(&str, &[&str])],
+        behind_proxy: &[(&str, usize)],
+    ) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut toml = String::new();
+        let mut hosts = Vec::new();
+        for region in regions {
+            let folder = dir.path().join("plugins").join(region.name);
+            std::fs::create_dir_all(&folder).unwrap();
+            for name in region.plugins {
+                install_guest(name, &folder);
+            }
+            let mut addrs = Vec::new();
+            for index in 0..region.hosts {
+                let listed = free_addr();
+                let bound = if behind_proxy.contains(&(region.name, index)) {
+                    free_addr()
+                } else {
+                    listed
+                };
+                hosts.push((region.name.to_owned(), listed, bound));
+                addrs.push(format!("\"{listed}\""));
+            }
+            writeln!(
+                toml,
+                "[[region]]\nname = \"{}\"\nhosts = [{}]\nplugins = \"plugins/{}\"\n",
+                region.name,
+                addrs.join(", "),
+                region.name
+            )
+            .unwrap();
+        }
+        if !routes.is_empty() {
+            toml.push_str("[routes]\n");
+            for (pattern, regions) in routes {
+                let list: Vec<String> = regions.iter().map(|r| format!("\"{r}\"")).collect();
+                writeln!(toml, "\"{pattern}\" = [{}]", list.join(", ")).unwrap();
+            }
+        }
+        let config = dir.path().join("regions.toml");
+        std::fs::write(&config, toml).unwrap();
+        Cluster { dir, config, hosts }
+    }
+
+    pub fn config(&self) -> &Path {
+        &self.config
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The address of host `index` of `region` as written in the file.
+    pub fn listed(&self, region: &str, index: usize) -> SocketAddr {
+        self.host(region, index).1
+    }
+
+    /// The address host `index` of `region` actually binds.
+    pub fn bound(&self, region: &str, index: usize) -> SocketAddr {
+        self.host(region, index).2
+    }
+
+    fn host(&self, region: &str, index: usize) -> &(String, SocketAddr, SocketAddr) {
+        self.hosts
+            .iter()
+            .filter(|(r, _, _)| r == region)
+            .nth(index)
+            .unwrap_or_else(|| panic!("no host {index} in region {region}"))
+    }
+
+    /// Starts host `index` of `region` (again, after a kill: same ports).
+    pub fn start(&self, region: &str, index: usize, extra: &[&str]) -> HostProcess {
+        self.start_with_log(region, index, extra, "info")
+    }
+
+    /// [`Cluster::start`] with a `RUST_LOG` filter.
+    pub fn start_with_log(
+        &self,
+        region: &str,
+        index: usize,
+        extra: &[&str],
+        log: &str,
+    ) -> HostProcess {
+        let (_, listed, bound) = self.host(region, index).clone();
+        let listed = listed.to_string();
+        let bound = bound.to_string();
+        let config = self.config.to_str().unwrap();
+        let mut args = vec![
+            "host", "--region", region, "--listen", &listed, "--config", config,
+        ];
+        if bound != listed {
+            args.extend_from_slice(&["--bind", &bound]);
+        }
+        args.extend_from_slice(extra);
+        HostProcess::spawn_with_log(&args, None, log)
+    }
+
+    /// Starts every host; returns them in file order.
+    pub fn start_all(&self) -> Vec<HostProcess> {
+        let mut seen: Vec<(String, usize)> = Vec::new();
+        let mut started = Vec::new();
+        for (region, _, _) in &self.hosts {
+            let index = seen.iter().filter(|(r, _)| r == region).count();
+            seen.push((region.clone(), index));
+            started.push(self.start(region, index, &[]));
+        }
+        started
+    }
+}
