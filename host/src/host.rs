@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::net::{ServerConfig, serve};
-use crate::plugins::{Catalog, Registry, load_dir};
+use crate::plugins::{Catalog, Registry, ReloadConfig, Reloader};
 use crate::protocol::DEFAULT_HOP_LIMIT;
 use crate::region::{PeerConfig, Peers, Router};
 use crate::runtime::{Runtime, RuntimeConfig};
@@ -33,6 +33,7 @@ pub struct HostOptions {
     /// `[routes]` of `regions.toml`: (pattern, preferred regions).
     pub routes: Vec<(String, Vec<String>)>,
     pub peer_config: PeerConfig,
+    pub reload: ReloadConfig,
 }
 
 impl HostOptions {
@@ -49,6 +50,7 @@ impl HostOptions {
             peers: Vec::new(),
             routes: Vec::new(),
             peer_config: PeerConfig::default(),
+            reload: ReloadConfig::default(),
         }
     }
 }
@@ -73,11 +75,21 @@ impl Host {
         let runtime = Arc::new(
             Runtime::new(options.runtime.clone()).context("cannot start the wasm runtime")?,
         );
-        let plugins = load_dir(&runtime, &options.plugins).await?;
-        let catalog = Catalog::new(plugins);
+        let registry = Arc::new(Registry::new(Catalog::default()));
+        let mut reloader = Reloader::new(
+            options.plugins.clone(),
+            runtime.clone(),
+            registry.clone(),
+            options.reload.clone(),
+        );
+        reloader.load_all().await?;
+        let catalog = registry.snapshot();
         let (functions, plugin_count) = (catalog.len(), catalog.plugins().count());
-        let registry = Arc::new(Registry::new(catalog));
+        drop(catalog);
         let shutdown = CancellationToken::new();
+        reloader.watch(shutdown.clone()).with_context(|| {
+            format!("cannot watch plugin folder `{}`", options.plugins.display())
+        })?;
         let peers = Peers::start(
             &options.region,
             &options.server.host_id,

@@ -7,6 +7,7 @@ mod config;
 mod guests;
 mod nested;
 mod protocol;
+mod protocol_doc;
 mod readme;
 mod regions;
 mod shutdown;

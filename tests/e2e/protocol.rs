@@ -9,10 +9,18 @@ use wasmrpc_tests::{HostProcess, RawConn, Read2};
 
 const WAIT: Duration = Duration::from_secs(5);
 
+/// The connection-level error (no call id) the host sent before closing.
 fn connection_error(messages: &[Message]) -> &ErrorReply {
-    match messages.last() {
-        Some(Message::Error(error)) if error.id.is_none() => error,
-        other => panic!("expected a connection-level error before the close, got {other:?}"),
+    let errors: Vec<&ErrorReply> = messages
+        .iter()
+        .filter_map(|m| match m {
+            Message::Error(error) if error.id.is_none() => Some(error),
+            _ => None,
+        })
+        .collect();
+    match errors.as_slice() {
+        [error] => error,
+        _ => panic!("expected one connection-level error before the close, got {messages:?}"),
     }
 }
 
@@ -247,4 +255,39 @@ async fn calls_beyond_the_in_flight_limit_are_refused_unprocessed() {
             other => panic!("unexpected {other:?}"),
         }
     }
+}
+
+#[tokio::test]
+async fn a_call_id_already_in_flight_is_a_protocol_error() {
+    let host = HostProcess::start(&["misbehave"]);
+    let mut conn = RawConn::handshake(host.addr);
+    conn.send_message(&call(3, "misbehave.busy", vec![Value::from(300)]));
+    conn.send_message(&call(3, "misbehave.busy", vec![Value::from(300)]));
+    let messages = conn.read_until_closed(WAIT);
+    let error = connection_error(&messages);
+    assert_eq!(error.code, ErrorCode::ProtocolError);
+    assert_eq!(
+        error.message,
+        "unexpected `call` message: call id 3 is already in flight on this connection"
+    );
+}
+
+#[tokio::test]
+async fn a_caller_claiming_to_be_a_host_is_refused() {
+    let host = HostProcess::start(&["math"]);
+    let mut conn = RawConn::connect(host.addr);
+    conn.send_message(&Message::Hello(Hello {
+        version: 1,
+        role: Role::Host,
+        region: None,
+        host_id: None,
+        max_in_flight: None,
+    }));
+    let messages = conn.read_until_closed(WAIT);
+    let error = connection_error(&messages);
+    assert_eq!(error.code, ErrorCode::ProtocolError);
+    assert_eq!(
+        error.message,
+        "unexpected `hello` message: role `host` is only sent by the accepting host; say `client` or `peer`"
+    );
 }

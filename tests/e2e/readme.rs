@@ -98,12 +98,13 @@ impl Up {
             ports.push((sample.to_owned(), free));
         }
         std::fs::write(&config, text).unwrap();
+        let log = std::fs::File::create(demo.join("up.log")).unwrap();
         let mut command = Command::new(wasmrpc_bin());
         command
             .args(["up", "--config", config.to_str().unwrap()])
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null());
+            .stderr(log);
         unsafe {
             use std::os::unix::process::CommandExt;
             command.pre_exec(|| {
@@ -123,13 +124,19 @@ impl Up {
                 let _ = tx.send(line);
             }
         });
-        let mut listening = 0;
-        while listening < 4 {
-            let line = rx
-                .recv_timeout(std::time::Duration::from_secs(120))
-                .expect("every host of `wasmrpc up` reports that it listens");
-            if line.contains("listening on") {
-                listening += 1;
+        let mut seen = Vec::new();
+        while seen
+            .iter()
+            .filter(|l: &&String| l.contains("listening on"))
+            .count()
+            < 4
+        {
+            match rx.recv_timeout(std::time::Duration::from_secs(120)) {
+                Ok(line) => seen.push(line),
+                Err(_) => panic!(
+                    "`wasmrpc up` did not bring up four hosts; stdout: {seen:#?}\nstderr:\n{}",
+                    std::fs::read_to_string(demo.join("up.log")).unwrap_or_default()
+                ),
             }
         }
         Up { child, ports }

@@ -67,6 +67,12 @@ async fn calls_cross_regions_through_forwarding_and_nested_calls() {
     let eu = Client::connect(cluster.listed("eu-west", 0)).await.unwrap();
     wait_for(&eu, "inventory.stock.reserve", &["ap-south"]).await;
     wait_for(&eu, "orders.place", &["us-east"]).await;
+    for index in 0..2 {
+        let us = Client::connect(cluster.listed("us-east", index))
+            .await
+            .unwrap();
+        wait_for(&us, "inventory.stock.reserve", &["ap-south"]).await;
+    }
 
     let reservation = eu
         .call(

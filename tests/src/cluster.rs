@@ -8,11 +8,18 @@ use tempfile::TempDir;
 
 use crate::{HostProcess, install_guest};
 
-/// A free loopback port, reserved by binding and releasing it.
+/// A free loopback port for a host to bind later.
+///
+/// Chosen below the kernel's ephemeral range (32768+), so that outgoing
+/// connections of concurrent tests cannot take it before the host binds it.
 pub fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("reserve a port")
+    for _ in 0..1000 {
+        let port = 20_000 + fastrand::u16(..12_000);
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            return listener.local_addr().expect("local addr");
+        }
+    }
+    panic!("no free port between 20000 and 32000");
 }
 
 /// One `[[region]]` of a test topology.

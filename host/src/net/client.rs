@@ -247,12 +247,30 @@ impl Client {
         let timeout = options
             .timeout
             .unwrap_or(self.shared.options.default_timeout);
+        let deadline = Instant::now() + timeout;
+        // Calls beyond the host's in-flight limit wait here, within their deadline.
+        let _slot = match tokio::time::timeout(timeout, self.shared.slots.acquire()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => return Err(self.connection_lost(Processed::No)),
+            Err(_) => {
+                return Err(CallError::new(
+                    ErrorCode::DeadlineExceeded,
+                    Processed::No,
+                    "deadline passed while waiting for a free call slot (the host's in-flight limit)",
+                ));
+            }
+        };
+        // The host gets what is left of the deadline after the wait.
+        let timeout = deadline.saturating_duration_since(Instant::now());
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let message = Message::Call(Call {
             id,
             function: function.to_owned(),
             args,
-            deadline_ms: Some(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)),
+            // Rounded up: a deadline must not shrink by a millisecond per hop.
+            deadline_ms: Some(
+                u64::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(u64::MAX),
+            ),
             hops: options.hops,
             visited: options.visited,
             metadata: options.metadata,
@@ -332,24 +350,6 @@ impl Client {
                 format!("cannot send the request: {e}"),
             )
         })?;
-        // Calls beyond the host's in-flight limit wait here, within their deadline.
-        let started = Instant::now();
-        let _slot = if cancellable {
-            match tokio::time::timeout(timeout, self.shared.slots.acquire()).await {
-                Ok(Ok(permit)) => Some(permit),
-                Ok(Err(_)) => return Err(self.connection_lost(Processed::No)),
-                Err(_) => {
-                    return Err(CallError::new(
-                        ErrorCode::DeadlineExceeded,
-                        Processed::No,
-                        "deadline passed while waiting for a free call slot (the host's in-flight limit)",
-                    ));
-                }
-            }
-        } else {
-            None
-        };
-        let timeout = timeout.saturating_sub(started.elapsed());
         let (tx, rx) = oneshot::channel();
         self.shared
             .pending

@@ -108,6 +108,11 @@ impl Connection {
             None => return Err(ProtocolError::Io(std::io::ErrorKind::UnexpectedEof.into())),
         };
         match decode_message(&body)? {
+            Message::Hello(hello) if hello.role == Role::Host => Err(ProtocolError::Unexpected {
+                got: "hello",
+                why: "role `host` is only sent by the accepting host; say `client` or `peer`"
+                    .into(),
+            }),
             Message::Hello(hello) if hello.version == PROTOCOL_VERSION => {
                 tracing::debug!(role = ?hello.role, region = ?hello.region, host_id = ?hello.host_id, "hello");
                 let ours = Hello {
@@ -130,7 +135,8 @@ impl Connection {
                     ErrorCode::ProtocolError,
                     Processed::No,
                     "the connection must start with `hello`",
-                );
+                )
+                .in_region(&self.config.region);
                 self.send(tx, Message::Error(ErrorReply::for_call(call.id, error)))
                     .await;
                 Err(ProtocolError::Unexpected {
@@ -190,7 +196,11 @@ impl Connection {
                     };
                     match message {
                         Message::Call(call) => {
-                            self.start_call(call, draining, &mut in_flight, tx, &done_tx).await;
+                            if let Err(error) =
+                                self.start_call(call, draining, &mut in_flight, tx, &done_tx).await
+                            {
+                                break Err(error);
+                            }
                         }
                         Message::Cancel(cancel) => {
                             if let Some(token) = in_flight.get(&cancel.id) {
@@ -199,7 +209,18 @@ impl Connection {
                         }
                         Message::List(list) => {
                             let functions = self.service.catalog();
-                            self.send(tx, Message::Catalog(Catalog { id: list.id, functions })).await;
+                            let catalog = Message::Catalog(Catalog { id: list.id, functions });
+                            if encode_message(&catalog, self.config.max_frame).is_ok() {
+                                self.send(tx, catalog).await;
+                            } else {
+                                let error = CallError::new(
+                                    ErrorCode::ResourceExhausted,
+                                    Processed::Yes,
+                                    "the catalog does not fit in one frame",
+                                )
+                                .in_region(&self.config.region);
+                                self.send(tx, Message::Error(ErrorReply::for_call(list.id, error))).await;
+                            }
                         }
                         Message::Ping(ping) => {
                             self.send(tx, Message::Pong(Pong { nonce: ping.nonce })).await;
@@ -222,6 +243,12 @@ impl Connection {
         result
     }
 
+    /// Starts a call, or refuses it with an error reply.
+    ///
+    /// # Errors
+    ///
+    /// A call id already in flight is a protocol error: the caller could not
+    /// tell the two answers apart.
     async fn start_call(
         &self,
         call: Call,
@@ -229,21 +256,21 @@ impl Connection {
         in_flight: &mut HashMap<u64, CancellationToken>,
         tx: &mpsc::Sender<Bytes>,
         done_tx: &mpsc::UnboundedSender<u64>,
-    ) {
+    ) -> Result<(), ProtocolError> {
+        if in_flight.contains_key(&call.id) {
+            return Err(ProtocolError::Unexpected {
+                got: "call",
+                why: format!(
+                    "call id {} is already in flight on this connection",
+                    call.id
+                ),
+            });
+        }
         let refusal = if draining {
             Some(CallError::new(
                 ErrorCode::Unavailable,
                 Processed::No,
                 "host is draining; call another host",
-            ))
-        } else if in_flight.contains_key(&call.id) {
-            Some(CallError::new(
-                ErrorCode::ProtocolError,
-                Processed::No,
-                format!(
-                    "call id {} is already in flight on this connection",
-                    call.id
-                ),
             ))
         } else if in_flight.len() >= self.config.max_in_flight {
             Some(CallError::new(
@@ -261,7 +288,7 @@ impl Connection {
             let error = error.in_region(&self.config.region);
             self.send(tx, Message::Error(ErrorReply::for_call(call.id, error)))
                 .await;
-            return;
+            return Ok(());
         }
 
         let timeout = call
@@ -299,14 +326,17 @@ impl Connection {
                 .in_region(&region);
                 encode_message(&Message::Error(ErrorReply::for_call(id, error)), max_frame)
             });
+            // Free the id and the in-flight slot before the caller can see
+            // the reply, so it may reuse both at once.
+            let _ = done_tx.send(id);
             match frame {
                 Ok(frame) => {
                     let _ = tx.send(frame).await;
                 }
                 Err(error) => tracing::error!("cannot encode the reply to call {id}: {error}"),
             }
-            let _ = done_tx.send(id);
         });
+        Ok(())
     }
 
     async fn send(&self, tx: &mpsc::Sender<Bytes>, message: Message) {

@@ -1,9 +1,12 @@
-//! Finds `<name>.wasm` files in a plugin folder and compiles them off the serving path.
+//! Reading a plugin file and its sidecar, and turning them into a
+//! [`LoadedPlugin`]: size check, content hash, compile off the serving path,
+//! validation.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use sha2::{Digest, Sha256};
 
 use super::registry::LoadedPlugin;
 use super::settings::PluginSettings;
@@ -36,59 +39,97 @@ pub fn plugin_name(path: &Path) -> anyhow::Result<String> {
     Ok(stem.to_owned())
 }
 
-/// Loads every `.wasm` file of `dir`. Files that fail are logged with the
-/// reason and skipped; the others are returned, sorted by name.
+/// The bytes of a plugin file and of its sidecar, with their identity.
+pub struct PluginFiles {
+    pub path: PathBuf,
+    pub wasm: Vec<u8>,
+    pub sidecar: Option<String>,
+    /// SHA-256 of the `.wasm` file, hex.
+    pub wasm_sha256: String,
+    /// SHA-256 of the sidecar, hex, if there is one.
+    pub sidecar_sha256: Option<String>,
+}
+
+impl PluginFiles {
+    /// Reads `path` and its sidecar `<stem>.toml`.
+    ///
+    /// # Errors
+    ///
+    /// When the file is over [`MAX_PLUGIN_SIZE`] or cannot be read.
+    pub fn read(path: &Path) -> anyhow::Result<PluginFiles> {
+        let size = std::fs::metadata(path)?.len();
+        if size > MAX_PLUGIN_SIZE {
+            bail!(
+                "file is {size} bytes, over the limit of {} MiB",
+                MAX_PLUGIN_SIZE >> 20
+            );
+        }
+        let wasm = std::fs::read(path)?;
+        let sidecar_path = path.with_extension("toml");
+        let sidecar = match std::fs::read_to_string(&sidecar_path) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot read `{}`", sidecar_path.display()));
+            }
+        };
+        Ok(PluginFiles {
+            path: path.to_owned(),
+            wasm_sha256: sha256(wasm.as_slice()),
+            sidecar_sha256: sidecar.as_deref().map(|s| sha256(s.as_bytes())),
+            wasm,
+            sidecar,
+        })
+    }
+
+    /// A short form of the content hash for log lines: `sha256:0123abcd…`.
+    pub fn short_hash(&self) -> String {
+        format!("sha256:{}", &self.wasm_sha256[..16])
+    }
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Compiles and validates `files` as plugin `name`. When `reuse` holds the
+/// same `.wasm` content (only the sidecar changed), its compiled code is kept.
 ///
 /// # Errors
 ///
-/// When `dir` cannot be read at all.
-pub async fn load_dir(runtime: &Arc<Runtime>, dir: &Path) -> anyhow::Result<Vec<LoadedPlugin>> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read plugin folder `{}`", dir.display()))?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
-        .collect();
-    paths.sort();
-    let mut plugins = Vec::new();
-    for path in paths {
-        match load_file(runtime, &path).await {
-            Ok(loaded) => {
-                tracing::info!(
-                    plugin = %loaded.plugin.name,
-                    functions = loaded.plugin.functions.len(),
-                    "loaded `{}`",
-                    path.display()
-                );
-                plugins.push(loaded);
-            }
-            Err(error) => {
-                tracing::error!("refused plugin file `{}`: {error:#}", path.display());
-            }
-        }
-    }
-    Ok(plugins)
-}
-
-/// Reads, size-checks, compiles and validates one plugin file and its sidecar.
-async fn load_file(runtime: &Arc<Runtime>, path: &Path) -> anyhow::Result<LoadedPlugin> {
-    let name = plugin_name(path)?;
-    let size = std::fs::metadata(path)?.len();
-    if size > MAX_PLUGIN_SIZE {
-        bail!(
-            "file is {size} bytes, over the limit of {} MiB",
-            MAX_PLUGIN_SIZE >> 20
-        );
-    }
-    let bytes = tokio::fs::read(path).await?;
-    let runtime = runtime.clone();
-    let settings = PluginSettings::for_plugin_file(path)?;
-    let plugin = tokio::task::spawn_blocking(move || runtime.compile(&name, &bytes))
-        .await
-        .context("compilation task failed")??;
+/// Why the files cannot serve: invalid sidecar, not a component, imports the
+/// host cannot satisfy, settings naming unknown functions.
+pub async fn load(
+    runtime: &Arc<Runtime>,
+    name: &str,
+    files: &PluginFiles,
+    reuse: Option<&LoadedPlugin>,
+) -> anyhow::Result<LoadedPlugin> {
+    let path = files.path.with_extension("toml");
+    let settings = match &files.sidecar {
+        Some(text) => toml::from_str::<PluginSettings>(text).map_err(|e| {
+            anyhow::anyhow!("invalid `{}`: {}", path.display(), e.to_string().trim_end())
+        })?,
+        None => PluginSettings::default(),
+    };
+    let plugin = match reuse {
+        Some(old) if old.wasm_sha256 == files.wasm_sha256 => old.plugin.clone(),
+        _ => Arc::new(
+            runtime
+                .compile_in_background(name, files.wasm.clone())
+                .await?,
+        ),
+    };
     settings.validate(&plugin)?;
     Ok(LoadedPlugin {
-        plugin: Arc::new(plugin),
+        plugin,
         settings,
+        path: files.path.clone(),
+        wasm_sha256: files.wasm_sha256.clone(),
+        sidecar_sha256: files.sidecar_sha256.clone(),
     })
 }
 

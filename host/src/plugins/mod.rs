@@ -1,10 +1,12 @@
 //! The plugins a host serves: loading them from a folder with their sidecar
-//! settings, and the catalog of their functions.
+//! settings, the catalog of their functions, and hot reload.
 
 mod loader;
 mod registry;
 mod settings;
+mod watcher;
 
-pub use loader::{MAX_PLUGIN_SIZE, load_dir, plugin_name};
+pub use loader::{MAX_PLUGIN_SIZE, PluginFiles, load, plugin_name};
 pub use registry::{Catalog, LoadedPlugin, Registry};
 pub use settings::PluginSettings;
+pub use watcher::{ReloadConfig, Reloader};

@@ -10,10 +10,14 @@ use super::settings::PluginSettings;
 use crate::protocol::FunctionInfo;
 use crate::runtime::Plugin;
 
-/// A compiled plugin with its sidecar settings.
+/// A compiled plugin with its sidecar settings and where they came from.
 pub struct LoadedPlugin {
     pub plugin: Arc<Plugin>,
     pub settings: PluginSettings,
+    /// The `.wasm` file.
+    pub path: std::path::PathBuf,
+    pub wasm_sha256: String,
+    pub sidecar_sha256: Option<String>,
 }
 
 /// An immutable set of plugins and the index of their functions.
@@ -25,10 +29,9 @@ pub struct Catalog {
 
 impl Catalog {
     /// Builds the catalog of `plugins` (later plugins win name clashes).
-    pub fn new(plugins: impl IntoIterator<Item = LoadedPlugin>) -> Self {
+    pub fn new(plugins: impl IntoIterator<Item = Arc<LoadedPlugin>>) -> Self {
         let mut catalog = Catalog::default();
         for loaded in plugins {
-            let loaded = Arc::new(loaded);
             for (index, function) in loaded.plugin.functions.iter().enumerate() {
                 catalog
                     .functions
@@ -51,6 +54,11 @@ impl Catalog {
     /// The loaded plugins by name.
     pub fn plugins(&self) -> impl Iterator<Item = &Arc<LoadedPlugin>> {
         self.plugins.values()
+    }
+
+    /// The loaded plugin called `name`.
+    pub fn plugin(&self, name: &str) -> Option<&Arc<LoadedPlugin>> {
+        self.plugins.get(name)
     }
 
     /// Every function, sorted by name, as served from `region`.

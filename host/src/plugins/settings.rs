@@ -5,9 +5,7 @@
 //! idempotent = ["locate", "stock.reserve"]   # functions safe to run more than once
 //! ```
 
-use std::path::Path;
-
-use anyhow::{Context, bail};
+use anyhow::bail;
 use serde::Deserialize;
 
 use crate::runtime::Plugin;
@@ -24,26 +22,6 @@ pub struct PluginSettings {
 }
 
 impl PluginSettings {
-    /// Reads the sidecar of `wasm` (same stem, `.toml`), or the defaults when
-    /// there is none.
-    ///
-    /// # Errors
-    ///
-    /// When the file exists but cannot be read or parsed.
-    pub fn for_plugin_file(wasm: &Path) -> anyhow::Result<PluginSettings> {
-        let path = wasm.with_extension("toml");
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(PluginSettings::default());
-            }
-            Err(e) => return Err(e).with_context(|| format!("cannot read `{}`", path.display())),
-        };
-        toml::from_str(&text).map_err(|e| {
-            anyhow::anyhow!("invalid `{}`: {}", path.display(), e.to_string().trim_end())
-        })
-    }
-
     /// Checks that every function named in the settings exists in `plugin`.
     ///
     /// # Errors

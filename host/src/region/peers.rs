@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use ciborium::Value;
@@ -55,6 +55,8 @@ pub struct Peer {
     config: PeerConfig,
     state: Mutex<PeerState>,
     in_flight: AtomicUsize,
+    /// Stops this peer's link when it leaves the topology.
+    stop: CancellationToken,
 }
 
 #[derive(Default)]
@@ -79,13 +81,14 @@ pub enum Health {
 }
 
 impl Peer {
-    fn new(region: String, addr: String, config: PeerConfig) -> Peer {
+    fn new(region: String, addr: String, config: PeerConfig, stop: CancellationToken) -> Peer {
         Peer {
             addr,
             region,
             config,
             state: Mutex::new(PeerState::default()),
             in_flight: AtomicUsize::new(0),
+            stop,
         }
     }
 
@@ -185,14 +188,17 @@ impl Peer {
     }
 }
 
-/// All peer links of a host.
+/// All peer links of a host; the set can be replaced while serving.
 pub struct Peers {
-    peers: Vec<Arc<Peer>>,
+    peers: RwLock<Arc<Vec<Arc<Peer>>>>,
+    options: ClientOptions,
+    config: PeerConfig,
+    shutdown: CancellationToken,
 }
 
 impl Peers {
     /// Starts a link task for every `(region, address)`; they run until
-    /// `shutdown` is cancelled.
+    /// `shutdown` is cancelled or the peer leaves the topology.
     pub fn start(
         own_region: &str,
         own_id: &str,
@@ -200,10 +206,6 @@ impl Peers {
         config: PeerConfig,
         shutdown: CancellationToken,
     ) -> Arc<Peers> {
-        let peers: Vec<Arc<Peer>> = peers
-            .into_iter()
-            .map(|(region, addr)| Arc::new(Peer::new(region, addr, config.clone())))
-            .collect();
         let options = ClientOptions {
             role: Role::Peer,
             region: Some(own_region.to_owned()),
@@ -211,30 +213,70 @@ impl Peers {
             connect_timeout: config.connect_timeout,
             ..ClientOptions::default()
         };
-        for peer in &peers {
-            tokio::spawn(maintain(
-                peer.clone(),
-                options.clone(),
-                config.clone(),
-                shutdown.clone(),
-            ));
-        }
-        Arc::new(Peers { peers })
+        let all = Arc::new(Peers {
+            peers: RwLock::new(Arc::new(Vec::new())),
+            options,
+            config,
+            shutdown,
+        });
+        all.set(peers);
+        all
     }
 
     /// No peers: a host serving its region alone.
     pub fn none() -> Arc<Peers> {
-        Arc::new(Peers { peers: Vec::new() })
+        Peers::start(
+            "",
+            "",
+            Vec::new(),
+            PeerConfig::default(),
+            CancellationToken::new(),
+        )
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<Peer>> {
-        self.peers.iter()
+    /// The peers now.
+    pub fn list(&self) -> Arc<Vec<Arc<Peer>>> {
+        self.peers.read().expect("peers lock").clone()
+    }
+
+    /// Replaces the set of peers: links to peers no longer listed stop, new
+    /// peers get a link, unchanged ones keep theirs.
+    pub fn set(&self, wanted: Vec<(String, String)>) {
+        let mut guard = self.peers.write().expect("peers lock");
+        let mut next = Vec::with_capacity(wanted.len());
+        for (region, addr) in wanted {
+            let existing = guard.iter().find(|p| p.region == region && p.addr == addr);
+            match existing {
+                Some(peer) => next.push(peer.clone()),
+                None => {
+                    let peer = Arc::new(Peer::new(
+                        region,
+                        addr,
+                        self.config.clone(),
+                        self.shutdown.child_token(),
+                    ));
+                    tokio::spawn(maintain(
+                        peer.clone(),
+                        self.options.clone(),
+                        self.config.clone(),
+                    ));
+                    next.push(peer);
+                }
+            }
+        }
+        for old in guard.iter() {
+            if !next.iter().any(|p| Arc::ptr_eq(p, old)) {
+                tracing::info!(peer = %old.addr, region = %old.region, "peer left the topology; dropping its link");
+                old.stop.cancel();
+            }
+        }
+        *guard = Arc::new(next);
     }
 
     /// Every function the peers serve, with their regions.
     pub fn functions(&self) -> BTreeMap<String, FunctionInfo> {
         let mut all: BTreeMap<String, FunctionInfo> = BTreeMap::new();
-        for peer in &self.peers {
+        for peer in self.list().iter() {
             for info in peer.functions().values() {
                 let entry = all
                     .entry(info.name.clone())
@@ -254,12 +296,8 @@ impl Peers {
 
 /// Keeps one peer link up: connect, follow catalog pushes, ping, and on any
 /// failure reconnect with jittered exponential backoff.
-async fn maintain(
-    peer: Arc<Peer>,
-    options: ClientOptions,
-    config: PeerConfig,
-    shutdown: CancellationToken,
-) {
+async fn maintain(peer: Arc<Peer>, options: ClientOptions, config: PeerConfig) {
+    let shutdown = peer.stop.clone();
     let mut backoff = config.backoff_min;
     let mut was_up = false;
     while !shutdown.is_cancelled() {

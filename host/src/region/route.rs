@@ -14,7 +14,7 @@
 //!    backoff and a retry budget bound this, and the deadline always wins.
 //! 5. No candidate at all: `not_found`.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use ciborium::Value;
@@ -93,6 +93,9 @@ impl RetryBudget {
     }
 }
 
+/// `[routes]`: (pattern, preferred regions), in file order.
+pub type Routes = Vec<(String, Vec<String>)>;
+
 /// Routes calls for one host. Implements [`Service`] for the server and for
 /// the guests' nested calls.
 pub struct Router {
@@ -100,8 +103,7 @@ pub struct Router {
     runtime: Arc<Runtime>,
     registry: Arc<Registry>,
     peers: Arc<Peers>,
-    /// `[routes]`: (pattern, preferred regions), in file order.
-    routes: Vec<(String, Vec<String>)>,
+    routes: RwLock<Arc<Routes>>,
     hop_limit: u32,
     retry: RetryPolicy,
     budget: RetryBudget,
@@ -121,7 +123,7 @@ impl Router {
             runtime,
             registry,
             peers,
-            routes,
+            routes: RwLock::new(Arc::new(routes)),
             hop_limit,
             retry: RetryPolicy::default(),
             budget: RetryBudget::new(),
@@ -147,21 +149,35 @@ impl Router {
         self.forward(request, candidates, idempotent).await
     }
 
+    /// Replaces the `[routes]` table (after `regions.toml` changed).
+    pub fn set_routes(&self, routes: Routes) {
+        *self.routes.write().expect("routes lock") = Arc::new(routes);
+    }
+
+    /// The peer links, for reconfiguration.
+    pub fn peers(&self) -> &Arc<Peers> {
+        &self.peers
+    }
+
     /// The preferred regions for `function` from `[routes]`, if any pattern matches.
-    fn preference(&self, function: &str) -> Option<&[String]> {
+    fn preference(&self, function: &str) -> Option<Vec<String>> {
         self.routes
+            .read()
+            .expect("routes lock")
             .iter()
             .find(|(pattern, _)| match pattern.strip_suffix('*') {
                 Some(prefix) => function.starts_with(prefix),
                 None => pattern == function,
             })
-            .map(|(_, regions)| regions.as_slice())
+            .map(|(_, regions)| regions.clone())
     }
 
     /// The peers to try, best first, and whether the function is idempotent.
     fn plan(&self, request: &CallRequest) -> Result<(Vec<Arc<Peer>>, bool), CallError> {
         let function = &request.function;
         let preference = self.preference(function);
+        let preference = preference.as_deref();
+        let peers = self.peers.list();
         // A call that was just forwarded within this region stays here.
         let same_region_ok = request.visited.last().map(String::as_str) != Some(&*self.region);
         let allowed = |peer: &Peer| {
@@ -175,7 +191,7 @@ impl Router {
         let mut idempotent = false;
         let mut by_route = false;
         let mut known: Vec<Arc<Peer>> = Vec::new();
-        for peer in self.peers.iter() {
+        for peer in peers.iter() {
             if let Some(info) = peer.lookup(function) {
                 idempotent |= info.idempotent;
                 known.push(peer.clone());
@@ -185,8 +201,7 @@ impl Router {
             // Nobody we know serves it; a matching route may know better.
             if let Some(regions) = preference {
                 by_route = true;
-                known = self
-                    .peers
+                known = peers
                     .iter()
                     .filter(|p| regions.contains(&p.region))
                     .cloned()
@@ -247,6 +262,7 @@ impl Router {
         }
         self.budget.record_call(&self.retry);
         let mut tried: Vec<String> = Vec::new();
+        let mut all_not_found = true;
         let mut may_have_run = false;
         let mut last: Option<CallError> = None;
         let mut maybe_retries = 0u32;
@@ -314,8 +330,13 @@ impl Router {
                 return Err(error);
             }
             tracing::debug!(function = %request.function, peer = %peer.addr, "failing over: {error}");
+            all_not_found &= error.code == ErrorCode::NotFound;
             may_have_run |= error.processed != Processed::No;
             last = Some(error);
+        }
+        if all_not_found && !tried.is_empty() {
+            // Every host asked had stopped serving it (catalogs were stale).
+            return Err(CallError::not_found(&request.function));
         }
         let processed = if may_have_run {
             Processed::Maybe

@@ -71,7 +71,11 @@ pub struct Runtime {
     guests: Option<tokio::runtime::Runtime>,
     config: RuntimeConfig,
     ticker_stop: Arc<AtomicBool>,
+    compiler: std::sync::mpsc::Sender<CompileJob>,
 }
+
+/// Work for the compiler thread.
+type CompileJob = Box<dyn FnOnce() + Send>;
 
 /// A compiled, validated plugin, ready to be instantiated per call.
 pub struct Plugin {
@@ -128,13 +132,51 @@ impl Runtime {
                 }
             })?;
 
+        // Compilation is CPU-heavy and cannot be interrupted: it runs on one
+        // thread of its own at a lower priority, so serving never waits for it.
+        let (compiler, jobs) = std::sync::mpsc::channel::<CompileJob>();
+        std::thread::Builder::new()
+            .name("wasm-compiler".into())
+            .spawn(move || {
+                // SAFETY: setpriority has no memory-safety preconditions; on
+                // Linux, `who = 0` with PRIO_PROCESS means the calling thread.
+                unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
+                for job in jobs {
+                    job();
+                }
+            })?;
+
         Ok(Runtime {
             engine,
             linker,
             guests: Some(guests),
             config,
             ticker_stop,
+            compiler,
         })
+    }
+
+    /// [`Runtime::compile`] on the runtime's low-priority compiler thread.
+    ///
+    /// # Errors
+    ///
+    /// As [`Runtime::compile`].
+    pub async fn compile_in_background(
+        self: &Arc<Self>,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> anyhow::Result<Plugin> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let runtime = self.clone();
+        let name = name.to_owned();
+        let job: CompileJob = Box::new(move || {
+            let _ = tx.send(runtime.compile(&name, &bytes));
+        });
+        self.compiler
+            .send(job)
+            .map_err(|_| anyhow::anyhow!("the compiler thread has stopped"))?;
+        rx.await
+            .map_err(|_| anyhow::anyhow!("the compiler thread dropped the job"))?
     }
 
     /// The limits in force.
@@ -340,7 +382,10 @@ fn build_engine(config: &RuntimeConfig) -> anyhow::Result<Engine> {
     let mut base = Config::new();
     base.epoch_interruption(true)
         .max_wasm_stack(config.max_wasm_stack)
-        .wasm_component_model(true);
+        .wasm_component_model(true)
+        // One compiler thread (see `Runtime::new`): on a small machine a
+        // parallel compile of a large plugin would take every core.
+        .parallel_compilation(false);
 
     let mut pooled = base.clone();
     let mut pool = PoolingAllocationConfig::default();
