@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::net::{ServerConfig, serve};
 use crate::plugins::{Catalog, Registry, ReloadConfig, Reloader};
 use crate::protocol::DEFAULT_HOP_LIMIT;
-use crate::region::{PeerConfig, Peers, Router};
+use crate::region::{Identity, PeerConfig, Peers, Router, watch_topology};
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::service::Service;
 
@@ -34,6 +34,8 @@ pub struct HostOptions {
     pub routes: Vec<(String, Vec<String>)>,
     pub peer_config: PeerConfig,
     pub reload: ReloadConfig,
+    /// The `regions.toml` to follow: peers and routes change with it.
+    pub topology_file: Option<PathBuf>,
 }
 
 impl HostOptions {
@@ -51,6 +53,7 @@ impl HostOptions {
             routes: Vec::new(),
             peer_config: PeerConfig::default(),
             reload: ReloadConfig::default(),
+            topology_file: None,
         }
     }
 }
@@ -97,7 +100,7 @@ impl Host {
             options.peer_config.clone(),
             shutdown.clone(),
         );
-        let router: Arc<dyn Service> = Arc::new(Router::new(
+        let router = Arc::new(Router::new(
             &options.region,
             runtime,
             registry,
@@ -105,6 +108,15 @@ impl Host {
             options.routes.clone(),
             options.hop_limit,
         ));
+        if let Some(path) = &options.topology_file {
+            let me = Identity {
+                region: options.region.clone(),
+                addr: options.server.host_id.clone(),
+            };
+            watch_topology(path.clone(), me, router.clone(), shutdown.clone())
+                .with_context(|| format!("cannot watch `{}`", path.display()))?;
+        }
+        let router: Arc<dyn Service> = router;
 
         let listener = TcpListener::bind(options.listen)
             .await

@@ -10,5 +10,6 @@ mod protocol;
 mod protocol_doc;
 mod readme;
 mod regions;
+mod reload;
 mod shutdown;
 mod values;

@@ -37,6 +37,8 @@ pub struct Cluster {
     config: PathBuf,
     /// `(region, address in the file, address bound)` for every host.
     pub hosts: Vec<(String, SocketAddr, SocketAddr)>,
+    /// `[routes]` lines, kept for rewriting the file.
+    routes: String,
 }
 
 impl Cluster {
@@ -85,8 +87,83 @@ impl Cluster {
             }
         }
         let config = dir.path().join("regions.toml");
-        std::fs::write(&config, toml).unwrap();
-        Cluster { dir, config, hosts }
+        let mut cluster = Cluster {
+            dir,
+            config,
+            hosts,
+            routes: String::new(),
+        };
+        let mut routes_toml = String::new();
+        if let Some(routes) = toml.split_once("[routes]\n").map(|(_, r)| r) {
+            routes_toml = routes.to_owned();
+        }
+        cluster.routes = routes_toml;
+        std::fs::write(&cluster.config, toml).unwrap();
+        cluster
+    }
+
+    /// The text of `regions.toml` for the hosts known now.
+    fn render(&self) -> String {
+        let mut toml = String::new();
+        let mut regions: Vec<&str> = Vec::new();
+        for (region, _, _) in &self.hosts {
+            if !regions.contains(&region.as_str()) {
+                regions.push(region);
+            }
+        }
+        for region in regions {
+            let hosts: Vec<String> = self
+                .hosts
+                .iter()
+                .filter(|(r, _, _)| r == region)
+                .map(|(_, listed, _)| format!("\"{listed}\""))
+                .collect();
+            writeln!(
+                toml,
+                "[[region]]\nname = \"{region}\"\nhosts = [{}]\nplugins = \"plugins/{region}\"\n",
+                hosts.join(", ")
+            )
+            .unwrap();
+        }
+        if !self.routes.is_empty() {
+            toml.push_str("[routes]\n");
+            toml.push_str(&self.routes);
+        }
+        toml
+    }
+
+    /// Writes `text` as the new `regions.toml`, the way deploy tools do
+    /// (write a temporary file, rename it into place).
+    pub fn replace_config(&self, text: &str) {
+        let tmp = self.config.with_extension("toml.part");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &self.config).unwrap();
+    }
+
+    /// Adds a region to `regions.toml` (rewriting it) and creates its plugin
+    /// folder; start its hosts with [`Cluster::start`].
+    pub fn add_region(&mut self, spec: RegionSpec) {
+        let folder = self.dir.path().join("plugins").join(spec.name);
+        std::fs::create_dir_all(&folder).unwrap();
+        for name in spec.plugins {
+            install_guest(name, &folder);
+        }
+        for _ in 0..spec.hosts {
+            let addr = free_addr();
+            self.hosts.push((spec.name.to_owned(), addr, addr));
+        }
+        self.replace_config(&self.render());
+    }
+
+    /// Removes a region from `regions.toml` (rewriting it).
+    pub fn remove_region(&mut self, name: &str) {
+        self.hosts.retain(|(r, _, _)| r != name);
+        self.replace_config(&self.render());
+    }
+
+    /// The plugin folder of `region`.
+    pub fn plugins(&self, region: &str) -> PathBuf {
+        self.dir.path().join("plugins").join(region)
     }
 
     pub fn config(&self) -> &Path {

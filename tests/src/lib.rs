@@ -3,9 +3,11 @@
 //! through the real client, the real CLI, or raw frames.
 
 mod cluster;
+mod files;
 mod proxy;
 
 pub use cluster::{Cluster, RegionSpec, free_addr};
+pub use files::{WriteStyle, component_returning, large_component};
 pub use proxy::Proxy;
 
 use std::fs::File;
@@ -240,6 +242,14 @@ impl HostProcess {
             _dir: dir,
             _plugins: None,
         }
+    }
+
+    /// The plugin folder of a host made by [`HostProcess::start`].
+    pub fn plugins(&self) -> &Path {
+        self._plugins
+            .as_ref()
+            .expect("started with HostProcess::start")
+            .path()
     }
 
     /// The address as `ip:port` text, for the CLI's `--host`.

@@ -17,6 +17,7 @@ use crate::host::{Host, HostOptions};
 use crate::net::{CallOptions, Client};
 use crate::protocol::CallError;
 use crate::protocol::json::{cbor_to_json, json_to_cbor, to_json_text};
+use crate::region::{Identity, peers_and_routes};
 
 /// Multi-region RPC whose handlers are WebAssembly components.
 #[derive(Debug, Parser)]
@@ -170,6 +171,7 @@ pub fn main() -> ExitCode {
 async fn run_host(args: HostArgs) -> anyhow::Result<ExitCode> {
     let mut peers = Vec::new();
     let mut routes = Vec::new();
+    let mut topology_file = None;
     let (listen, plugins) = match Topology::from_file(&args.config) {
         Ok(topology) => {
             topology.validate()?;
@@ -180,15 +182,12 @@ async fn run_host(args: HostArgs) -> anyhow::Result<ExitCode> {
                     .parse()
                     .expect("validated host addresses parse"),
             };
-            let own = listen.to_string();
-            for other in &topology.regions {
-                for host in &other.hosts {
-                    if *host != own {
-                        peers.push((other.name.clone(), host.clone()));
-                    }
-                }
-            }
-            routes = topology.routes.clone().into_iter().collect();
+            let me = Identity {
+                region: args.region.clone(),
+                addr: listen.to_string(),
+            };
+            (peers, routes) = peers_and_routes(&topology, &me);
+            topology_file = Some(args.config.clone());
             let plugins = args.plugins.unwrap_or_else(|| topology.plugin_dir(region));
             (listen, plugins)
         }
@@ -212,6 +211,7 @@ async fn run_host(args: HostArgs) -> anyhow::Result<ExitCode> {
     options.server.host_id = listen.to_string();
     options.peers = peers;
     options.routes = routes;
+    options.topology_file = topology_file;
     options.server.drain_timeout = args.drain_timeout;
     options.server.default_deadline = args.default_deadline;
     options.server.max_deadline = args.max_deadline;

@@ -293,7 +293,11 @@ impl Reloader {
         let files = match PluginFiles::read(path) {
             Ok(files) => files,
             Err(error) => {
-                tracing::error!("refused `{}`: {error:#}", path.display());
+                tracing::error!(
+                    "refused `{}`: {}",
+                    path.display(),
+                    one_line(&format!("{error:#}"))
+                );
                 return None;
             }
         };
@@ -332,13 +336,20 @@ impl Reloader {
                 };
                 tracing::error!(
                     plugin = %name,
-                    "refused `{}` ({}): {error:#}; {outcome}",
+                    "refused `{}` ({}): {}; {outcome}",
                     path.display(),
-                    files.short_hash()
+                    files.short_hash(),
+                    one_line(&format!("{error:#}"))
                 );
                 self.refused.insert(path.to_owned(), hashes);
                 None
             }
         }
     }
+}
+
+/// `text` with runs of whitespace (newlines included) made single spaces, so
+/// that one problem is one log line.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -2,7 +2,9 @@
 //! this host and them.
 
 mod peers;
+mod reconfigure;
 mod route;
 
 pub use peers::{Health, Peer, PeerConfig, Peers};
-pub use route::{RetryPolicy, Router};
+pub use reconfigure::{Identity, peers_and_routes, watch_topology};
+pub use route::{RetryPolicy, Router, Routes};

@@ -1,0 +1,574 @@
+//! Hot reload: plugin files dropped, replaced (well or badly), written slowly
+//! and deleted while traffic flows; sidecars; regions.toml edits.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use ciborium::Value;
+use wasmrpc::{Client, ErrorCode};
+use wasmrpc_tests::{
+    Cluster, HostProcess, RegionSpec, WriteStyle, cbor, component_returning, large_component,
+};
+
+/// Polls `function` until it answers `expected`; returns how long it took.
+async fn until_answers(
+    client: &Client,
+    function: &str,
+    expected: &Value,
+    limit: Duration,
+) -> Duration {
+    let start = Instant::now();
+    loop {
+        if client.call(function, vec![]).await.as_ref() == Ok(expected) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "`{function}` did not answer {expected:?} within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Calls `version.version` in a loop until `stop`; returns the answers and
+/// the errors.
+async fn version_stream(client: Client, stop: Arc<AtomicBool>) -> (Vec<u32>, Vec<String>) {
+    let mut answers = Vec::new();
+    let mut errors = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        match client.call("version.version", vec![]).await {
+            Ok(Value::Integer(n)) => answers.push(u32::try_from(i128::from(n)).unwrap()),
+            Ok(other) => errors.push(format!("unexpected {other:?}")),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    (answers, errors)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_plugin_is_callable_within_a_second_here_and_a_second_later_elsewhere() {
+    let cluster = Cluster::new(
+        &[
+            RegionSpec {
+                name: "a",
+                hosts: 1,
+                plugins: &["math"],
+            },
+            RegionSpec {
+                name: "b",
+                hosts: 1,
+                plugins: &["math"],
+            },
+        ],
+        &[],
+        &[],
+    );
+    let a = cluster.start("a", 0, &[]);
+    let b = cluster.start("b", 0, &[]);
+    for host in [&a, &b] {
+        host.wait_for_log("linked to peer", 1, Duration::from_secs(10));
+    }
+    let at_a = Client::connect(cluster.listed("a", 0)).await.unwrap();
+    let at_b = Client::connect(cluster.listed("b", 0)).await.unwrap();
+
+    WriteStyle::InPlace.to(
+        &cluster.plugins("b").join("version.wasm"),
+        &component_returning(1),
+    );
+    let here = until_answers(
+        &at_b,
+        "version.version",
+        &Value::from(1),
+        Duration::from_secs(1),
+    )
+    .await;
+    let there = until_answers(
+        &at_a,
+        "version.version",
+        &Value::from(1),
+        Duration::from_secs(1),
+    )
+    .await;
+    eprintln!(
+        "new plugin callable at its host after {here:?}, in the other region {there:?} later"
+    );
+    let catalog = at_a.list().await.unwrap();
+    let info = catalog
+        .iter()
+        .find(|f| f.name == "version.version")
+        .unwrap();
+    assert_eq!(info.regions, vec!["b"]);
+    assert_eq!(info.signature, "func() -> u32");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_replacements_under_load_fail_no_call_and_end_on_the_last_version() {
+    let host = HostProcess::start(&[]);
+    let path = host.plugins().join("version.wasm");
+    WriteStyle::InPlace.to(&path, &component_returning(1));
+    let client = host.client().await;
+    until_answers(
+        &client,
+        "version.version",
+        &Value::from(1),
+        Duration::from_secs(3),
+    )
+    .await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let streams: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(version_stream(client.clone(), stop.clone())))
+        .collect();
+    let started = Instant::now();
+    let styles = [
+        WriteStyle::InPlace,
+        WriteStyle::Rename,
+        WriteStyle::SlowChunks {
+            chunks: 4,
+            pause: Duration::from_millis(30),
+        },
+    ];
+    for version in 2..=31u32 {
+        let style = styles[version as usize % styles.len()];
+        let bytes = component_returning(version);
+        tokio::task::spawn_blocking({
+            let path = path.clone();
+            move || style.to(&path, &bytes)
+        })
+        .await
+        .unwrap();
+        until_answers(
+            &client,
+            "version.version",
+            &Value::from(version),
+            Duration::from_secs(3),
+        )
+        .await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = started.elapsed();
+    let mut calls = 0;
+    for stream in streams {
+        let (answers, errors) = stream.await.unwrap();
+        assert_eq!(errors, Vec::<String>::new(), "calls failed during reloads");
+        // Each stream calls one after another, so with atomic swaps it sees
+        // every version at most once and never goes back.
+        assert!(
+            answers.windows(2).all(|w| w[0] <= w[1]),
+            "answers went back: {answers:?}"
+        );
+        assert!(answers.iter().all(|v| (1..=31).contains(v)));
+        calls += answers.len();
+    }
+    let rate = calls as f64 / elapsed.as_secs_f64();
+    eprintln!("{calls} calls in {elapsed:?} ({rate:.0}/s) across 30 replacements, none failed");
+    assert!(
+        rate > 200.0,
+        "the stream was too thin to prove anything: {rate:.0} calls/s"
+    );
+    for _ in 0..50 {
+        assert_eq!(
+            client.call("version.version", vec![]).await.unwrap(),
+            Value::from(31)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_replacements_never_displace_the_working_version() {
+    let host = HostProcess::start(&[]);
+    let path = host.plugins().join("version.wasm");
+    WriteStyle::InPlace.to(&path, &component_returning(1));
+    let client = host.client().await;
+    until_answers(
+        &client,
+        "version.version",
+        &Value::from(1),
+        Duration::from_secs(3),
+    )
+    .await;
+
+    let good = component_returning(2);
+    let core_module =
+        wat::parse_str(r#"(module (func (export "version") (result i32) i32.const 3))"#).unwrap();
+    let missing_import = wat::parse_str(
+        r#"(component
+            (import "acme:missing/thing" (instance (export "poke" (func))))
+            (core module $m (func (export "version") (result i32) i32.const 4))
+            (core instance $i (instantiate $m))
+            (func (export "version") (result u32) (canon lift (core func $i "version"))))"#,
+    )
+    .unwrap();
+    let mut seed = 7u32;
+    let random: Vec<u8> = (0..4096)
+        .map(|_| {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 24) as u8
+        })
+        .collect();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "truncated",
+            good[..good.len() / 2].to_vec(),
+            "failed to parse WebAssembly module",
+        ),
+        ("random bytes", random, "failed to parse WebAssembly module"),
+        (
+            "core module",
+            core_module,
+            "attempted to parse a wasm module with a component parser",
+        ),
+        (
+            "unsatisfiable import",
+            missing_import,
+            "component imports instance `acme:missing/thing`",
+        ),
+        ("empty", Vec::new(), "failed to parse WebAssembly module"),
+    ];
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let streams: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(version_stream(client.clone(), stop.clone())))
+        .collect();
+    for (refusals, (what, bytes, reason)) in cases.iter().enumerate() {
+        WriteStyle::InPlace.to(&path, bytes);
+        host.wait_for_log("refused `", refusals + 1, Duration::from_secs(3));
+        let log = host.log();
+        let line = log
+            .lines()
+            .filter(|l| l.contains("refused `"))
+            .nth(refusals)
+            .unwrap();
+        assert!(
+            line.contains(&format!("refused `{}` (sha256:", path.display())),
+            "{what}: {line}"
+        );
+        assert!(
+            line.contains(reason),
+            "{what}: expected `{reason}` in {line}"
+        );
+        assert!(
+            line.contains("the loaded version keeps serving"),
+            "{what}: {line}"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    for stream in streams {
+        let (answers, errors) = stream.await.unwrap();
+        assert_eq!(errors, Vec::<String>::new());
+        assert!(!answers.is_empty());
+        assert!(
+            answers.iter().all(|v| *v == 1),
+            "a broken file answered: {answers:?}"
+        );
+    }
+    // A good file after all that is taken.
+    WriteStyle::Rename.to(&path, &good);
+    until_answers(
+        &client,
+        "version.version",
+        &Value::from(2),
+        Duration::from_secs(3),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slowly_written_file_loads_once_when_complete() {
+    let host = HostProcess::start(&[]);
+    let path = host.plugins().join("version.wasm");
+    let client = host.client().await;
+    let bytes = component_returning(5);
+    let writer = tokio::task::spawn_blocking({
+        let path = path.clone();
+        move || {
+            WriteStyle::SlowChunks {
+                chunks: 20,
+                pause: Duration::from_millis(50),
+            }
+            .to(&path, &bytes)
+        }
+    });
+    while !writer.is_finished() {
+        let err = client.call("version.version", vec![]).await.unwrap_err();
+        assert_eq!(
+            err.code,
+            ErrorCode::NotFound,
+            "loaded while still being written"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    writer.await.unwrap();
+    until_answers(
+        &client,
+        "version.version",
+        &Value::from(5),
+        Duration::from_secs(1),
+    )
+    .await;
+    let log = host.log();
+    assert_eq!(log.matches("loaded from `").count(), 1, "{log}");
+    assert_eq!(log.matches("refused `").count(), 0, "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_plugin_refuses_new_calls_and_lets_running_ones_finish() {
+    let host = HostProcess::start(&["misbehave"]);
+    let client = host.client().await;
+    let running = {
+        let client = client.clone();
+        tokio::spawn(async move { client.call("misbehave.busy", vec![Value::from(1500)]).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    std::fs::remove_file(host.plugins().join("misbehave.wasm")).unwrap();
+    let start = Instant::now();
+    loop {
+        match client.call("misbehave.busy", vec![Value::from(1)]).await {
+            Err(e) if e.code == ErrorCode::NotFound => break,
+            Ok(_) => assert!(
+                start.elapsed() < Duration::from_secs(1),
+                "still served 1 s after deletion"
+            ),
+            Err(e) => panic!("unexpected {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        !running.is_finished(),
+        "the running call should still be running"
+    );
+    assert_eq!(running.await.unwrap().unwrap(), Value::from(1500));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_deleted_in_one_region_is_served_from_another() {
+    let cluster = Cluster::new(
+        &[
+            RegionSpec {
+                name: "a",
+                hosts: 1,
+                plugins: &["ledger"],
+            },
+            RegionSpec {
+                name: "b",
+                hosts: 1,
+                plugins: &["ledger"],
+            },
+        ],
+        &[],
+        &[],
+    );
+    let a = cluster.start("a", 0, &[]);
+    let b = cluster.start("b", 0, &[]);
+    for host in [&a, &b] {
+        host.wait_for_log("linked to peer", 1, Duration::from_secs(10));
+    }
+    let at_b = Client::connect(cluster.listed("b", 0)).await.unwrap();
+    let locate = || vec![cbor("\"x\""), Value::from(0)];
+    assert_eq!(
+        at_b.call("ledger.locate", locate()).await.unwrap(),
+        cbor("\"b\"")
+    );
+    std::fs::remove_file(cluster.plugins("b").join("ledger.wasm")).unwrap();
+    let start = Instant::now();
+    loop {
+        let region = at_b.call("ledger.locate", locate()).await.unwrap();
+        if region == cbor("\"a\"") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "b still ran it itself"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compiling_a_large_plugin_does_not_stall_serving() {
+    let host = HostProcess::start(&["math"]);
+    let client = host.client().await;
+    let add = || vec![Value::from(1), Value::from(2)];
+    let mut before = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(1500) {
+        let t = Instant::now();
+        assert_eq!(
+            client.call("math.add", add()).await.unwrap(),
+            Value::from(3)
+        );
+        before.push(t.elapsed());
+    }
+
+    let bytes = large_component(1000);
+    let path = host.plugins().join("large.wasm");
+    WriteStyle::Rename.to(&path, &bytes);
+    let written = Instant::now();
+    let poller = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            until_answers(
+                &client,
+                "large.ping",
+                &Value::from(7),
+                Duration::from_secs(60),
+            )
+            .await
+        })
+    };
+    let mut during = Vec::new();
+    while !poller.is_finished() {
+        let t = Instant::now();
+        assert_eq!(
+            client.call("math.add", add()).await.unwrap(),
+            Value::from(3)
+        );
+        during.push(t.elapsed());
+    }
+    let loaded_after = poller.await.unwrap();
+    let p = |v: &mut Vec<Duration>, q: f64| {
+        v.sort();
+        v[((v.len() as f64 - 1.0) * q) as usize]
+    };
+    eprintln!(
+        "large plugin ({} KiB) callable after {loaded_after:?} (written {:?} ago); math.add p50/p99 \
+         before: {:?}/{:?} ({} calls), during: {:?}/{:?} ({} calls)",
+        bytes.len() / 1024,
+        written.elapsed(),
+        p(&mut before, 0.5),
+        p(&mut before, 0.99),
+        before.len(),
+        p(&mut during, 0.5),
+        p(&mut during, 0.99),
+        during.len(),
+    );
+    assert!(
+        loaded_after > Duration::from_millis(500),
+        "the plugin compiled too fast to prove anything"
+    );
+    assert!(
+        during.len() > 100,
+        "only {} calls answered during the compile",
+        during.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sidecar_reloads_with_its_plugin_and_a_bad_one_is_refused() {
+    let host = HostProcess::start(&["ledger"]);
+    let client = host.client().await;
+    let idempotent = |catalog: &[wasmrpc::protocol::FunctionInfo], name: &str| {
+        catalog.iter().find(|f| f.name == name).unwrap().idempotent
+    };
+    let catalog = client.list().await.unwrap();
+    assert!(idempotent(&catalog, "ledger.locate"));
+    assert!(!idempotent(&catalog, "ledger.record"));
+
+    let sidecar = host.plugins().join("ledger.toml");
+    std::fs::write(&sidecar, "idempotent = [\"locate\", \"record\"]\n").unwrap();
+    let start = Instant::now();
+    while !idempotent(&client.list().await.unwrap(), "ledger.record") {
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "sidecar change not applied"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    std::fs::write(&sidecar, "idempotent = [\"fly\"]\n").unwrap();
+    host.wait_for_log("refused `", 1, Duration::from_secs(3));
+    assert!(
+        host.log()
+            .contains("`idempotent` names `fly`, but plugin `ledger` has no function `ledger.fly`"),
+        "{}",
+        host.log()
+    );
+    let catalog = client.list().await.unwrap();
+    assert!(
+        idempotent(&catalog, "ledger.record"),
+        "the previous settings keep serving"
+    );
+    assert_eq!(
+        client
+            .call("ledger.locate", vec![cbor("\"x\""), Value::from(0)])
+            .await
+            .unwrap(),
+        cbor("\"test\"")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regions_toml_edits_add_and_remove_regions_and_a_bad_edit_changes_nothing() {
+    let mut cluster = Cluster::new(
+        &[
+            RegionSpec {
+                name: "a",
+                hosts: 1,
+                plugins: &["math"],
+            },
+            RegionSpec {
+                name: "b",
+                hosts: 1,
+                plugins: &[],
+            },
+        ],
+        &[],
+        &[],
+    );
+    let a = cluster.start("a", 0, &[]);
+    let _b = cluster.start("b", 0, &[]);
+    let at_a = Client::connect(cluster.listed("a", 0)).await.unwrap();
+    let reserve = || vec![cbor("\"sku-1\""), Value::from(1)];
+
+    cluster.add_region(RegionSpec {
+        name: "c",
+        hosts: 1,
+        plugins: &["inventory"],
+    });
+    let _c = cluster.start("c", 0, &[]);
+    let start = Instant::now();
+    while at_a
+        .call("inventory.stock.reserve", reserve())
+        .await
+        .is_err()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the new region never became callable"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!(
+        "added region callable from a running host after {:?}",
+        start.elapsed()
+    );
+
+    cluster.replace_config("[[region]]\nname = 5\n");
+    a.wait_for_log("keeping the previous topology", 1, Duration::from_secs(3));
+    assert!(a.log().contains("invalid `"), "{}", a.log());
+    assert!(
+        at_a.call("inventory.stock.reserve", reserve())
+            .await
+            .is_ok()
+    );
+
+    cluster.remove_region("c");
+    let start = Instant::now();
+    loop {
+        let catalog = at_a.list().await.unwrap();
+        if !catalog.iter().any(|f| f.name == "inventory.stock.reserve") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "removed region still listed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let err = at_a
+        .call("inventory.stock.reserve", reserve())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::NotFound);
+}
