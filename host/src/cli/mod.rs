@@ -95,6 +95,42 @@ struct HostArgs {
     /// Linear memory per plugin instance, in MiB.
     #[arg(long, default_value_t = 64)]
     memory_limit_mib: usize,
+    /// Plugin instances that may exist at once (the pool size); calls beyond
+    /// get `resource_exhausted`.
+    #[arg(long, default_value_t = 256)]
+    max_instances: u32,
+    /// Wasm stack per call, in KiB; deeper recursion traps.
+    #[arg(long, default_value_t = 512)]
+    max_wasm_stack_kib: usize,
+    /// Data a guest may hand to the host in one call (its result, or one host
+    /// import's arguments), in KiB.
+    #[arg(long, default_value_t = 4096)]
+    max_guest_output_kib: usize,
+    /// Resource handles a guest may hold at once.
+    #[arg(long, default_value_t = 1000)]
+    max_component_handles: usize,
+    /// Largest frame accepted or sent, in KiB.
+    #[arg(long, default_value_t = 4096)]
+    max_frame_kib: usize,
+    /// Open connections before new ones are refused.
+    #[arg(long, default_value_t = 10_000)]
+    max_connections: usize,
+    /// How long a frame may take to arrive once its first byte has.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    frame_timeout: Duration,
+    /// Close connections with nothing in flight and no frame for this long.
+    #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
+    idle_timeout: Duration,
+    /// `cancel`s per connection allowed in 10 s before it is closed.
+    #[arg(long, default_value_t = 100)]
+    max_cancels: u32,
+    /// Replies queued for a caller that does not read them, in KiB, before
+    /// its connection is closed.
+    #[arg(long, default_value_t = 65_536)]
+    max_outbound_kib: usize,
+    /// Plugin files larger than this are refused, in MiB.
+    #[arg(long, default_value_t = 50)]
+    max_plugin_mib: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -217,6 +253,17 @@ async fn run_host(args: HostArgs) -> anyhow::Result<ExitCode> {
     options.server.max_deadline = args.max_deadline;
     options.server.max_in_flight = args.max_in_flight;
     options.runtime.memory_limit = args.memory_limit_mib << 20;
+    options.runtime.max_instances = args.max_instances;
+    options.runtime.max_wasm_stack = args.max_wasm_stack_kib << 10;
+    options.runtime.max_guest_output = args.max_guest_output_kib << 10;
+    options.runtime.max_component_handles = args.max_component_handles;
+    options.server.max_frame = args.max_frame_kib << 10;
+    options.server.max_connections = args.max_connections;
+    options.server.frame_timeout = args.frame_timeout;
+    options.server.idle_timeout = args.idle_timeout;
+    options.server.max_cancels = args.max_cancels;
+    options.server.max_outbound = (args.max_outbound_kib << 10).max(options.server.max_frame);
+    options.reload.max_plugin_size = args.max_plugin_mib << 20;
     let host = Host::start(options).await?;
     let (functions, plugin_count) = host.loaded();
     println!(

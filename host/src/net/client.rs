@@ -142,7 +142,7 @@ impl Client {
             let mut frames =
                 FramedRead::new(reader, crate::protocol::FrameCodec::new(options.max_frame));
             let (tx, rx) = mpsc::channel::<Bytes>(1024);
-            tokio::spawn(write_frames(writer, rx));
+            tokio::spawn(write_frames(writer, rx, Default::default()));
             let hello = Message::Hello(Hello {
                 version: PROTOCOL_VERSION,
                 role: options.role,

@@ -4,7 +4,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures::StreamExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -12,7 +11,7 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use super::server::ServerConfig;
-use super::write_frames;
+use super::{Outbox, write_frames};
 use crate::protocol::{
     Call, CallError, Catalog, CatalogUpdate, Drain, ErrorCode, ErrorReply, FrameCodec, Hello,
     Message, PROTOCOL_VERSION, Pong, Processed, ProtocolError, Reply, Role, decode_message,
@@ -20,8 +19,8 @@ use crate::protocol::{
 };
 use crate::service::{CallRequest, Service};
 
-/// Frames queued for the socket per connection before senders wait.
-const OUTBOUND_QUEUE: usize = 256;
+/// The window of [`ServerConfig::max_cancels`].
+const CANCEL_WINDOW: Duration = Duration::from_secs(10);
 
 pub(super) struct Connection {
     service: Arc<dyn Service>,
@@ -47,7 +46,7 @@ impl Connection {
     /// Refuses a connection over the cap with an error frame.
     pub async fn refuse(self, stream: TcpStream) {
         let (_, writer) = stream.into_split();
-        let (tx, rx) = mpsc::channel(1);
+        let (tx, rx, queued) = Outbox::new(usize::MAX);
         let error = ErrorReply::connection(
             ErrorCode::ResourceExhausted,
             format!(
@@ -59,7 +58,8 @@ impl Connection {
             let _ = tx.send(frame).await;
         }
         drop(tx);
-        let _ = tokio::time::timeout(Duration::from_secs(1), write_frames(writer, rx)).await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(1), write_frames(writer, rx, queued)).await;
     }
 
     /// Serves the connection until the peer closes it, breaks the protocol,
@@ -68,8 +68,8 @@ impl Connection {
         stream.set_nodelay(true)?;
         let (reader, writer) = stream.into_split();
         let mut frames = FramedRead::new(reader, FrameCodec::new(self.config.max_frame));
-        let (tx, rx) = mpsc::channel::<Bytes>(OUTBOUND_QUEUE);
-        let writer = tokio::spawn(write_frames(writer, rx));
+        let (tx, rx, queued) = Outbox::new(self.config.max_outbound);
+        let writer = tokio::spawn(write_frames(writer, rx, queued));
 
         let result = match self.handshake(&mut frames, &tx).await {
             Ok(role) => self.serve_calls(&mut frames, &tx, role).await,
@@ -79,7 +79,10 @@ impl Connection {
             // Tell the peer why before closing, when the socket still works.
             if !matches!(error, ProtocolError::Io(_)) {
                 let code = match error {
-                    ProtocolError::FrameTooLarge { .. } => ErrorCode::ResourceExhausted,
+                    ProtocolError::FrameTooLarge { .. }
+                    | ProtocolError::TooManyCancels { .. }
+                    | ProtocolError::SlowReader(_) => ErrorCode::ResourceExhausted,
+                    ProtocolError::Idle(_) => ErrorCode::Unavailable,
                     _ => ErrorCode::ProtocolError,
                 };
                 let reply = ErrorReply::connection(code, error.to_string());
@@ -92,11 +95,7 @@ impl Connection {
     }
 
     /// Exchanges `hello`; returns the caller's role.
-    async fn handshake(
-        &self,
-        frames: &mut Frames,
-        tx: &mpsc::Sender<Bytes>,
-    ) -> Result<Role, ProtocolError> {
+    async fn handshake(&self, frames: &mut Frames, tx: &Outbox) -> Result<Role, ProtocolError> {
         let first = tokio::time::timeout(self.config.hello_timeout, frames.next())
             .await
             .map_err(|_| ProtocolError::Unexpected {
@@ -154,7 +153,7 @@ impl Connection {
     async fn serve_calls(
         &self,
         frames: &mut Frames,
-        tx: &mpsc::Sender<Bytes>,
+        tx: &Outbox,
         role: Role,
     ) -> Result<(), ProtocolError> {
         // Peers learn this host's own functions now and after every change.
@@ -166,6 +165,15 @@ impl Connection {
         let mut in_flight: HashMap<u64, CancellationToken> = HashMap::new();
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<u64>();
         let mut draining = false;
+        // Slow senders, idle connections and cancel floods are checked on a
+        // tick; a quarter of the frame timeout keeps the check timely.
+        let mut tick = tokio::time::interval(
+            (self.config.frame_timeout / 4)
+                .clamp(Duration::from_millis(20), Duration::from_secs(1)),
+        );
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_frame = Instant::now();
+        let mut cancels = (Instant::now(), 0u32);
         let result = loop {
             if draining && in_flight.is_empty() {
                 break Ok(());
@@ -174,6 +182,18 @@ impl Connection {
                 biased;
                 Some(id) = done_rx.recv() => {
                     in_flight.remove(&id);
+                }
+                () = tx.overflowed() => break Err(ProtocolError::SlowReader(self.config.max_outbound)),
+                _ = tick.tick() => {
+                    let since = frames.decoder().partial_since();
+                    if since.is_some_and(|since| since.elapsed() >= self.config.frame_timeout) {
+                        break Err(ProtocolError::FrameTimeout(self.config.frame_timeout));
+                    }
+                    if in_flight.is_empty() && since.is_none()
+                        && last_frame.elapsed() >= self.config.idle_timeout
+                    {
+                        break Err(ProtocolError::Idle(self.config.idle_timeout));
+                    }
                 }
                 Ok(()) = catalog_changes.changed(), if is_peer => {
                     let functions = self.service.local_catalog();
@@ -190,6 +210,7 @@ impl Connection {
                         Some(Err(error)) => break Err(error),
                         Some(Ok(body)) => body,
                     };
+                    last_frame = Instant::now();
                     let message = match decode_message(&body) {
                         Ok(message) => message,
                         Err(error) => break Err(error),
@@ -205,6 +226,16 @@ impl Connection {
                         Message::Cancel(cancel) => {
                             if let Some(token) = in_flight.get(&cancel.id) {
                                 token.cancel();
+                            }
+                            if cancels.0.elapsed() >= CANCEL_WINDOW {
+                                cancels = (Instant::now(), 0);
+                            }
+                            cancels.1 += 1;
+                            if cancels.1 > self.config.max_cancels {
+                                break Err(ProtocolError::TooManyCancels {
+                                    limit: self.config.max_cancels,
+                                    window: CANCEL_WINDOW,
+                                });
                             }
                         }
                         Message::List(list) => {
@@ -254,7 +285,7 @@ impl Connection {
         call: Call,
         draining: bool,
         in_flight: &mut HashMap<u64, CancellationToken>,
-        tx: &mpsc::Sender<Bytes>,
+        tx: &Outbox,
         done_tx: &mpsc::UnboundedSender<u64>,
     ) -> Result<(), ProtocolError> {
         if in_flight.contains_key(&call.id) {
@@ -339,7 +370,7 @@ impl Connection {
         Ok(())
     }
 
-    async fn send(&self, tx: &mpsc::Sender<Bytes>, message: Message) {
+    async fn send(&self, tx: &Outbox, message: Message) {
         match encode_message(&message, self.config.max_frame) {
             Ok(frame) => {
                 let _ = tx.send(frame).await;

@@ -31,6 +31,15 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// How long a new connection may take to send its `hello`.
     pub hello_timeout: Duration,
+    /// How long a frame may take to arrive once its first byte has.
+    pub frame_timeout: Duration,
+    /// A connection with nothing in flight and no frame for this long is closed.
+    pub idle_timeout: Duration,
+    /// `cancel`s allowed per connection in 10 s before it is closed.
+    pub max_cancels: u32,
+    /// Bytes of replies queued for a caller that does not read them before
+    /// its connection is closed.
+    pub max_outbound: usize,
     /// How long shutdown waits for calls in flight.
     pub drain_timeout: Duration,
 }
@@ -47,6 +56,10 @@ impl ServerConfig {
             max_deadline: Duration::from_secs(30),
             max_connections: 10_000,
             hello_timeout: Duration::from_secs(10),
+            frame_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            max_cancels: 100,
+            max_outbound: 64 << 20,
             drain_timeout: Duration::from_secs(5),
         }
     }

@@ -12,7 +12,7 @@ use super::registry::LoadedPlugin;
 use super::settings::PluginSettings;
 use crate::runtime::Runtime;
 
-/// Plugin files larger than this are refused (50 MiB).
+/// Plugin files larger than this are refused by default (50 MiB).
 pub const MAX_PLUGIN_SIZE: u64 = 50 << 20;
 
 /// The plugin name of `path`: its file stem, if it is a `.wasm` file whose
@@ -55,14 +55,11 @@ impl PluginFiles {
     ///
     /// # Errors
     ///
-    /// When the file is over [`MAX_PLUGIN_SIZE`] or cannot be read.
-    pub fn read(path: &Path) -> anyhow::Result<PluginFiles> {
+    /// When the file is over `max_size` bytes or cannot be read.
+    pub fn read(path: &Path, max_size: u64) -> anyhow::Result<PluginFiles> {
         let size = std::fs::metadata(path)?.len();
-        if size > MAX_PLUGIN_SIZE {
-            bail!(
-                "file is {size} bytes, over the limit of {} MiB",
-                MAX_PLUGIN_SIZE >> 20
-            );
+        if size > max_size {
+            bail!("file is {size} bytes, over the limit of {max_size} bytes");
         }
         let wasm = std::fs::read(path)?;
         let sidecar_path = path.with_extension("toml");

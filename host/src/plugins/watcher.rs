@@ -36,6 +36,8 @@ pub struct ReloadConfig {
     pub write_timeout: Duration,
     /// A full rescan happens this often even without events.
     pub rescan: Duration,
+    /// Plugin files larger than this are refused.
+    pub max_plugin_size: u64,
 }
 
 impl Default for ReloadConfig {
@@ -45,6 +47,7 @@ impl Default for ReloadConfig {
             settle: Duration::from_millis(300),
             write_timeout: Duration::from_secs(5),
             rescan: Duration::from_secs(2),
+            max_plugin_size: super::MAX_PLUGIN_SIZE,
         }
     }
 }
@@ -290,7 +293,7 @@ impl Reloader {
         name: &str,
         path: &Path,
     ) -> Option<Arc<LoadedPlugin>> {
-        let files = match PluginFiles::read(path) {
+        let files = match PluginFiles::read(path, self.config.max_plugin_size) {
             Ok(files) => files,
             Err(error) => {
                 tracing::error!(

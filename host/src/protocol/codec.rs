@@ -15,11 +15,21 @@ use super::{ARGS_NESTING, ENVELOPE_NESTING};
 #[derive(Debug, Clone)]
 pub struct FrameCodec {
     max_frame: usize,
+    /// When the first byte of a frame not yet complete arrived.
+    partial_since: Option<std::time::Instant>,
 }
 
 impl FrameCodec {
     pub fn new(max_frame: usize) -> Self {
-        FrameCodec { max_frame }
+        FrameCodec {
+            max_frame,
+            partial_since: None,
+        }
+    }
+
+    /// Since when a frame has been arriving without completing, if one is.
+    pub fn partial_since(&self) -> Option<std::time::Instant> {
+        self.partial_since
     }
 }
 
@@ -28,6 +38,17 @@ impl Decoder for FrameCodec {
     type Error = ProtocolError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>, ProtocolError> {
+        let frame = self.split_frame(src)?;
+        self.partial_since = match (&frame, src.is_empty()) {
+            (None, false) => Some(self.partial_since.unwrap_or_else(std::time::Instant::now)),
+            _ => None,
+        };
+        Ok(frame)
+    }
+}
+
+impl FrameCodec {
+    fn split_frame(&self, src: &mut BytesMut) -> Result<Option<BytesMut>, ProtocolError> {
         if src.len() < 4 {
             return Ok(None);
         }

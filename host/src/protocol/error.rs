@@ -173,6 +173,21 @@ pub enum ProtocolError {
     /// The peer speaks another protocol version.
     #[error("unsupported protocol version {got}; this host speaks version {ours}")]
     Version { got: u32, ours: u32 },
+    /// A frame started arriving and did not complete in time (slow sender).
+    #[error("no complete frame within {0:?} of its first byte")]
+    FrameTimeout(std::time::Duration),
+    /// Nothing arrived and nothing was in flight for this long.
+    #[error("connection idle for {0:?}")]
+    Idle(std::time::Duration),
+    /// Too many `cancel`s: a call-and-cancel flood.
+    #[error("more than {limit} cancels within {window:?}")]
+    TooManyCancels {
+        limit: u32,
+        window: std::time::Duration,
+    },
+    /// The caller does not read its replies.
+    #[error("more than {0} bytes of replies queued: the caller is not reading them")]
+    SlowReader(usize),
     /// Reading or writing the socket failed.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),

@@ -49,6 +49,11 @@ pub struct RuntimeConfig {
     pub epoch_tick: Duration,
     /// Threads that execute guest code.
     pub guest_threads: usize,
+    /// Data a guest may hand to the host in one call (its result, or the
+    /// arguments of one host import call), in bytes.
+    pub max_guest_output: usize,
+    /// Resource handles a guest may hold at once.
+    pub max_component_handles: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -60,6 +65,8 @@ impl Default for RuntimeConfig {
             max_wasm_stack: 512 << 10,
             epoch_tick: Duration::from_millis(10),
             guest_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            max_guest_output: crate::protocol::DEFAULT_MAX_FRAME,
+            max_component_handles: 1_000,
         }
     }
 }
@@ -302,7 +309,13 @@ impl Runtime {
         }
 
         let panic_note = Arc::new(Mutex::new(None));
+        // No ambient capability: no preopened directories, no environment,
+        // no arguments, and every socket refused.
         let wasi = WasiCtxBuilder::new()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .socket_addr_check(|_, _| Box::pin(async { false }))
             .stdout(LogStream::stdout(plugin.name.clone()))
             .stderr(LogStream::stderr(plugin.name.clone()).capturing_panics(panic_note.clone()))
             .build();
@@ -328,8 +341,9 @@ impl Runtime {
         let guest_plugin = plugin.clone();
 
         // Dropping this future (the caller went away) aborts the guest task too.
-        let task = AbortOnDropHandle::new(self.guests().spawn(async move {
-            let run = run_guest(engine, guest_plugin, function, params, state);
+        let limits = self.config.clone();
+        let mut task = AbortOnDropHandle::new(self.guests().spawn(async move {
+            let run = run_guest(engine, guest_plugin, function, params, state, &limits);
             tokio::select! {
                 outcome = tokio::time::timeout_at(deadline, run) => match outcome {
                     Ok(result) => result,
@@ -338,15 +352,21 @@ impl Runtime {
                 () = cancel.cancelled() => Err(Interrupt::Cancelled.into()),
             }
         }));
-        let outcome = match task.await {
-            Ok(outcome) => outcome,
-            Err(join) if join.is_panic() => {
-                return Err(CallError::internal(format!(
-                    "the host panicked while running `{}`",
-                    plugin.functions[function].name
-                )));
-            }
-            Err(_) => Err(Interrupt::Cancelled.into()),
+        // The answer never waits for a crowded guest pool: the deadline and
+        // cancellation are also enforced here, and leaving aborts the guest.
+        let outcome = tokio::select! {
+            joined = &mut task => match joined {
+                Ok(outcome) => outcome,
+                Err(join) if join.is_panic() => {
+                    return Err(CallError::internal(format!(
+                        "the host panicked while running `{}`",
+                        plugin.functions[function].name
+                    )));
+                }
+                Err(_) => Err(Interrupt::Cancelled.into()),
+            },
+            () = tokio::time::sleep_until(deadline) => Err(Interrupt::Deadline.into()),
+            () = request.cancel.cancelled() => Err(Interrupt::Cancelled.into()),
         };
         let func = &plugin.functions[function];
         match outcome {
@@ -419,10 +439,18 @@ async fn run_guest(
     function: usize,
     params: Vec<Val>,
     state: PluginState,
+    limits: &RuntimeConfig,
 ) -> wasmtime::Result<Option<Val>> {
     let func = &plugin.functions[function];
     let mut store = Store::new(&engine, state);
     store.limiter(|state| state.limiter());
+    // Hostcall fuel counts host memory: one `Val` per value lifted.
+    store.set_hostcall_fuel(
+        limits
+            .max_guest_output
+            .saturating_mul(std::mem::size_of::<Val>()),
+    );
+    store.set_max_component_handles(limits.max_component_handles);
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(|ctx| {
         let scope = &ctx.data().scope;
@@ -507,6 +535,20 @@ fn classify(
                 format!("plugin `{plugin}` exceeded its table limit of {limit} elements"),
             ),
         };
+    }
+    // wasmtime's `HostcallFuelExhausted` is private; its message is fixed.
+    if error.chain().any(|e| {
+        e.to_string()
+            .contains("fuel allocated for hostcalls has been exhausted")
+    }) {
+        return CallError::new(
+            ErrorCode::ResourceExhausted,
+            Processed::Maybe,
+            format!(
+                "`{function}` handed the host more than the {} MiB of data allowed per call",
+                config.max_guest_output >> 20
+            ),
+        );
     }
     if let Some(limit) = error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
         return CallError::new(
