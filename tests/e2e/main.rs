@@ -5,6 +5,7 @@ mod cli;
 mod concurrency;
 mod config;
 mod guests;
+mod hardening;
 mod nested;
 mod protocol;
 mod protocol_doc;

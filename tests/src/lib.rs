@@ -155,9 +155,14 @@ pub struct HostProcess {
 impl HostProcess {
     /// Starts a host of region `test` serving copies of the named guests.
     pub fn start(guests: &[&str]) -> HostProcess {
+        HostProcess::start_with(guests, &[])
+    }
+
+    /// [`HostProcess::start`] with extra `wasmrpc host` arguments.
+    pub fn start_with(guests: &[&str], extra: &[&str]) -> HostProcess {
         let plugins = plugin_dir(guests);
         let path = plugins.path().to_owned();
-        let mut host = HostProcess::start_in("test", &path, &[]);
+        let mut host = HostProcess::start_in("test", &path, extra);
         host._plugins = Some(plugins);
         host
     }

@@ -69,6 +69,12 @@ impl Guest for Misbehave {
     fn big(len: u32) -> Vec<u8> {
         vec![7; len as usize]
     }
+
+    fn connect(addr: String) -> Result<(), String> {
+        std::net::TcpStream::connect(addr.as_str())
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
 }
 
 export!(Misbehave);

@@ -117,9 +117,15 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         host_api::add_to_linker(&mut linker)?;
 
+        // Each poll of a spinning guest lasts one epoch tick, so the pool must
+        // look for new calls (spawned from the network runtime onto its
+        // global queue) and timers often, not every 61 polls (tokio's
+        // default), or a new call waits behind every spinner ~61 times.
         let guests = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.guest_threads.max(1))
             .thread_name("wasm-guest")
+            .global_queue_interval(2)
+            .event_interval(2)
             .enable_all()
             .build()?;
 
@@ -328,6 +334,7 @@ impl Runtime {
             visited: request.visited,
             metadata: request.metadata,
             router,
+            slice_start: std::time::Instant::now(),
         };
         let state = PluginState::new(
             wasi,
@@ -342,7 +349,13 @@ impl Runtime {
 
         // Dropping this future (the caller went away) aborts the guest task too.
         let limits = self.config.clone();
+        let queued = std::time::Instant::now();
         let mut task = AbortOnDropHandle::new(self.guests().spawn(async move {
+            tracing::trace!(
+                plugin = %guest_plugin.name,
+                waited_us = queued.elapsed().as_micros() as u64,
+                "guest task started"
+            );
             let run = run_guest(engine, guest_plugin, function, params, state, &limits);
             tokio::select! {
                 outcome = tokio::time::timeout_at(deadline, run) => match outcome {
@@ -452,14 +465,28 @@ async fn run_guest(
     );
     store.set_max_component_handles(limits.max_component_handles);
     store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(|ctx| {
-        let scope = &ctx.data().scope;
+    let slice = limits.epoch_tick;
+    store.epoch_deadline_callback(move |mut ctx| {
+        let scope = &mut ctx.data_mut().scope;
+        let now = std::time::Instant::now();
         if scope.cancel.is_cancelled() {
             Err(Interrupt::Cancelled.into())
-        } else if std::time::Instant::now() >= scope.deadline {
+        } else if now >= scope.deadline {
             Err(Interrupt::Deadline.into())
+        } else if now.duration_since(scope.slice_start) >= slice {
+            // A full slice of running: give the thread to other calls.
+            // tokio's own yield puts the guest at the back of the queue (a
+            // plain self-wake would land in tokio's LIFO slot and run again
+            // ahead of waiting calls).
+            scope.slice_start = now;
+            Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(tokio::task::yield_now()),
+            ))
         } else {
-            Ok(UpdateDeadline::Yield(1))
+            // A tick soon after starting: short calls finish without
+            // queueing again behind long-running guests.
+            Ok(UpdateDeadline::Continue(1))
         }
     });
     let instance = plugin.pre.instantiate_async(&mut store).await?;
@@ -545,8 +572,8 @@ fn classify(
             ErrorCode::ResourceExhausted,
             Processed::Maybe,
             format!(
-                "`{function}` handed the host more than the {} MiB of data allowed per call",
-                config.max_guest_output >> 20
+                "`{function}` handed the host more than the {} KiB of data allowed per call",
+                config.max_guest_output >> 10
             ),
         );
     }

@@ -45,6 +45,8 @@ pub(crate) struct CallScope {
     pub metadata: std::collections::BTreeMap<String, String>,
     /// Where nested `call`s go.
     pub router: Arc<dyn Service>,
+    /// When the guest last gave its thread back (or started).
+    pub slice_start: Instant,
 }
 
 impl CallScope {

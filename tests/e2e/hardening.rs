@@ -1,0 +1,617 @@
+//! Nothing a client, a peer or a guest does can crash the host, stall it,
+//! lose a call or grow its memory without bound.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use ciborium::Value;
+use wasmrpc::protocol::{Call, Cancel, ErrorCode, ErrorReply, Message, Processed};
+use wasmrpc::{CallOptions, Client};
+use wasmrpc_tests::{HostProcess, RawConn, Read2, cbor};
+
+fn call(id: u64, function: &str, args: Vec<Value>, deadline_ms: Option<u64>) -> Message {
+    Message::Call(Call {
+        id,
+        function: function.into(),
+        args,
+        deadline_ms,
+        hops: 0,
+        visited: vec![],
+        metadata: Default::default(),
+    })
+}
+
+/// Reads until the host closes; returns the one connection-level error.
+fn closing_error(conn: &mut RawConn, within: Duration) -> ErrorReply {
+    let messages = conn.read_until_closed(within);
+    let errors: Vec<ErrorReply> = messages
+        .into_iter()
+        .filter_map(|m| match m {
+            Message::Error(error) if error.id.is_none() => Some(error),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        errors.len(),
+        1,
+        "expected one connection-level error: {errors:?}"
+    );
+    errors.into_iter().next().unwrap()
+}
+
+fn timeout(ms: u64) -> CallOptions {
+    CallOptions {
+        timeout: Some(Duration::from_millis(ms)),
+        ..CallOptions::default()
+    }
+}
+
+// ---- C: connections ----
+
+#[tokio::test]
+async fn slow_senders_are_closed_by_the_frame_read_timeout() {
+    let host = HostProcess::start_with(&["math"], &["--frame-timeout", "1s"]);
+    let client = host.client().await;
+    let elapsed = tokio::task::spawn_blocking({
+        let addr = host.addr;
+        move || {
+            let mut conn = RawConn::handshake(addr);
+            // Drip a 100-byte frame one byte every 150 ms.
+            let start = Instant::now();
+            conn.send(&100u32.to_be_bytes());
+            for _ in 0..20 {
+                std::thread::sleep(Duration::from_millis(150));
+                conn.send_lossy(&[0xa1]);
+            }
+            let error = closing_error(&mut conn, Duration::from_secs(5));
+            assert_eq!(error.code, ErrorCode::ProtocolError);
+            assert_eq!(
+                error.message,
+                "no complete frame within 1s of its first byte"
+            );
+            start.elapsed()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        elapsed >= Duration::from_secs(1),
+        "closed after {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(4),
+        "closed only after {elapsed:?}"
+    );
+    // A slow sender costs nobody else anything.
+    let sum = client
+        .call("math.add", vec![Value::from(1), Value::from(1)])
+        .await;
+    assert_eq!(sum.unwrap(), Value::from(2));
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_and_pings_keep_them_open() {
+    let host = HostProcess::start_with(
+        &["math"],
+        &["--idle-timeout", "1s", "--frame-timeout", "400ms"],
+    );
+    tokio::task::spawn_blocking(move || {
+        let mut idle = RawConn::handshake(host.addr);
+        let mut busy = RawConn::handshake(host.addr);
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(1500) {
+            busy.send_message(&Message::Ping(wasmrpc::protocol::Ping { nonce: 1 }));
+            assert!(matches!(
+                busy.read(Duration::from_secs(1)),
+                Read2::Message(Message::Pong(_))
+            ));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let error = closing_error(&mut idle, Duration::from_secs(3));
+        assert_eq!(error.code, ErrorCode::Unavailable);
+        assert_eq!(error.message, "connection idle for 1s");
+        busy.send_message(&Message::Ping(wasmrpc::protocol::Ping { nonce: 2 }));
+        assert!(matches!(
+            busy.read(Duration::from_secs(1)),
+            Read2::Message(Message::Pong(_))
+        ));
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_are_refused_promptly() {
+    let host = HostProcess::start_with(&["math"], &["--max-connections", "3"]);
+    tokio::task::spawn_blocking(move || {
+        let mut open: Vec<RawConn> = (0..3).map(|_| RawConn::handshake(host.addr)).collect();
+        let start = Instant::now();
+        let mut extra = RawConn::connect(host.addr);
+        let error = closing_error(&mut extra, Duration::from_secs(2));
+        assert!(
+            start.elapsed() < Duration::from_millis(500),
+            "refused after {:?}",
+            start.elapsed()
+        );
+        assert_eq!(error.code, ErrorCode::ResourceExhausted);
+        assert_eq!(error.message, "connection limit of 3 reached");
+        for conn in &mut open {
+            conn.send_message(&Message::Ping(wasmrpc::protocol::Ping { nonce: 9 }));
+            assert!(matches!(
+                conn.read(Duration::from_secs(1)),
+                Read2::Message(Message::Pong(_))
+            ));
+        }
+        // Closing one frees its slot.
+        drop(open.pop());
+        let ok = wasmrpc_tests::eventually(Duration::from_secs(2), || {
+            let mut conn = RawConn::connect(host.addr);
+            conn.send_message(&Message::Hello(wasmrpc::protocol::Hello {
+                version: 1,
+                role: wasmrpc::protocol::Role::Client,
+                region: None,
+                host_id: None,
+                max_in_flight: None,
+            }));
+            matches!(
+                conn.read(Duration::from_secs(1)),
+                Read2::Message(Message::Hello(_))
+            )
+        });
+        assert!(ok, "a freed slot was not reusable");
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_flood_of_calls_and_cancels_gets_the_connection_closed() {
+    let host = HostProcess::start(&["math"]);
+    let client = host.client().await;
+    tokio::task::spawn_blocking(move || {
+        let mut conn = RawConn::handshake(host.addr);
+        for id in 1..=150u64 {
+            conn.send_lossy(
+                &wasmrpc::protocol::encode_message(
+                    &call(id, "math.add", vec![Value::from(1), Value::from(2)], None),
+                    1 << 20,
+                )
+                .unwrap(),
+            );
+            conn.send_lossy(
+                &wasmrpc::protocol::encode_message(&Message::Cancel(Cancel { id }), 1 << 20)
+                    .unwrap(),
+            );
+        }
+        let error = closing_error(&mut conn, Duration::from_secs(5));
+        assert_eq!(error.code, ErrorCode::ResourceExhausted);
+        assert_eq!(error.message, "more than 100 cancels within 10s");
+    })
+    .await
+    .unwrap();
+    let sum = client
+        .call("math.add", vec![Value::from(2), Value::from(2)])
+        .await;
+    assert_eq!(sum.unwrap(), Value::from(4));
+}
+
+#[tokio::test]
+async fn a_caller_that_never_reads_replies_cannot_make_the_host_buffer_more_than_the_limit() {
+    let host = HostProcess::start_with(&["math", "misbehave"], &["--max-outbound-kib", "4096"]);
+    let client = host.client().await;
+    let baseline = host.rss_kib();
+    let addr = host.addr;
+    let error = tokio::task::spawn_blocking(move || {
+        let mut conn = RawConn::handshake(addr);
+        // 64 replies of 1 MiB each, never read while they are produced.
+        for id in 1..=64u64 {
+            conn.send(
+                &wasmrpc::protocol::encode_message(
+                    &call(
+                        id,
+                        "misbehave.big",
+                        vec![Value::from(1u32 << 20)],
+                        Some(20_000),
+                    ),
+                    1 << 20,
+                )
+                .unwrap(),
+            );
+        }
+        std::thread::sleep(Duration::from_secs(3));
+        closing_error(&mut conn, Duration::from_secs(20))
+    })
+    .await
+    .unwrap();
+    assert_eq!(error.code, ErrorCode::ResourceExhausted);
+    assert_eq!(
+        error.message,
+        "more than 4194304 bytes of replies queued: the caller is not reading them"
+    );
+    let after = host.rss_kib();
+    eprintln!("host RSS {baseline} KiB before, {after} KiB after a non-reading caller");
+    assert!(
+        after < baseline + 48 * 1024,
+        "host RSS grew from {baseline} KiB to {after} KiB"
+    );
+    let sum = client
+        .call("math.add", vec![Value::from(3), Value::from(3)])
+        .await;
+    assert_eq!(sum.unwrap(), Value::from(6));
+}
+
+// ---- X: guests ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_spinning_guests_stop_on_time_while_a_healthy_client_is_served() {
+    let host = HostProcess::start(&["math", "misbehave"]);
+    let healthy = host.client().await;
+    let attacker = host.client().await;
+    healthy
+        .call("math.add", vec![Value::from(0), Value::from(0)])
+        .await
+        .unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let prober = {
+        let (healthy, stop) = (healthy.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut slowest = Duration::ZERO;
+            let mut answered = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let start = Instant::now();
+                let sum = healthy
+                    .call("math.add", vec![Value::from(20), Value::from(22)])
+                    .await;
+                assert_eq!(sum.unwrap(), Value::from(42));
+                slowest = slowest.max(start.elapsed());
+                answered += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            (answered, slowest)
+        })
+    };
+    let spinners: Vec<_> = (0..16)
+        .map(|_| {
+            let attacker = attacker.clone();
+            tokio::spawn(async move {
+                let start = Instant::now();
+                let err = attacker
+                    .call_with("misbehave.spin", vec![], timeout(200))
+                    .await
+                    .unwrap_err();
+                (err.code, start.elapsed())
+            })
+        })
+        .collect();
+    let mut latest = Duration::ZERO;
+    for spinner in spinners {
+        let (code, took) = spinner.await.unwrap();
+        assert_eq!(code, ErrorCode::DeadlineExceeded);
+        latest = latest.max(took);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (answered, slowest) = prober.await.unwrap();
+    eprintln!("16 spinners stopped by {latest:?}; healthy calls: {answered}, slowest {slowest:?}");
+    assert!(
+        latest < Duration::from_millis(250),
+        "a spinner was stopped only after {latest:?}"
+    );
+    assert!(answered >= 10, "only {answered} healthy calls");
+    assert!(
+        slowest < Duration::from_millis(200),
+        "a healthy call took {slowest:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exhausted_instance_pool_refuses_unprocessed_and_recovers() {
+    let host = HostProcess::start_with(&["misbehave"], &["--max-instances", "2"]);
+    let client = host.client().await;
+    let busy: Vec<_> = (0..2)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.call("misbehave.busy", vec![Value::from(600)]).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let err = client
+        .call("misbehave.busy", vec![Value::from(1)])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::ResourceExhausted);
+    assert_eq!(err.processed, Processed::No);
+    assert!(
+        err.message
+            .starts_with("no instance slot free to run `misbehave.busy`"),
+        "{}",
+        err.message
+    );
+    for call in busy {
+        assert_eq!(call.await.unwrap().unwrap(), Value::from(600));
+    }
+    assert_eq!(
+        client
+            .call("misbehave.busy", vec![Value::from(1)])
+            .await
+            .unwrap(),
+        Value::from(1)
+    );
+}
+
+#[tokio::test]
+async fn a_guest_handing_back_more_data_than_allowed_is_stopped() {
+    let host = HostProcess::start_with(&["misbehave"], &["--max-guest-output-kib", "64"]);
+    let client = host.client().await;
+    let small = client
+        .call("misbehave.big", vec![Value::from(1000)])
+        .await
+        .unwrap();
+    assert_eq!(small, Value::Bytes(vec![7; 1000]));
+    let err = client
+        .call("misbehave.big", vec![Value::from(200_000)])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::ResourceExhausted);
+    assert_eq!(err.processed, Processed::Maybe);
+    assert_eq!(
+        err.message,
+        "`misbehave.big` handed the host more than the 64 KiB of data allowed per call"
+    );
+    let again = client
+        .call("misbehave.big", vec![Value::from(10)])
+        .await
+        .unwrap();
+    assert_eq!(again, Value::Bytes(vec![7; 10]));
+}
+
+#[tokio::test]
+async fn a_guest_gets_no_socket() {
+    let host = HostProcess::start(&["misbehave"]);
+    let client = host.client().await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let target = listener.local_addr().unwrap().to_string();
+    let err = client
+        .call("misbehave.connect", vec![Value::Text(target)])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::HandlerError);
+    assert!(
+        err.message.contains("ermission denied") || err.message.contains("not permitted"),
+        "{}",
+        err.message
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(listener.accept().is_err(), "the guest reached the listener");
+}
+
+// ---- D: deadlines and cancellation ----
+
+#[tokio::test]
+async fn a_call_without_deadline_gets_the_default_and_a_huge_one_is_clamped() {
+    let host = HostProcess::start_with(
+        &["misbehave"],
+        &["--default-deadline", "300ms", "--max-deadline", "600ms"],
+    );
+    tokio::task::spawn_blocking(move || {
+        for (deadline_ms, expected) in [(None, 300u64), (Some(3_600_000), 600)] {
+            let mut conn = RawConn::handshake(host.addr);
+            let start = Instant::now();
+            conn.send_message(&call(1, "misbehave.spin", vec![], deadline_ms));
+            match conn.read(Duration::from_secs(5)) {
+                Read2::Message(Message::Error(error)) => {
+                    assert_eq!(error.code, ErrorCode::DeadlineExceeded);
+                    assert_eq!(error.processed, Processed::Maybe);
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+            let took = start.elapsed();
+            assert!(
+                took >= Duration::from_millis(expected),
+                "{deadline_ms:?}: {took:?}"
+            );
+            assert!(
+                took < Duration::from_millis(expected + 100),
+                "{deadline_ms:?}: {took:?}"
+            );
+        }
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn failure_classes_map_to_their_documented_code_and_processed_flag() {
+    let host = HostProcess::start_with(&["math", "misbehave"], &["--max-instances", "64"]);
+    let client = host.client().await;
+    let add = |a: Value| vec![Value::from(1), a];
+    let cases: Vec<(
+        &str,
+        Result<Value, wasmrpc::CallError>,
+        ErrorCode,
+        Processed,
+    )> = vec![
+        (
+            "unknown function",
+            client.call("math.nope", vec![]).await,
+            ErrorCode::NotFound,
+            Processed::No,
+        ),
+        (
+            "bad argument",
+            client.call("math.add", add(cbor("\"x\""))).await,
+            ErrorCode::InvalidArgs,
+            Processed::No,
+        ),
+        (
+            "handler error",
+            client.call("math.divide", add(Value::from(0))).await,
+            ErrorCode::HandlerError,
+            Processed::Yes,
+        ),
+        (
+            "panic",
+            client.call("misbehave.crash", vec![cbor("\"x\"")]).await,
+            ErrorCode::Trap,
+            Processed::Maybe,
+        ),
+        (
+            "stack overflow",
+            client.call("misbehave.recurse", vec![Value::from(0)]).await,
+            ErrorCode::Trap,
+            Processed::Maybe,
+        ),
+        (
+            "memory limit",
+            client.call("misbehave.hog", vec![]).await,
+            ErrorCode::ResourceExhausted,
+            Processed::Maybe,
+        ),
+        (
+            "deadline while running",
+            client
+                .call_with("misbehave.spin", vec![], timeout(100))
+                .await,
+            ErrorCode::DeadlineExceeded,
+            Processed::Maybe,
+        ),
+        (
+            "deadline before running",
+            client
+                .call_with("math.add", add(Value::from(1)), timeout(0))
+                .await,
+            ErrorCode::DeadlineExceeded,
+            Processed::No,
+        ),
+        (
+            "forged hop count",
+            client
+                .call_with(
+                    "math.add",
+                    add(Value::from(1)),
+                    CallOptions {
+                        hops: 9,
+                        ..CallOptions::default()
+                    },
+                )
+                .await,
+            ErrorCode::LoopDetected,
+            Processed::No,
+        ),
+        (
+            "host unreachable",
+            match Client::connect("127.0.0.1:1").await {
+                Ok(_) => panic!("port 1 answered"),
+                Err(e) => Err(e),
+            },
+            ErrorCode::Unavailable,
+            Processed::No,
+        ),
+    ];
+    for (what, result, code, processed) in cases {
+        let err = result.expect_err(what);
+        assert_eq!(
+            (err.code, err.processed),
+            (code, processed),
+            "{what}: {err}"
+        );
+    }
+
+    // Cancelled by the caller while running.
+    let mut conn = RawConn::handshake(host.addr);
+    let cancelled = tokio::task::spawn_blocking(move || {
+        conn.send_message(&call(7, "misbehave.spin", vec![], Some(5000)));
+        std::thread::sleep(Duration::from_millis(100));
+        conn.send_message(&Message::Cancel(Cancel { id: 7 }));
+        match conn.read(Duration::from_secs(2)) {
+            Read2::Message(Message::Error(error)) => (error.code, error.processed),
+            other => panic!("unexpected {other:?}"),
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(cancelled, (ErrorCode::Cancelled, Processed::Maybe));
+}
+
+#[tokio::test]
+async fn a_host_dying_mid_call_gives_unavailable_maybe_processed() {
+    let host = HostProcess::start(&["misbehave"]);
+    let client = host.client().await;
+    let pending = {
+        let client = client.clone();
+        tokio::spawn(async move { client.call("misbehave.busy", vec![Value::from(2000)]).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    host.signal(libc::SIGKILL);
+    let err = pending.await.unwrap().unwrap_err();
+    assert_eq!(
+        (err.code, err.processed),
+        (ErrorCode::Unavailable, Processed::Maybe),
+        "{err}"
+    );
+    let err = client
+        .call("misbehave.busy", vec![Value::from(1)])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code, err.processed),
+        (ErrorCode::Unavailable, Processed::No),
+        "{err}"
+    );
+}
+
+// ---- W: the wire ----
+
+#[tokio::test]
+async fn huge_length_prefixes_cost_the_host_no_memory() {
+    let host = HostProcess::start(&["math"]);
+    let addr = host.addr;
+    // Warm up: one full connection so buffers and tasks exist already.
+    tokio::task::spawn_blocking(move || drop(RawConn::handshake(addr)))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = host.rss_kib();
+    tokio::task::spawn_blocking(move || {
+        for prefix in [1u32 << 30, u32::MAX, (4 << 20) + 1] {
+            let mut conn = RawConn::handshake(addr);
+            conn.send(&prefix.to_be_bytes());
+            conn.send(&[0u8; 16]);
+            let error = closing_error(&mut conn, Duration::from_secs(2));
+            assert_eq!(error.code, ErrorCode::ResourceExhausted);
+        }
+        // Lying lengths inside a legal frame: a byte string and an array
+        // claiming 4 GiB and 2^64-1 elements, with a few bytes present.
+        for lie in [
+            &b"\x5a\xff\xff\xff\xff\x00"[..],
+            &b"\x9b\xff\xff\xff\xff\xff\xff\xff\xff\x00"[..],
+        ] {
+            let mut body = b"\xa1\x64call\xa3\x62id\x01\x68function\x61f\x64args\x81".to_vec();
+            body.extend_from_slice(lie);
+            let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+            frame.extend_from_slice(&body);
+            let mut conn = RawConn::handshake(addr);
+            conn.send(&frame);
+            let error = closing_error(&mut conn, Duration::from_secs(2));
+            assert_eq!(error.code, ErrorCode::ProtocolError);
+        }
+    })
+    .await
+    .unwrap();
+    let after = host.rss_kib();
+    assert!(
+        after < before + 1024,
+        "host RSS grew from {before} KiB to {after} KiB"
+    );
+    let client = host.client().await;
+    assert_eq!(
+        client
+            .call("math.add", vec![Value::from(1), Value::from(1)])
+            .await
+            .unwrap(),
+        Value::from(2)
+    );
+}
