@@ -619,3 +619,73 @@ async fn a_forwarded_deadline_stops_the_remote_guest() {
         "remote host used {burnt} ticks in 0.5 s after the deadline"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_across_two_hops_stops_the_remote_guest() {
+    use wasmrpc::protocol::{Call, Cancel, Message};
+    use wasmrpc_tests::{RawConn, Read2};
+
+    let cluster = Cluster::new(
+        &[
+            RegionSpec {
+                name: "eu-west",
+                hosts: 1,
+                plugins: &[],
+            },
+            RegionSpec {
+                name: "us-east",
+                hosts: 1,
+                plugins: &["misbehave"],
+            },
+        ],
+        &[],
+        &[],
+    );
+    let _edge = cluster.start("eu-west", 0, &[]);
+    let remote = cluster.start("us-east", 0, &[]);
+    let client = Client::connect(cluster.listed("eu-west", 0)).await.unwrap();
+    wait_for(&client, "misbehave.spin", &["us-east"]).await;
+
+    let edge = cluster.listed("eu-west", 0);
+    let pid = remote.pid();
+    let (reply, idle_ticks, busy_ticks) = tokio::task::spawn_blocking(move || {
+        let mut conn = RawConn::handshake(edge);
+        conn.send_message(&Message::Call(Call {
+            id: 1,
+            function: "misbehave.spin".into(),
+            args: vec![],
+            deadline_ms: Some(10_000),
+            hops: 0,
+            visited: vec![],
+            metadata: Default::default(),
+        }));
+        std::thread::sleep(Duration::from_millis(300));
+        let before = cpu_ticks(pid);
+        std::thread::sleep(Duration::from_millis(200));
+        let busy = cpu_ticks(pid) - before;
+        conn.send_message(&Message::Cancel(Cancel { id: 1 }));
+        let reply = conn.read(Duration::from_secs(2));
+        std::thread::sleep(Duration::from_millis(50));
+        let before = cpu_ticks(pid);
+        std::thread::sleep(Duration::from_millis(500));
+        (reply, cpu_ticks(pid) - before, busy)
+    })
+    .await
+    .unwrap();
+    match reply {
+        Read2::Message(Message::Error(error)) => {
+            assert_eq!(error.id, Some(1));
+            assert_eq!(error.code, ErrorCode::Cancelled);
+            assert_eq!(error.processed, Processed::Maybe);
+        }
+        other => panic!("expected `cancelled`, got {other:?}"),
+    }
+    assert!(
+        busy_ticks >= 10,
+        "the remote guest was not spinning ({busy_ticks} ticks in 0.2 s)"
+    );
+    assert!(
+        idle_ticks <= 10,
+        "remote host used {idle_ticks} ticks in 0.5 s after the cancel"
+    );
+}

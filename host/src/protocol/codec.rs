@@ -245,6 +245,44 @@ mod tests {
         assert!(err.contains("nests deeper"), "{err}");
     }
 
+    /// A frame body whose `args` hold 100 000 nested items of `head`.
+    fn bomb(head: u8) -> Vec<u8> {
+        let mut body = b"\xa1\x64call\xa3\x62id\x01\x68function\x61f\x64args\x81".to_vec();
+        body.extend(std::iter::repeat_n(head, 100_000));
+        body
+    }
+
+    /// Decodes `body` on a thread with a `stack`-byte stack: a stack overflow
+    /// would abort the whole test process.
+    fn decode_on_small_stack(body: Vec<u8>, stack: usize) -> String {
+        std::thread::Builder::new()
+            .stack_size(stack)
+            .spawn(move || decode_message(&body).unwrap_err().to_string())
+            .unwrap()
+            .join()
+            .unwrap()
+    }
+
+    /// The recursion limit (16 + 64 levels) bounds the decoder's stack. An
+    /// unoptimised build needs between 256 and 384 KiB for it (measured);
+    /// frames are decoded on tokio workers with 2 MiB, and nested-call
+    /// arguments (64 levels) on wasmtime fibers with about 1.5 MiB left for
+    /// the host. A fifth of a worker's stack is plenty:
+    #[test]
+    fn nesting_bombs_fail_cleanly_on_a_small_stack() {
+        // Arrays, indefinite arrays, maps, indefinite maps and tags; the
+        // test profile keeps the decoder unoptimised (its deepest frames).
+        for head in [0x81u8, 0x9f, 0xa1, 0xbf, 0xc6] {
+            let err = decode_on_small_stack(bomb(head), 384 << 10);
+            assert!(
+                err.contains("nests deeper")
+                    || err.contains("truncated")
+                    || err.contains("invalid"),
+                "{head:#x}: {err}"
+            );
+        }
+    }
+
     #[test]
     fn args_deeper_than_the_limit_are_rejected() {
         let mut nested = Value::from(1);
