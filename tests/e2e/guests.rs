@@ -180,3 +180,43 @@ async fn busy_guest_returns_after_its_work() {
     assert_eq!(ms, Value::from(100));
     assert!(start.elapsed() >= Duration::from_millis(100));
 }
+
+#[tokio::test]
+async fn reuse_mode_serves_warm_instances_and_discards_one_that_failed() {
+    let plugins = wasmrpc_tests::plugin_dir(&["ledger"]);
+    std::fs::write(
+        plugins.path().join("ledger.toml"),
+        "idempotent = [\"locate\"]\nreuse_instances = true\n",
+    )
+    .unwrap();
+    let host = HostProcess::start_in("test", plugins.path(), &[]);
+    let client = host.client().await;
+    let tally = || async { client.call("ledger.tally", vec![]).await.unwrap() };
+    // One caller at a time: the same warm instance serves each call.
+    assert_eq!(tally().await, Value::from(1));
+    assert_eq!(tally().await, Value::from(2));
+    assert_eq!(tally().await, Value::from(3));
+    // An instance that hits its deadline is discarded...
+    let err = client
+        .call_with(
+            "ledger.record",
+            vec![cbor("\"slow\""), Value::from(500)],
+            timeout(100),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::DeadlineExceeded);
+    // ...so the next call starts on a fresh one.
+    assert_eq!(tally().await, Value::from(1));
+    assert_eq!(tally().await, Value::from(2));
+
+    // Without the opt-in, every call gets a fresh instance.
+    let fresh = HostProcess::start(&["ledger"]);
+    let client = fresh.client().await;
+    for _ in 0..3 {
+        assert_eq!(
+            client.call("ledger.tally", vec![]).await.unwrap(),
+            Value::from(1)
+        );
+    }
+}

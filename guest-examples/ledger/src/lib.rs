@@ -1,6 +1,7 @@
 //! The `ledger` plugin: logs every execution through the host, so tests and
 //! operators can see where and how often a call ran.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use wasmrpc::host::host::{log, region};
@@ -20,6 +21,11 @@ impl Guest for Ledger {
         let region = region();
         log(Level::Info, &format!("recorded {entry} in {region}"));
         region
+    }
+
+    fn tally() -> u32 {
+        static CALLS: AtomicU32 = AtomicU32::new(0);
+        CALLS.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     fn locate(entry: String, work_ms: u32) -> String {

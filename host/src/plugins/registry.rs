@@ -44,11 +44,16 @@ impl Catalog {
         catalog
     }
 
-    /// The plugin and function index serving `function`.
-    pub fn lookup(&self, function: &str) -> Option<(Arc<Plugin>, usize)> {
-        self.functions
-            .get(function)
-            .map(|(loaded, index)| (loaded.plugin.clone(), *index))
+    /// The plugin serving `function`, the function's index in it, and
+    /// whether the plugin asked for instance reuse.
+    pub fn lookup(&self, function: &str) -> Option<(Arc<Plugin>, usize, bool)> {
+        self.functions.get(function).map(|(loaded, index)| {
+            (
+                loaded.plugin.clone(),
+                *index,
+                loaded.settings.reuse_instances,
+            )
+        })
     }
 
     /// The loaded plugins by name.

@@ -3,6 +3,7 @@
 //! ```toml
 //! # ledger.toml, next to ledger.wasm
 //! idempotent = ["locate", "stock.reserve"]   # functions safe to run more than once
+//! reuse_instances = true                      # serve calls from warm instances
 //! ```
 
 use anyhow::bail;
@@ -19,6 +20,13 @@ pub struct PluginSettings {
     /// host when a call may already have run.
     #[serde(default)]
     pub idempotent: Vec<String>,
+    /// `reuse_instances = true`: serve calls from warm instances instead of a
+    /// fresh one per call. The plugin's memory then persists from one call
+    /// to the next (a cache, a counter): setting this is the plugin's consent
+    /// to that. Instances that trapped, hit their deadline or were cancelled
+    /// are discarded, and each serves at most 1 000 calls.
+    #[serde(default)]
+    pub reuse_instances: bool,
 }
 
 impl PluginSettings {

@@ -138,11 +138,11 @@ impl Router {
             )));
         }
         let local = self.registry.snapshot().lookup(&request.function);
-        if let Some((plugin, index)) = local {
+        if let Some((plugin, index, reuse)) = local {
             let router: Arc<dyn Service> = self.clone();
             return self
                 .runtime
-                .call(plugin, index, request, router, self.region.clone())
+                .call(plugin, index, request, router, self.region.clone(), reuse)
                 .await;
         }
         let (candidates, idempotent) = self.plan(&request)?;

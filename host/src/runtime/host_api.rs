@@ -29,7 +29,7 @@ impl types::Host for PluginState {}
 
 impl host::Host for PluginState {
     fn log(&mut self, level: Level, message: String) {
-        let plugin = tracing::field::display(&self.scope.plugin);
+        let plugin = tracing::field::display(&self.scope().plugin);
         let message = message.escape_debug();
         match level {
             Level::Trace => tracing::trace!(plugin, "{message}"),
@@ -41,7 +41,7 @@ impl host::Host for PluginState {
     }
 
     fn region(&mut self) -> String {
-        self.scope.region.to_string()
+        self.scope().region.to_string()
     }
 
     async fn call(&mut self, function: String, args: Vec<u8>) -> Result<Vec<u8>, CallError> {
@@ -50,13 +50,13 @@ impl host::Host for PluginState {
                 |e| CallError {
                     code: types::ErrorCode::InvalidArgs,
                     message: format!("`args` must be a CBOR array of arguments: {e}"),
-                    region: Some(self.scope.region.to_string()),
+                    region: Some(self.scope().region.to_string()),
                     processed: types::Processed::No,
                     detail: None,
                 },
             )?;
-        let request = self.scope.nested(function, args);
-        let router = self.scope.router.clone();
+        let request = self.scope().nested(function, args);
+        let router = self.scope().router.clone();
         match router.call(request).await {
             Ok(value) => {
                 let mut out = Vec::new();

@@ -91,6 +91,8 @@ pub struct Plugin {
     /// Exports left out of the catalog, with the reason (already logged).
     pub skipped: Vec<String>,
     pre: InstancePre<PluginState>,
+    /// Instances waiting to serve another call (reuse mode only).
+    warm: Mutex<Vec<Warm>>,
 }
 
 /// One callable export of a plugin.
@@ -268,11 +270,13 @@ impl Runtime {
             functions,
             skipped,
             pre,
+            warm: Mutex::new(Vec::new()),
         })
     }
 
-    /// Calls `plugin.functions[function]` with the request's CBOR arguments in
-    /// a fresh instance, on the guest thread pool.
+    /// Calls `plugin.functions[function]` with the request's CBOR arguments,
+    /// on the guest thread pool, in a fresh instance, or with `reuse` in a
+    /// warm instance of the plugin when one is free.
     ///
     /// Nested `call`s made by the guest go to `router`. The result is the
     /// function's value as CBOR; a `result<T, E>` returning `err` becomes a
@@ -284,6 +288,7 @@ impl Runtime {
         request: CallRequest,
         router: Arc<dyn Service>,
         region: Arc<str>,
+        reuse: bool,
     ) -> Result<Value, CallError> {
         let func = &plugin.functions[function];
         if request.args.len() != func.params.len() {
@@ -314,17 +319,6 @@ impl Runtime {
             return Err(CallError::deadline_exceeded(Processed::No));
         }
 
-        let panic_note = Arc::new(Mutex::new(None));
-        // No ambient capability: no preopened directories, no environment,
-        // no arguments, and every socket refused.
-        let wasi = WasiCtxBuilder::new()
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .socket_addr_check(|_, _| Box::pin(async { false }))
-            .stdout(LogStream::stdout(plugin.name.clone()))
-            .stderr(LogStream::stderr(plugin.name.clone()).capturing_panics(panic_note.clone()))
-            .build();
         let scope = CallScope {
             plugin: plugin.name.clone(),
             region,
@@ -336,61 +330,49 @@ impl Runtime {
             router,
             slice_start: std::time::Instant::now(),
         };
-        let state = PluginState::new(
-            wasi,
-            self.config.memory_limit,
-            self.config.table_limit,
-            scope,
-        );
         let engine = self.engine.clone();
         let deadline = tokio::time::Instant::from_std(request.deadline);
         let cancel = request.cancel.clone();
         let guest_plugin = plugin.clone();
-
-        // Dropping this future (the caller went away) aborts the guest task too.
         let limits = self.config.clone();
         let queued = std::time::Instant::now();
+        // Dropping this future (the caller went away) aborts the guest task too.
         let mut task = AbortOnDropHandle::new(self.guests().spawn(async move {
             tracing::trace!(
                 plugin = %guest_plugin.name,
                 waited_us = queued.elapsed().as_micros() as u64,
                 "guest task started"
             );
-            let run = run_guest(engine, guest_plugin, function, params, state, &limits);
+            let run = run_guest(
+                engine,
+                guest_plugin,
+                function,
+                params,
+                scope,
+                &limits,
+                reuse,
+            );
             tokio::select! {
                 outcome = tokio::time::timeout_at(deadline, run) => match outcome {
                     Ok(result) => result,
-                    Err(_) => Err(Interrupt::Deadline.into()),
+                    Err(_) => Err(CallError::deadline_exceeded(Processed::Maybe)),
                 },
-                () = cancel.cancelled() => Err(Interrupt::Cancelled.into()),
+                () = cancel.cancelled() => Err(CallError::cancelled(Processed::Maybe)),
             }
         }));
         // The answer never waits for a crowded guest pool: the deadline and
         // cancellation are also enforced here, and leaving aborts the guest.
-        let outcome = tokio::select! {
+        tokio::select! {
             joined = &mut task => match joined {
                 Ok(outcome) => outcome,
-                Err(join) if join.is_panic() => {
-                    return Err(CallError::internal(format!(
-                        "the host panicked while running `{}`",
-                        plugin.functions[function].name
-                    )));
-                }
-                Err(_) => Err(Interrupt::Cancelled.into()),
+                Err(join) if join.is_panic() => Err(CallError::internal(format!(
+                    "the host panicked while running `{}`",
+                    plugin.functions[function].name
+                ))),
+                Err(_) => Err(CallError::cancelled(Processed::Maybe)),
             },
-            () = tokio::time::sleep_until(deadline) => Err(Interrupt::Deadline.into()),
-            () = request.cancel.cancelled() => Err(Interrupt::Cancelled.into()),
-        };
-        let func = &plugin.functions[function];
-        match outcome {
-            Ok(val) => finish(func, val),
-            Err(error) => Err(classify(
-                &plugin.name,
-                &func.name,
-                error,
-                &panic_note,
-                &self.config,
-            )),
+            () = tokio::time::sleep_until(deadline) => Err(CallError::deadline_exceeded(Processed::Maybe)),
+            () = request.cancel.cancelled() => Err(CallError::cancelled(Processed::Maybe)),
         }
     }
 
@@ -445,17 +427,44 @@ fn build_engine(config: &RuntimeConfig) -> anyhow::Result<Engine> {
     }
 }
 
-/// Instantiates and calls the function in a fresh store. Runs on the guest pool.
-async fn run_guest(
-    engine: Engine,
-    plugin: Arc<Plugin>,
-    function: usize,
-    params: Vec<Val>,
-    state: PluginState,
+/// Warm instances kept per plugin in reuse mode.
+const MAX_WARM: usize = 16;
+/// Calls one warm instance serves before it is retired.
+const MAX_REUSE: u32 = 1_000;
+
+/// An instance kept for reuse, with the store it lives in.
+struct Warm {
+    store: Store<PluginState>,
+    instance: wasmtime::component::Instance,
+    calls: u32,
+}
+
+/// A store set up with our limits and the epoch policy.
+fn new_store(
+    engine: &Engine,
+    plugin: &Plugin,
+    scope: CallScope,
     limits: &RuntimeConfig,
-) -> wasmtime::Result<Option<Val>> {
-    let func = &plugin.functions[function];
-    let mut store = Store::new(&engine, state);
+) -> Store<PluginState> {
+    let panic_note = Arc::new(Mutex::new(None));
+    // No ambient capability: no preopened directories, no environment,
+    // no arguments, and every socket refused.
+    let wasi = WasiCtxBuilder::new()
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .socket_addr_check(|_, _| Box::pin(async { false }))
+        .stdout(LogStream::stdout(plugin.name.clone()))
+        .stderr(LogStream::stderr(plugin.name.clone()).capturing_panics(panic_note.clone()))
+        .build();
+    let state = PluginState::new(
+        wasi,
+        limits.memory_limit,
+        limits.table_limit,
+        scope,
+        panic_note,
+    );
+    let mut store = Store::new(engine, state);
     store.limiter(|state| state.limiter());
     // Hostcall fuel counts host memory: one `Val` per value lifted.
     store.set_hostcall_fuel(
@@ -467,7 +476,7 @@ async fn run_guest(
     store.set_epoch_deadline(1);
     let slice = limits.epoch_tick;
     store.epoch_deadline_callback(move |mut ctx| {
-        let scope = &mut ctx.data_mut().scope;
+        let scope = ctx.data_mut().scope_mut();
         let now = std::time::Instant::now();
         if scope.cancel.is_cancelled() {
             Err(Interrupt::Cancelled.into())
@@ -489,13 +498,76 @@ async fn run_guest(
             Ok(UpdateDeadline::Continue(1))
         }
     });
-    let instance = plugin.pre.instantiate_async(&mut store).await?;
-    let export = instance
-        .get_func(&mut store, func.index)
-        .ok_or_else(|| wasmtime::format_err!("export `{}` vanished", func.name))?;
-    let mut results = vec![Val::Bool(false); usize::from(func.result.is_some())];
-    export.call_async(&mut store, &params, &mut results).await?;
-    Ok(results.pop())
+    store
+}
+
+/// Runs one call on the guest pool: takes a warm instance (reuse mode) or
+/// instantiates a fresh one, calls, and maps the outcome to the reply. An
+/// instance that completed is kept for reuse; one that failed is dropped. If
+/// this future is dropped (deadline, cancel), its instance is dropped too.
+async fn run_guest(
+    engine: Engine,
+    plugin: Arc<Plugin>,
+    function: usize,
+    params: Vec<Val>,
+    scope: CallScope,
+    limits: &RuntimeConfig,
+    reuse: bool,
+) -> Result<Value, CallError> {
+    let func = &plugin.functions[function];
+    let warm = if reuse {
+        plugin.warm.lock().expect("warm lock").pop()
+    } else {
+        None
+    };
+    let (mut store, instance, calls) = match warm {
+        Some(mut warm) => {
+            warm.store.data_mut().begin(scope);
+            warm.store.set_epoch_deadline(1);
+            (warm.store, warm.instance, warm.calls)
+        }
+        None => {
+            let mut store = new_store(&engine, &plugin, scope, limits);
+            match plugin.pre.instantiate_async(&mut store).await {
+                Ok(instance) => (store, instance, 0),
+                Err(error) => {
+                    let note = store.data().panic_note();
+                    return Err(classify(&plugin.name, &func.name, error, &note, limits));
+                }
+            }
+        }
+    };
+    let outcome = match instance.get_func(&mut store, func.index) {
+        Some(export) => {
+            let mut results = vec![Val::Bool(false); usize::from(func.result.is_some())];
+            export
+                .call_async(&mut store, &params, &mut results)
+                .await
+                .map(|()| results.pop())
+        }
+        None => Err(wasmtime::format_err!("export `{}` vanished", func.name)),
+    };
+    match outcome {
+        Ok(val) => {
+            let reply = finish(func, val);
+            if reuse && calls + 1 < MAX_REUSE {
+                store.data_mut().end();
+                let mut warm = plugin.warm.lock().expect("warm lock");
+                if warm.len() < MAX_WARM {
+                    warm.push(Warm {
+                        store,
+                        instance,
+                        calls: calls + 1,
+                    });
+                }
+            }
+            reply
+        }
+        Err(error) => {
+            let note = store.data().panic_note();
+            Err(classify(&plugin.name, &func.name, error, &note, limits))
+        }
+    }
 }
 
 /// Turns the function's result into the reply value or a handler error.

@@ -23,12 +23,15 @@ pub enum Interrupt {
     Table { limit: usize },
 }
 
-/// Store data for one call into one plugin.
+/// Store data for a plugin instance: the call it is serving, if any.
 pub struct PluginState {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: Limiter,
-    pub(crate) scope: CallScope,
+    /// The call being served; `None` while a warm instance waits.
+    scope: Option<CallScope>,
+    /// Where a guest panic message seen on stderr is noted.
+    panic_note: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// What the running guest's host imports need to know about the call.
@@ -71,6 +74,7 @@ impl PluginState {
         memory_limit: usize,
         table_limit: usize,
         scope: CallScope,
+        panic_note: Arc<std::sync::Mutex<Option<String>>>,
     ) -> Self {
         PluginState {
             wasi,
@@ -80,8 +84,38 @@ impl PluginState {
                 table_limit,
                 memory_used: 0,
             },
-            scope,
+            scope: Some(scope),
+            panic_note,
         }
+    }
+
+    /// The call being served.
+    pub(crate) fn scope(&self) -> &CallScope {
+        self.scope
+            .as_ref()
+            .expect("guest code runs only during a call")
+    }
+
+    pub(crate) fn scope_mut(&mut self) -> &mut CallScope {
+        self.scope
+            .as_mut()
+            .expect("guest code runs only during a call")
+    }
+
+    /// A warm instance starts serving `scope`.
+    pub(crate) fn begin(&mut self, scope: CallScope) {
+        *self.panic_note.lock().expect("panic note lock") = None;
+        self.scope = Some(scope);
+    }
+
+    /// The call is over; the instance waits without holding on to it.
+    pub(crate) fn end(&mut self) {
+        self.scope = None;
+    }
+
+    /// The panic message noted during this call, if any.
+    pub(crate) fn panic_note(&self) -> std::sync::Mutex<Option<String>> {
+        std::sync::Mutex::new(self.panic_note.lock().expect("panic note lock").take())
     }
 
     pub(crate) fn limiter(&mut self) -> &mut dyn wasmtime::ResourceLimiter {
