@@ -34,6 +34,16 @@ async fn healthy(host: &HostProcess, client: &wasmrpc::Client) {
     assert!(fresh.ping().await.is_ok());
 }
 
+fn hello(version: u32, role: Role) -> Message {
+    Message::Hello(Hello {
+        version,
+        role,
+        region: None,
+        host_id: None,
+        max_in_flight: None,
+    })
+}
+
 fn call(id: u64, function: &str, args: Vec<Value>) -> Message {
     Message::Call(Call {
         id,
@@ -156,13 +166,7 @@ async fn call_before_hello_is_answered_with_an_error_and_closed() {
 async fn wrong_protocol_version_is_refused_with_a_clear_error() {
     let host = HostProcess::start(&["math"]);
     let mut conn = RawConn::connect(host.addr);
-    conn.send_message(&Message::Hello(Hello {
-        version: 99,
-        role: Role::Client,
-        region: None,
-        host_id: None,
-        max_in_flight: None,
-    }));
+    conn.send_message(&hello(99, Role::Client));
     let messages = conn.read_until_closed(WAIT);
     let error = connection_error(&messages);
     assert_eq!(error.code, ErrorCode::ProtocolError);
@@ -276,13 +280,7 @@ async fn a_call_id_already_in_flight_is_a_protocol_error() {
 async fn a_caller_claiming_to_be_a_host_is_refused() {
     let host = HostProcess::start(&["math"]);
     let mut conn = RawConn::connect(host.addr);
-    conn.send_message(&Message::Hello(Hello {
-        version: 1,
-        role: Role::Host,
-        region: None,
-        host_id: None,
-        max_in_flight: None,
-    }));
+    conn.send_message(&hello(1, Role::Host));
     let messages = conn.read_until_closed(WAIT);
     let error = connection_error(&messages);
     assert_eq!(error.code, ErrorCode::ProtocolError);

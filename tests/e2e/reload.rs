@@ -31,6 +31,22 @@ async fn until_answers(
     }
 }
 
+/// A host serving `version.wasm` answering 1: the host, the file, a client.
+async fn serving_version_one() -> (HostProcess, std::path::PathBuf, Client) {
+    let host = HostProcess::start(&[]);
+    let path = host.plugins().join("version.wasm");
+    WriteStyle::InPlace.to(&path, &component_returning(1));
+    let client = host.client().await;
+    until_answers(
+        &client,
+        "version.version",
+        &Value::from(1),
+        Duration::from_secs(3),
+    )
+    .await;
+    (host, path, client)
+}
+
 /// Calls `version.version` in a loop until `stop`; returns the answers and
 /// the errors.
 async fn version_stream(client: Client, stop: Arc<AtomicBool>) -> (Vec<u32>, Vec<String>) {
@@ -48,27 +64,8 @@ async fn version_stream(client: Client, stop: Arc<AtomicBool>) -> (Vec<u32>, Vec
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_plugin_is_callable_within_a_second_here_and_a_second_later_elsewhere() {
-    let cluster = Cluster::new(
-        &[
-            RegionSpec {
-                name: "a",
-                hosts: 1,
-                plugins: &["math"],
-            },
-            RegionSpec {
-                name: "b",
-                hosts: 1,
-                plugins: &["math"],
-            },
-        ],
-        &[],
-        &[],
-    );
-    let a = cluster.start("a", 0, &[]);
-    let b = cluster.start("b", 0, &[]);
-    for host in [&a, &b] {
-        host.wait_for_log("linked to peer", 1, Duration::from_secs(10));
-    }
+    let cluster = Cluster::pair(("a", &["math"]), ("b", &["math"]));
+    let _hosts = cluster.start_all_linked();
     let at_a = Client::connect(cluster.listed("a", 0)).await.unwrap();
     let at_b = Client::connect(cluster.listed("b", 0)).await.unwrap();
 
@@ -104,17 +101,7 @@ async fn a_dropped_plugin_is_callable_within_a_second_here_and_a_second_later_el
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thirty_replacements_under_load_fail_no_call_and_end_on_the_last_version() {
-    let host = HostProcess::start(&[]);
-    let path = host.plugins().join("version.wasm");
-    WriteStyle::InPlace.to(&path, &component_returning(1));
-    let client = host.client().await;
-    until_answers(
-        &client,
-        "version.version",
-        &Value::from(1),
-        Duration::from_secs(3),
-    )
-    .await;
+    let (_host, path, client) = serving_version_one().await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let streams: Vec<_> = (0..4)
@@ -177,17 +164,7 @@ async fn thirty_replacements_under_load_fail_no_call_and_end_on_the_last_version
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_replacements_never_displace_the_working_version() {
-    let host = HostProcess::start(&[]);
-    let path = host.plugins().join("version.wasm");
-    WriteStyle::InPlace.to(&path, &component_returning(1));
-    let client = host.client().await;
-    until_answers(
-        &client,
-        "version.version",
-        &Value::from(1),
-        Duration::from_secs(3),
-    )
-    .await;
+    let (host, path, client) = serving_version_one().await;
 
     let good = component_returning(2);
     let core_module =
@@ -343,27 +320,8 @@ async fn deleting_a_plugin_refuses_new_calls_and_lets_running_ones_finish() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_deleted_in_one_region_is_served_from_another() {
-    let cluster = Cluster::new(
-        &[
-            RegionSpec {
-                name: "a",
-                hosts: 1,
-                plugins: &["ledger"],
-            },
-            RegionSpec {
-                name: "b",
-                hosts: 1,
-                plugins: &["ledger"],
-            },
-        ],
-        &[],
-        &[],
-    );
-    let a = cluster.start("a", 0, &[]);
-    let b = cluster.start("b", 0, &[]);
-    for host in [&a, &b] {
-        host.wait_for_log("linked to peer", 1, Duration::from_secs(10));
-    }
+    let cluster = Cluster::pair(("a", &["ledger"]), ("b", &["ledger"]));
+    let _hosts = cluster.start_all_linked();
     let at_b = Client::connect(cluster.listed("b", 0)).await.unwrap();
     let locate = || vec![cbor("\"x\""), Value::from(0)];
     assert_eq!(
@@ -500,22 +458,7 @@ async fn a_sidecar_reloads_with_its_plugin_and_a_bad_one_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn regions_toml_edits_add_and_remove_regions_and_a_bad_edit_changes_nothing() {
-    let mut cluster = Cluster::new(
-        &[
-            RegionSpec {
-                name: "a",
-                hosts: 1,
-                plugins: &["math"],
-            },
-            RegionSpec {
-                name: "b",
-                hosts: 1,
-                plugins: &[],
-            },
-        ],
-        &[],
-        &[],
-    );
+    let mut cluster = Cluster::pair(("a", &["math"]), ("b", &[]));
     let a = cluster.start("a", 0, &[]);
     let _b = cluster.start("b", 0, &[]);
     let at_a = Client::connect(cluster.listed("a", 0)).await.unwrap();

@@ -219,6 +219,42 @@ impl Cluster {
         HostProcess::spawn_with_log(&args, None, log)
     }
 
+    /// Two regions of one host each.
+    pub fn pair(
+        a: (&'static str, &'static [&'static str]),
+        b: (&'static str, &'static [&'static str]),
+    ) -> Cluster {
+        Cluster::new(
+            &[
+                RegionSpec {
+                    name: a.0,
+                    hosts: 1,
+                    plugins: a.1,
+                },
+                RegionSpec {
+                    name: b.0,
+                    hosts: 1,
+                    plugins: b.1,
+                },
+            ],
+            &[],
+            &[],
+        )
+    }
+
+    /// Starts every host and waits until each has linked to all the others.
+    pub fn start_all_linked(&self) -> Vec<HostProcess> {
+        let hosts = self.start_all();
+        for host in &hosts {
+            host.wait_for_log(
+                "linked to peer",
+                hosts.len() - 1,
+                std::time::Duration::from_secs(10),
+            );
+        }
+        hosts
+    }
+
     /// Starts every host; returns them in file order.
     pub fn start_all(&self) -> Vec<HostProcess> {
         let mut seen: Vec<(String, usize)> = Vec::new();

@@ -278,19 +278,28 @@ impl Peers {
         let mut all: BTreeMap<String, FunctionInfo> = BTreeMap::new();
         for peer in self.list().iter() {
             for info in peer.functions().values() {
-                let entry = all
-                    .entry(info.name.clone())
-                    .or_insert_with(|| FunctionInfo {
-                        regions: Vec::new(),
-                        ..info.clone()
-                    });
-                entry.idempotent |= info.idempotent;
-                if !entry.regions.contains(&peer.region) {
-                    entry.regions.push(peer.region.clone());
-                }
+                merge_served(&mut all, info, &peer.region);
             }
         }
         all
+    }
+}
+
+/// Records in `all` that `region` serves `info`'s function.
+pub(crate) fn merge_served(
+    all: &mut BTreeMap<String, FunctionInfo>,
+    info: &FunctionInfo,
+    region: &str,
+) {
+    let entry = all
+        .entry(info.name.clone())
+        .or_insert_with(|| FunctionInfo {
+            regions: Vec::new(),
+            ..info.clone()
+        });
+    entry.idempotent |= info.idempotent;
+    if !entry.regions.iter().any(|r| r == region) {
+        entry.regions.push(region.to_owned());
     }
 }
 

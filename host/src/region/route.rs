@@ -21,7 +21,7 @@ use ciborium::Value;
 use futures::future::BoxFuture;
 use tokio::sync::watch;
 
-use super::peers::{Peer, Peers};
+use super::peers::{Peer, Peers, merge_served};
 use crate::net::CallOptions;
 use crate::plugins::Registry;
 use crate::protocol::{CallError, ErrorCode, FunctionInfo, Processed};
@@ -374,16 +374,7 @@ impl Service for Router {
     fn catalog(&self) -> Vec<FunctionInfo> {
         let mut all = self.peers.functions();
         for info in self.local_catalog() {
-            let entry = all
-                .entry(info.name.clone())
-                .or_insert_with(|| FunctionInfo {
-                    regions: Vec::new(),
-                    ..info.clone()
-                });
-            entry.idempotent |= info.idempotent;
-            if !entry.regions.contains(&self.region.to_string()) {
-                entry.regions.push(self.region.to_string());
-            }
+            merge_served(&mut all, &info, &self.region);
         }
         all.into_values()
             .map(|mut info| {
