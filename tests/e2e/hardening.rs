@@ -615,3 +615,58 @@ async fn huge_length_prefixes_cost_the_host_no_memory() {
         Value::from(2)
     );
 }
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+#[tokio::test]
+async fn a_caller_that_never_reads_and_never_closes_is_let_go_of() {
+    let host = HostProcess::start_with(&["misbehave"], &["--max-outbound-kib", "2048"]);
+    // Warm up (the first guest call opens descriptors the host keeps), then
+    // count with no caller connected.
+    let client = host.client().await;
+    client
+        .call("misbehave.big", vec![Value::from(10)])
+        .await
+        .unwrap();
+    drop(client);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let baseline = open_fds(host.pid());
+    let addr = host.addr;
+    let mut conn = tokio::task::spawn_blocking(move || {
+        let mut conn = RawConn::handshake(addr);
+        for id in 1..=32u64 {
+            conn.send(
+                &wasmrpc::protocol::encode_message(
+                    &call(
+                        id,
+                        "misbehave.big",
+                        vec![Value::from(1u32 << 20)],
+                        Some(20_000),
+                    ),
+                    1 << 20,
+                )
+                .unwrap(),
+            );
+        }
+        conn
+    })
+    .await
+    .unwrap();
+    assert!(
+        open_fds(host.pid()) > baseline,
+        "the connection is open on the host"
+    );
+    // We never read and never close; the host must still let go of the
+    // connection (overflow, then at most 5 s trying to flush).
+    let released =
+        wasmrpc_tests::eventually(Duration::from_secs(15), || open_fds(host.pid()) <= baseline);
+    assert!(
+        released,
+        "the host still holds the connection of a caller that never reads"
+    );
+    conn.finish_writing();
+}

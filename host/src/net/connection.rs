@@ -90,7 +90,15 @@ impl Connection {
             }
         }
         drop(tx);
-        let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+        // Flush what is queued; a caller that stopped reading gets 5 s, then
+        // the writer (and everything it holds) is dropped.
+        let mut writer = writer;
+        if tokio::time::timeout(Duration::from_secs(5), &mut writer)
+            .await
+            .is_err()
+        {
+            writer.abort();
+        }
         result
     }
 
