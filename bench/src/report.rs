@@ -1,0 +1,258 @@
+//! The report: results by section, the targets of DESIGN.md §10, and the
+//! machine they were measured on, rendered as markdown.
+
+use std::fmt::Write as _;
+
+use crate::load::Measurement;
+
+/// Below this many samples p999 is not meaningful and is left out.
+const P999_MIN_SAMPLES: u64 = 1_000;
+
+/// The latency summary of one measured row.
+#[derive(Debug, Clone, Copy)]
+pub struct Summary {
+    pub calls: u64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub calls_per_sec: f64,
+}
+
+impl From<&Measurement> for Summary {
+    fn from(m: &Measurement) -> Summary {
+        Summary {
+            calls: m.calls,
+            p50_us: m.quantile_us(0.5),
+            p99_us: m.quantile_us(0.99),
+            p999_us: m.quantile_us(0.999),
+            calls_per_sec: m.calls_per_sec(),
+        }
+    }
+}
+
+/// What became of one row.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Measured(Summary),
+    /// Not applicable here, with the reason (e.g. a host without reuse mode).
+    NotApplicable(String),
+    /// The measurement failed, with the error.
+    Failed(String),
+}
+
+/// One line of a results table: a system under one load.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub system: String,
+    pub load: String,
+    pub outcome: Outcome,
+}
+
+/// A titled results table.
+#[derive(Debug, Clone)]
+pub struct Section {
+    pub title: String,
+    pub note: String,
+    pub rows: Vec<Row>,
+}
+
+/// A target of DESIGN.md §10 and how the run fared against it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub name: String,
+    pub goal: Goal,
+    /// The measured value and how it was computed, when the inputs exist.
+    pub measured: Option<(f64, String)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Goal {
+    AtMost(f64),
+    AtLeast(f64),
+}
+
+impl Target {
+    /// A ratio target: `numerator / denominator`, each given with its label.
+    pub fn ratio(
+        name: &str,
+        goal: Goal,
+        numerator: Option<(f64, String)>,
+        denominator: Option<(f64, String)>,
+    ) -> Target {
+        let measured = match (numerator, denominator) {
+            (Some((n, n_text)), Some((d, d_text))) if d > 0.0 => {
+                Some((n / d, format!("{n_text} / {d_text}")))
+            }
+            _ => None,
+        };
+        Target {
+            name: name.to_owned(),
+            goal,
+            measured,
+        }
+    }
+
+    fn verdict(&self) -> &'static str {
+        match (self.measured.as_ref(), self.goal) {
+            (None, _) => "not measured",
+            (Some((v, _)), Goal::AtMost(g)) if *v <= g => "**met**",
+            (Some((v, _)), Goal::AtLeast(g)) if *v >= g => "**met**",
+            _ => "**missed**",
+        }
+    }
+}
+
+/// The machine a run was measured on.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    pub cpu: String,
+    pub cores: usize,
+    pub memory: String,
+    pub kernel: String,
+    pub rustc: String,
+    pub date: String,
+}
+
+impl Machine {
+    /// Reads /proc and asks `rustc`.
+    pub fn describe() -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .map(|rest| rest.trim_start_matches([' ', '\t', ':']).trim().to_owned())
+            .unwrap_or_else(|| "unknown".into());
+        let memory = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| {
+                let kib: f64 = m
+                    .lines()
+                    .find_map(|l| l.strip_prefix("MemTotal:"))?
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse()
+                    .ok()?;
+                Some(format!("{:.1} GiB", kib / (1024.0 * 1024.0)))
+            })
+            .unwrap_or_else(|| "unknown".into());
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|k| format!("Linux {}", k.trim()))
+            .unwrap_or_else(|_| std::env::consts::OS.into());
+        let rustc = std::process::Command::new("rustc")
+            .arg("--version")
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_else(|| "unknown".into());
+        Machine {
+            cpu,
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            memory,
+            kernel,
+            rustc,
+            date: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        }
+    }
+}
+
+/// Everything one run measured.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub machine: Machine,
+    /// The command and parameters of the run, one sentence.
+    pub parameters: String,
+    pub targets: Vec<Target>,
+    pub sections: Vec<Section>,
+    /// Labelled facts measured outside the tables (memory, ...).
+    pub facts: Vec<(String, String)>,
+}
+
+impl Report {
+    /// The report as a markdown document.
+    pub fn to_markdown(&self) -> String {
+        let mut md = String::new();
+        let m = &self.machine;
+        let _ = write!(
+            md,
+            "# wasmrpc benchmarks\n\n\
+             Measured by `bench/` ([bench/README.md](bench/README.md) explains the \
+             rows); targets from DESIGN.md §10. {}\n\n\
+             | machine | |\n|---|---|\n\
+             | CPU | {} |\n| cores | {} |\n| memory | {} |\n| kernel | {} |\n\
+             | rustc | {} |\n| date | {} |\n\n",
+            self.parameters, m.cpu, m.cores, m.memory, m.kernel, m.rustc, m.date
+        );
+
+        md.push_str("## Targets\n\n| target | measured | goal | |\n|---|---|---|---|\n");
+        for t in &self.targets {
+            let measured = match &t.measured {
+                Some((value, how)) => format!("{value:.2} ({how})"),
+                None => "–".into(),
+            };
+            let goal = match t.goal {
+                Goal::AtMost(g) => format!("≤ {g}"),
+                Goal::AtLeast(g) => format!("≥ {g}"),
+            };
+            let _ = writeln!(md, "| {} | {measured} | {goal} | {} |", t.name, t.verdict());
+        }
+
+        for section in &self.sections {
+            let _ = write!(
+                md,
+                "\n## {}\n\n{}\n\n\
+                 | system | load | calls | p50 µs | p99 µs | p999 µs | calls/s |\n\
+                 |---|---|---:|---:|---:|---:|---:|\n",
+                section.title, section.note
+            );
+            for row in &section.rows {
+                let cells = match &row.outcome {
+                    Outcome::Measured(s) => format!(
+                        "{} | {:.1} | {:.1} | {} | {}",
+                        thousands(s.calls as f64),
+                        s.p50_us,
+                        s.p99_us,
+                        if s.calls >= P999_MIN_SAMPLES {
+                            format!("{:.1}", s.p999_us)
+                        } else {
+                            "–".into()
+                        },
+                        thousands(s.calls_per_sec)
+                    ),
+                    Outcome::NotApplicable(why) => format!("n/a ({why}) | | | | "),
+                    Outcome::Failed(error) => format!("failed: {} | | | | ", one_line(error)),
+                };
+                let _ = writeln!(md, "| {} | {} | {cells} |", row.system, row.load);
+            }
+        }
+
+        if !self.facts.is_empty() {
+            md.push_str("\n## Memory\n\n| measure | value |\n|---|---:|\n");
+            for (label, value) in &self.facts {
+                let _ = writeln!(md, "| {label} | {value} |");
+            }
+        }
+        md
+    }
+}
+
+/// `1234567.8` as `1,234,568`.
+pub fn thousands(n: f64) -> String {
+    let digits = format!("{:.0}", n.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// An error on one line, with table pipes escaped.
+fn one_line(text: &str) -> String {
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace('|', "\\|")
+}
