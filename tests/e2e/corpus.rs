@@ -110,7 +110,11 @@ fn predict(bytes: &[u8], prehello: bool) -> Prediction {
             Message::Call(call) => {
                 // The corpus never reuses a call id in one file: whether the
                 // first call is still in flight would be a race.
-                assert!(calls.insert(call.id), "a corpus file reuses call id {}", call.id);
+                assert!(
+                    calls.insert(call.id),
+                    "a corpus file reuses call id {}",
+                    call.id
+                );
                 answers.push(Answer::Call(call.id));
             }
             Message::List(list) => answers.push(Answer::Catalog(list.id)),
@@ -180,8 +184,8 @@ fn replay(addr: SocketAddr, name: &str, bytes: &[u8], expect: &Prediction) -> Ou
     let mut messages = Vec::new();
     let closed = loop {
         // Wait longer only for what the host owes: answers, or the close.
-        let owed = matches!(expect.end, End::Closed(_))
-            || !missing(&expect.answers, &messages).is_empty();
+        let owed =
+            matches!(expect.end, End::Closed(_)) || !missing(&expect.answers, &messages).is_empty();
         let deadline = sent + if owed { PATIENCE } else { QUIET };
         match conn.read(deadline.saturating_duration_since(Instant::now())) {
             Read2::Message(message) => messages.push(message),
@@ -219,7 +223,9 @@ fn check(expect: &Prediction, outcome: &Outcome) -> Result<(), String> {
         }
         End::Closed(code) => {
             if !outcome.closed {
-                return Err(format!("expected {code} and a close; the connection stayed open"));
+                return Err(format!(
+                    "expected {code} and a close; the connection stayed open"
+                ));
             }
             match conn_errors.first() {
                 Some(error) if error.code != code => {
@@ -397,7 +403,11 @@ async fn the_malformed_frame_corpus_replays_without_harming_the_host() {
         Value::from(5)
     );
 
-    assert!(results.len() >= 200, "only {} files replayed", results.len());
+    assert!(
+        results.len() >= 200,
+        "only {} files replayed",
+        results.len()
+    );
     assert!(failures.is_empty(), "healthy client failures: {failures:?}");
     assert!(ok >= 100, "the healthy client got only {ok} answers");
 

@@ -4,6 +4,7 @@
 mod cli;
 mod concurrency;
 mod config;
+mod corpus;
 mod guests;
 mod hardening;
 mod nested;
