@@ -670,3 +670,64 @@ async fn a_caller_that_never_reads_and_never_closes_is_let_go_of() {
     );
     conn.finish_writing();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_retries_only_what_its_processed_flag_and_idempotency_allow() {
+    let host = HostProcess::start_with(&["misbehave"], &["--max-instances", "1"]);
+    let client = host.client().await;
+    let occupy = || {
+        let client = client.clone();
+        tokio::spawn(async move { client.call("misbehave.busy", vec![Value::from(300)]).await })
+    };
+
+    // The only instance slot is busy: without retries the call is refused...
+    let busy = occupy();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let err = client
+        .call("misbehave.busy", vec![Value::from(1)])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code, err.processed),
+        (ErrorCode::ResourceExhausted, Processed::No)
+    );
+    busy.await.unwrap().unwrap();
+
+    // ...with retries it was not processed, so it is retried until it runs.
+    let busy = occupy();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let retrying = CallOptions {
+        retries: 6,
+        ..CallOptions::default()
+    };
+    let ms = client
+        .call_with("misbehave.busy", vec![Value::from(1)], retrying.clone())
+        .await;
+    assert_eq!(ms.unwrap(), Value::from(1));
+    busy.await.unwrap().unwrap();
+
+    // A failure that may have run (a trap) is not retried unless idempotent.
+    let crash = |options: CallOptions| {
+        let client = client.clone();
+        async move {
+            client
+                .call_with("misbehave.crash", vec![cbor("\"once\"")], options)
+                .await
+        }
+    };
+    let err = crash(retrying.clone()).await.unwrap_err();
+    assert_eq!(
+        (err.code, err.processed),
+        (ErrorCode::Trap, Processed::Maybe)
+    );
+    host.wait_for_log("panicked at", 1, Duration::from_secs(1));
+    let panics = || host.log().matches("panicked at").count();
+    assert_eq!(panics(), 1, "a call that may have run was retried");
+    // Even when idempotent, a trap is not a transient failure: no retry.
+    let idempotent = CallOptions {
+        idempotent: true,
+        ..retrying
+    };
+    crash(idempotent).await.unwrap_err();
+    assert_eq!(panics(), 2);
+}

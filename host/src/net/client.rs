@@ -56,6 +56,15 @@ pub struct CallOptions {
     /// Regions already visited (for forwarding hosts).
     pub visited: Vec<String>,
     pub metadata: BTreeMap<String, String>,
+    /// Extra attempts after a failure that is safe to retry (default 0).
+    /// A call that certainly did not run (`processed: no`) and failed on a
+    /// limit (`resource_exhausted`) or a moment of unavailability is
+    /// retried; one that may have run (`processed: maybe`) only when
+    /// `idempotent` is set. Attempts back off (25 ms × 2ⁿ ± 20%) and never
+    /// outlive the deadline.
+    pub retries: u32,
+    /// The function is safe to run more than once.
+    pub idempotent: bool,
 }
 
 /// A connection to a host. Cheap to clone; clones share the connection, and
@@ -248,6 +257,47 @@ impl Client {
             .timeout
             .unwrap_or(self.shared.options.default_timeout);
         let deadline = Instant::now() + timeout;
+        let mut attempt = 0;
+        loop {
+            let error = match self
+                .attempt(function, args.clone(), &options, deadline)
+                .await
+            {
+                Ok(value) => return Ok(value),
+                Err(error) => error,
+            };
+            let transient = matches!(
+                error.code,
+                ErrorCode::ResourceExhausted | ErrorCode::Unavailable
+            );
+            let retryable = match error.processed {
+                Processed::No => transient,
+                Processed::Maybe => transient && options.idempotent,
+                Processed::Yes => false,
+            };
+            if !retryable || attempt >= options.retries {
+                return Err(error);
+            }
+            let backoff = Duration::from_millis(25 << attempt.min(4))
+                .min(Duration::from_millis(250))
+                .mul_f64(0.8 + fastrand::f64() * 0.4);
+            if Instant::now() + backoff >= deadline {
+                return Err(error);
+            }
+            tokio::time::sleep(backoff).await;
+            attempt += 1;
+        }
+    }
+
+    /// One attempt of [`Client::call_with`], within `deadline`.
+    async fn attempt(
+        &self,
+        function: &str,
+        args: Vec<Value>,
+        options: &CallOptions,
+        deadline: Instant,
+    ) -> Result<Value, CallError> {
+        let timeout = deadline.saturating_duration_since(Instant::now());
         // Calls beyond the host's in-flight limit wait here, within their deadline.
         let _slot = match tokio::time::timeout(timeout, self.shared.slots.acquire()).await {
             Ok(Ok(permit)) => permit,
@@ -272,8 +322,8 @@ impl Client {
                 u64::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(u64::MAX),
             ),
             hops: options.hops,
-            visited: options.visited,
-            metadata: options.metadata,
+            visited: options.visited.clone(),
+            metadata: options.metadata.clone(),
         });
         match self.request(id, message, timeout, true).await? {
             Response::Value(value) => Ok(value),

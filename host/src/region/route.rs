@@ -293,11 +293,13 @@ impl Router {
                 break;
             }
             tracing::debug!(function = %request.function, peer = %peer.addr, region = %peer.region, hops = request.hops + 1, "forwarding");
+            // The router does its own failover across hosts: one attempt each.
             let options = CallOptions {
                 timeout: Some(remaining),
                 hops: request.hops + 1,
                 visited: visited.clone(),
                 metadata: request.metadata.clone(),
+                ..CallOptions::default()
             };
             let result = peer
                 .call(
