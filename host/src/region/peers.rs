@@ -127,11 +127,6 @@ impl Peer {
         srtt * (1.0 + self.in_flight.load(Ordering::Relaxed) as f64 / 4.0)
     }
 
-    /// The smoothed RTT, once measured.
-    pub fn srtt(&self) -> Option<Duration> {
-        self.state().srtt
-    }
-
     /// Forwards a call to this peer.
     ///
     /// # Errors
@@ -221,17 +216,6 @@ impl Peers {
         });
         all.set(peers);
         all
-    }
-
-    /// No peers: a host serving its region alone.
-    pub fn none() -> Arc<Peers> {
-        Peers::start(
-            "",
-            "",
-            Vec::new(),
-            PeerConfig::default(),
-            CancellationToken::new(),
-        )
     }
 
     /// The peers now.
