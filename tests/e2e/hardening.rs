@@ -22,6 +22,19 @@ fn call(id: u64, function: &str, args: Vec<Value>, deadline_ms: Option<u64>) -> 
     })
 }
 
+/// Sends `count` calls of `misbehave.big` for 1 MiB each, reading nothing.
+fn ask_for_megabytes(conn: &mut RawConn, count: u64) {
+    for id in 1..=count {
+        let big = call(
+            id,
+            "misbehave.big",
+            vec![Value::from(1u32 << 20)],
+            Some(20_000),
+        );
+        conn.send(&wasmrpc::protocol::encode_message(&big, 1 << 20).unwrap());
+    }
+}
+
 /// Reads until the host closes; returns the one connection-level error.
 fn closing_error(conn: &mut RawConn, within: Duration) -> ErrorReply {
     let messages = conn.read_until_closed(within);
@@ -205,20 +218,7 @@ async fn a_caller_that_never_reads_replies_cannot_make_the_host_buffer_more_than
     let error = tokio::task::spawn_blocking(move || {
         let mut conn = RawConn::handshake(addr);
         // 64 replies of 1 MiB each, never read while they are produced.
-        for id in 1..=64u64 {
-            conn.send(
-                &wasmrpc::protocol::encode_message(
-                    &call(
-                        id,
-                        "misbehave.big",
-                        vec![Value::from(1u32 << 20)],
-                        Some(20_000),
-                    ),
-                    1 << 20,
-                )
-                .unwrap(),
-            );
-        }
+        ask_for_megabytes(&mut conn, 64);
         std::thread::sleep(Duration::from_secs(3));
         closing_error(&mut conn, Duration::from_secs(20))
     })
@@ -638,20 +638,7 @@ async fn a_caller_that_never_reads_and_never_closes_is_let_go_of() {
     let addr = host.addr;
     let mut conn = tokio::task::spawn_blocking(move || {
         let mut conn = RawConn::handshake(addr);
-        for id in 1..=32u64 {
-            conn.send(
-                &wasmrpc::protocol::encode_message(
-                    &call(
-                        id,
-                        "misbehave.big",
-                        vec![Value::from(1u32 << 20)],
-                        Some(20_000),
-                    ),
-                    1 << 20,
-                )
-                .unwrap(),
-            );
-        }
+        ask_for_megabytes(&mut conn, 32);
         conn
     })
     .await
