@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use ciborium::Value;
 use wasmrpc::{CallOptions, ErrorCode, Processed};
-use wasmrpc_tests::{HostProcess, cbor};
+use wasmrpc_tests::{HostProcess, assert_adds, cbor};
 
 fn timeout(ms: u64) -> CallOptions {
     CallOptions {
@@ -15,18 +15,11 @@ fn timeout(ms: u64) -> CallOptions {
     }
 }
 
-async fn add_still_works(client: &wasmrpc::Client) {
-    let sum = client
-        .call("math.add", vec![Value::from(40), Value::from(2)])
-        .await;
-    assert_eq!(sum.unwrap(), Value::from(42));
-}
-
 #[tokio::test]
 async fn spinning_guest_hits_its_deadline_while_other_calls_keep_answering() {
     let host = HostProcess::start(&["math", "misbehave"]);
     let client = host.client().await;
-    add_still_works(&client).await;
+    assert_adds(&client, 40, 2).await;
 
     // A steady loop of `math.add` on the same connection while the guest spins.
     let stop = Arc::new(AtomicBool::new(false));
@@ -87,14 +80,14 @@ async fn spinning_guest_hits_its_deadline_while_other_calls_keep_answering() {
         worst < Duration::from_millis(200),
         "an add waited {worst:?}"
     );
-    add_still_works(&client).await;
+    assert_adds(&client, 40, 2).await;
 }
 
 #[tokio::test]
 async fn unbounded_allocation_is_stopped_at_the_memory_limit_and_memory_is_returned() {
     let host = HostProcess::start(&["math", "misbehave"]);
     let client = host.client().await;
-    add_still_works(&client).await;
+    assert_adds(&client, 40, 2).await;
     let baseline = host.rss_kib();
     for _ in 0..5 {
         let err = client.call("misbehave.hog", vec![]).await.unwrap_err();
@@ -110,7 +103,7 @@ async fn unbounded_allocation_is_stopped_at_the_memory_limit_and_memory_is_retur
         after < baseline + 96 * 1024,
         "host RSS grew from {baseline} KiB to {after} KiB"
     );
-    add_still_works(&client).await;
+    assert_adds(&client, 40, 2).await;
 }
 
 #[tokio::test]
@@ -128,7 +121,7 @@ async fn panic_and_unbounded_recursion_are_traps_and_the_host_serves_on() {
         err.message,
         "`misbehave.crash` trapped: wasm `unreachable` instruction executed (guest panicked: boom)"
     );
-    add_still_works(&client).await;
+    assert_adds(&client, 40, 2).await;
 
     let err = client
         .call("misbehave.recurse", vec![Value::from(0)])
@@ -136,7 +129,7 @@ async fn panic_and_unbounded_recursion_are_traps_and_the_host_serves_on() {
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::Trap);
     assert_eq!(err.message, "`misbehave.recurse` overflowed its stack");
-    add_still_works(&client).await;
+    assert_adds(&client, 40, 2).await;
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use ciborium::Value;
 use wasmrpc::protocol::{Call, Cancel, ErrorCode, ErrorReply, Message, Processed};
 use wasmrpc::{CallOptions, Client};
-use wasmrpc_tests::{HostProcess, RawConn, Read2, cbor};
+use wasmrpc_tests::{HostProcess, RawConn, Read2, assert_adds, cbor};
 
 fn call(id: u64, function: &str, args: Vec<Value>, deadline_ms: Option<u64>) -> Message {
     Message::Call(Call {
@@ -97,10 +97,7 @@ async fn slow_senders_are_closed_by_the_frame_read_timeout() {
         "closed only after {elapsed:?}"
     );
     // A slow sender costs nobody else anything.
-    let sum = client
-        .call("math.add", vec![Value::from(1), Value::from(1)])
-        .await;
-    assert_eq!(sum.unwrap(), Value::from(2));
+    assert_adds(&client, 1, 1).await;
 }
 
 #[tokio::test]
@@ -203,10 +200,7 @@ async fn a_flood_of_calls_and_cancels_gets_the_connection_closed() {
     })
     .await
     .unwrap();
-    let sum = client
-        .call("math.add", vec![Value::from(2), Value::from(2)])
-        .await;
-    assert_eq!(sum.unwrap(), Value::from(4));
+    assert_adds(&client, 2, 2).await;
 }
 
 #[tokio::test]
@@ -235,10 +229,7 @@ async fn a_caller_that_never_reads_replies_cannot_make_the_host_buffer_more_than
         after < baseline + 48 * 1024,
         "host RSS grew from {baseline} KiB to {after} KiB"
     );
-    let sum = client
-        .call("math.add", vec![Value::from(3), Value::from(3)])
-        .await;
-    assert_eq!(sum.unwrap(), Value::from(6));
+    assert_adds(&client, 3, 3).await;
 }
 
 // ---- X: guests ----
@@ -607,13 +598,7 @@ async fn huge_length_prefixes_cost_the_host_no_memory() {
         "host RSS grew from {before} KiB to {after} KiB"
     );
     let client = host.client().await;
-    assert_eq!(
-        client
-            .call("math.add", vec![Value::from(1), Value::from(1)])
-            .await
-            .unwrap(),
-        Value::from(2)
-    );
+    assert_adds(&client, 1, 1).await;
 }
 
 fn open_fds(pid: u32) -> usize {

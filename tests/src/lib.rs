@@ -337,6 +337,15 @@ pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Asserts that `math.add(a, b)` answers `a + b` through `client`: the host
+/// still serves healthy calls.
+pub async fn assert_adds(client: &Client, a: i64, b: i64) {
+    let sum = client
+        .call("math.add", vec![Value::from(a), Value::from(b)])
+        .await;
+    assert_eq!(sum.unwrap(), Value::from(a + b));
+}
+
 /// JSON text → CBOR value, for writing arguments the way the CLI takes them.
 pub fn cbor(json: &str) -> Value {
     wasmrpc::protocol::json::json_to_cbor(serde_json::from_str(json).expect("valid JSON"))
