@@ -19,6 +19,23 @@ use crate::protocol::{
 };
 use crate::service::{CallRequest, Service};
 
+/// After closing a connection on an error: reads and discards what the
+/// caller is still sending, for up to a second, until it closes its side.
+/// Closing a socket with unread input makes the kernel reset the connection,
+/// which can destroy the error frame that tells the caller why.
+async fn linger(mut reader: tokio::net::tcp::OwnedReadHalf) {
+    use tokio::io::AsyncReadExt;
+    let mut scratch = vec![0u8; 16 * 1024];
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while let Ok(n) = reader.read(&mut scratch).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
 /// The window of [`ServerConfig::max_cancels`].
 const CANCEL_WINDOW: Duration = Duration::from_secs(10);
 
@@ -98,6 +115,9 @@ impl Connection {
             .is_err()
         {
             writer.abort();
+        }
+        if result.is_err() {
+            linger(frames.into_inner()).await;
         }
         result
     }
