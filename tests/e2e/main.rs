@@ -7,6 +7,7 @@ mod config;
 mod corpus;
 mod guests;
 mod hardening;
+mod inline;
 mod nested;
 mod protocol;
 mod protocol_doc;

@@ -111,6 +111,13 @@ struct HostArgs {
     /// Resource handles a guest may hold at once.
     #[arg(long, default_value_t = 1000)]
     max_component_handles: usize,
+    /// How long a call's guest may run on the network thread that received
+    /// it before it moves to the guest thread pool (`0s`: always on the
+    /// pool). Short calls finish inline, without the two thread hand-overs
+    /// of the pool; a long or spinning guest holds a network thread for at
+    /// most this plus a millisecond.
+    #[arg(long, default_value = "1ms", value_parser = humantime::parse_duration)]
+    inline_budget: Duration,
     /// Largest frame accepted or sent, in KiB.
     #[arg(long, default_value_t = 4096)]
     max_frame_kib: usize,
@@ -259,6 +266,7 @@ async fn run_host(args: HostArgs) -> anyhow::Result<ExitCode> {
     options.runtime.max_wasm_stack = args.max_wasm_stack_kib << 10;
     options.runtime.max_guest_output = args.max_guest_output_kib << 10;
     options.runtime.max_component_handles = args.max_component_handles;
+    options.runtime.inline_budget = args.inline_budget;
     options.server.max_frame = args.max_frame_kib << 10;
     options.server.max_connections = args.max_connections;
     options.server.frame_timeout = args.frame_timeout;

@@ -3,18 +3,22 @@
 //!
 //! Every choice that keeps the host safe from its guests is made here, once:
 //! epoch interruption on a dedicated ticker thread, the deadline checked in the
-//! epoch callback, guests executed on their own thread pool (never on the
-//! network runtime), the pooling allocator, a memory cap per instance, a fresh
-//! store and instance per call, and WASI with no ambient capability.
+//! epoch callback, guests on their own thread pool once they run longer than
+//! the inline budget (1 ms; see the `inline` module), the pooling allocator,
+//! a memory cap per instance, a fresh store and instance per call (made ahead
+//! of the call and torn down after its reply; see the `instances` module),
+//! and WASI with no ambient capability.
 
 mod host_api;
+mod inline;
+mod instances;
 mod signature;
 mod state;
 mod stdio;
 pub mod value;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use ciborium::Value;
@@ -22,17 +26,14 @@ use tokio_util::task::AbortOnDropHandle;
 use wasmtime::component::{
     Component, ComponentExportIndex, InstancePre, Linker, Type, Val, types::ComponentItem,
 };
-use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
-    UpdateDeadline,
-};
-use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Trap};
 
 use crate::protocol::{CallError, ErrorCode, Processed};
 use crate::service::{CallRequest, Service};
+use inline::Inline;
+use instances::{Instances, Shared};
 pub use signature::{func_to_wit, type_to_wit};
 use state::{CallScope, Interrupt, PluginState};
-use stdio::LogStream;
 
 /// Limits and tuning of the runtime. Defaults are the documented ones.
 #[derive(Debug, Clone)]
@@ -54,6 +55,10 @@ pub struct RuntimeConfig {
     pub max_guest_output: usize,
     /// Resource handles a guest may hold at once.
     pub max_component_handles: usize,
+    /// How long a call may run on the thread that received it before it
+    /// moves to the guest pool; zero sends every call to the pool at once.
+    /// See [`Runtime::call`].
+    pub inline_budget: Duration,
 }
 
 impl Default for RuntimeConfig {
@@ -67,16 +72,16 @@ impl Default for RuntimeConfig {
             guest_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             max_guest_output: crate::protocol::DEFAULT_MAX_FRAME,
             max_component_handles: 1_000,
+            inline_budget: Duration::from_millis(1),
         }
     }
 }
 
 /// The wasmtime engine, linker and guest thread pool of one host.
 pub struct Runtime {
-    engine: Engine,
+    shared: Arc<Shared>,
     linker: Linker<PluginState>,
     guests: Option<tokio::runtime::Runtime>,
-    config: RuntimeConfig,
     ticker_stop: Arc<AtomicBool>,
     compiler: std::sync::mpsc::Sender<CompileJob>,
 }
@@ -91,8 +96,8 @@ pub struct Plugin {
     /// Exports left out of the catalog, with the reason (already logged).
     pub skipped: Vec<String>,
     pre: InstancePre<PluginState>,
-    /// Instances waiting to serve another call (reuse mode only).
-    warm: Mutex<Vec<Warm>>,
+    /// Instances ready for calls.
+    instances: Instances,
 }
 
 /// One callable export of a plugin.
@@ -104,6 +109,34 @@ pub struct Function {
     params: Vec<(String, Type)>,
     result: Option<Type>,
     index: ComponentExportIndex,
+    /// Until when (ms on [`clock_ms`]) calls go straight to the guest pool,
+    /// because a recent call was too long to run inline.
+    pool_until: AtomicU64,
+}
+
+impl Function {
+    /// Whether calls should skip the inline fast path for now.
+    fn prefers_pool(&self) -> bool {
+        clock_ms() < self.pool_until.load(Ordering::Relaxed)
+    }
+
+    /// A call ran (or would have run) too long inline: serve the next calls
+    /// from the guest pool for a while.
+    fn send_to_pool(&self) {
+        self.pool_until
+            .store(clock_ms() + POOL_FOR_MS, Ordering::Relaxed);
+    }
+}
+
+/// How long a function that was too long to run inline is served from the
+/// guest pool only; then it gets another chance.
+const POOL_FOR_MS: u64 = 1_000;
+
+/// Milliseconds since the first use of the clock; cheap to compare.
+fn clock_ms() -> u64 {
+    static START: std::sync::LazyLock<std::time::Instant> =
+        std::sync::LazyLock::new(std::time::Instant::now);
+    u64::try_from(START.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Runtime {
@@ -128,21 +161,40 @@ impl Runtime {
             .thread_name("wasm-guest")
             .global_queue_interval(2)
             .event_interval(2)
+            .on_thread_start(inline::mark_guest_thread)
             .enable_all()
             .build()?;
 
+        let shared = Arc::new(Shared::new(engine, config, guests.handle().clone()));
+        let config = &shared.config;
+
+        // The ticker bumps the epoch every tick, and also as soon as a call
+        // running inline has outlasted its budget (checked every budget).
         let ticker_stop = Arc::new(AtomicBool::new(false));
-        let weak = engine.weak();
+        let weak = Arc::downgrade(&shared);
         let stop = ticker_stop.clone();
-        let tick = config.epoch_tick;
+        let (tick, budget) = (config.epoch_tick, config.inline_budget);
+        let step = if budget.is_zero() {
+            tick
+        } else {
+            budget.min(tick)
+        };
         std::thread::Builder::new()
             .name("epoch-ticker".into())
             .spawn(move || {
+                let mut next_tick = std::time::Instant::now() + tick;
                 while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(tick);
-                    match weak.upgrade() {
-                        Some(engine) => engine.increment_epoch(),
-                        None => break,
+                    std::thread::sleep(step);
+                    let Some(shared) = weak.upgrade() else {
+                        break;
+                    };
+                    let now = std::time::Instant::now();
+                    let ticked = now >= next_tick;
+                    if ticked || (!budget.is_zero() && shared.watch.overdue(now, budget)) {
+                        shared.engine.increment_epoch();
+                    }
+                    if ticked {
+                        next_tick = now + tick;
                     }
                 }
             })?;
@@ -162,10 +214,9 @@ impl Runtime {
             })?;
 
         Ok(Runtime {
-            engine,
+            shared,
             linker,
             guests: Some(guests),
-            config,
             ticker_stop,
             compiler,
         })
@@ -196,7 +247,7 @@ impl Runtime {
 
     /// The limits in force.
     pub fn config(&self) -> &RuntimeConfig {
-        &self.config
+        &self.shared.config
     }
 
     /// Compiles and validates a component and reflects its callable exports.
@@ -208,12 +259,12 @@ impl Runtime {
     /// When `bytes` is not a valid component, or it imports something the
     /// host does not provide.
     pub fn compile(&self, name: &str, bytes: &[u8]) -> anyhow::Result<Plugin> {
-        let component = Component::new(&self.engine, bytes)?;
+        let component = Component::new(&self.shared.engine, bytes)?;
         let pre = self.linker.instantiate_pre(&component)?;
         let mut functions = Vec::new();
         let mut skipped = Vec::new();
         let ty = component.component_type();
-        for (export, item) in ty.exports(&self.engine) {
+        for (export, item) in ty.exports(&self.shared.engine) {
             match item.ty {
                 ComponentItem::ComponentFunc(func) => {
                     let index = component
@@ -234,7 +285,7 @@ impl Runtime {
                     let instance_index = component
                         .get_export_index(None, export)
                         .expect("reflected export has an index");
-                    for (fname, item) in instance.exports(&self.engine) {
+                    for (fname, item) in instance.exports(&self.shared.engine) {
                         if let ComponentItem::ComponentFunc(func) = item.ty {
                             let index = component
                                 .get_export_index(Some(&instance_index), fname)
@@ -270,13 +321,14 @@ impl Runtime {
             functions,
             skipped,
             pre,
-            warm: Mutex::new(Vec::new()),
+            instances: Instances::default(),
         })
     }
 
     /// Calls `plugin.functions[function]` with the request's CBOR arguments,
-    /// on the guest thread pool, in a fresh instance, or with `reuse` in a
-    /// warm instance of the plugin when one is free.
+    /// in a fresh instance, or with `reuse` in a warm instance of the plugin
+    /// when one is free. The guest runs on the calling thread until it has
+    /// run for the inline budget, then on the guest thread pool.
     ///
     /// Nested `call`s made by the guest go to `router`. The result is the
     /// function's value as CBOR; a `result<T, E>` returning `err` becomes a
@@ -330,49 +382,63 @@ impl Runtime {
             router,
             slice_start: std::time::Instant::now(),
         };
-        let engine = self.engine.clone();
         let deadline = tokio::time::Instant::from_std(request.deadline);
-        let cancel = request.cancel.clone();
-        let guest_plugin = plugin.clone();
-        let limits = self.config.clone();
-        let queued = std::time::Instant::now();
-        // Dropping this future (the caller went away) aborts the guest task too.
-        let mut task = AbortOnDropHandle::new(self.guests().spawn(async move {
-            tracing::trace!(
-                plugin = %guest_plugin.name,
-                waited_us = queued.elapsed().as_micros() as u64,
-                "guest task started"
-            );
-            let run = run_guest(
-                engine,
-                guest_plugin,
-                function,
-                params,
-                scope,
-                &limits,
-                reuse,
-            );
-            tokio::select! {
-                outcome = tokio::time::timeout_at(deadline, run) => match outcome {
-                    Ok(result) => result,
-                    Err(_) => Err(CallError::deadline_exceeded(Processed::Maybe)),
-                },
-                () = cancel.cancelled() => Err(CallError::cancelled(Processed::Maybe)),
+        let cancel = request.cancel;
+        let mut run = Box::pin(run_guest(
+            self.shared.clone(),
+            plugin.clone(),
+            function,
+            params,
+            scope,
+            reuse,
+        ));
+        let panicked = || {
+            CallError::internal(format!(
+                "the host panicked while running `{}`",
+                plugin.functions[function].name
+            ))
+        };
+
+        // Already on a guest thread, or nested in a call running inline:
+        // this call is part of the running one and goes where it goes.
+        if inline::run_in_place() {
+            return bounded(run, deadline, &cancel).await;
+        }
+        // The inline fast path (see the `inline` module): run here until the
+        // call finishes, awaits something, or outlasts the budget. The epoch
+        // callback checks deadline and cancellation meanwhile.
+        let budget = self.shared.config.inline_budget;
+        if !budget.is_zero() && !func.prefers_pool() {
+            match inline::poll_inline(&self.shared.watch, &mut run).await {
+                Inline::Done(output) => return output,
+                Inline::Panicked => return Err(panicked()),
+                Inline::Pending { preempted: true } => {
+                    func.send_to_pool();
+                    tracing::debug!(
+                        "`{}` ran past the inline budget of {budget:?}; moved to the guest pool",
+                        func.name
+                    );
+                }
+                Inline::Pending { preempted: false } | Inline::NotStarted => {}
             }
-        }));
+        }
+
+        // Dropping this future (the caller went away) aborts the guest task too.
+        let guarded = {
+            let cancel = cancel.clone();
+            async move { bounded(run, deadline, &cancel).await }
+        };
+        let mut task = AbortOnDropHandle::new(self.guests().spawn(guarded));
         // The answer never waits for a crowded guest pool: the deadline and
         // cancellation are also enforced here, and leaving aborts the guest.
         tokio::select! {
             joined = &mut task => match joined {
                 Ok(outcome) => outcome,
-                Err(join) if join.is_panic() => Err(CallError::internal(format!(
-                    "the host panicked while running `{}`",
-                    plugin.functions[function].name
-                ))),
+                Err(join) if join.is_panic() => Err(panicked()),
                 Err(_) => Err(CallError::cancelled(Processed::Maybe)),
             },
             () = tokio::time::sleep_until(deadline) => Err(CallError::deadline_exceeded(Processed::Maybe)),
-            () = request.cancel.cancelled() => Err(CallError::cancelled(Processed::Maybe)),
+            () = cancel.cancelled() => Err(CallError::cancelled(Processed::Maybe)),
         }
     }
 
@@ -390,6 +456,22 @@ impl Drop for Runtime {
         if let Some(guests) = self.guests.take() {
             guests.shutdown_background();
         }
+    }
+}
+
+/// `run` within the call's deadline and cancellation: for a guest awaiting
+/// something (a timer, a nested call), which epoch ticks cannot interrupt.
+async fn bounded(
+    run: impl Future<Output = Result<Value, CallError>>,
+    deadline: tokio::time::Instant,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<Value, CallError> {
+    tokio::select! {
+        outcome = tokio::time::timeout_at(deadline, run) => match outcome {
+            Ok(result) => result,
+            Err(_) => Err(CallError::deadline_exceeded(Processed::Maybe)),
+        },
+        () = cancel.cancelled() => Err(CallError::cancelled(Processed::Maybe)),
     }
 }
 
@@ -414,7 +496,17 @@ fn build_engine(config: &RuntimeConfig) -> anyhow::Result<Engine> {
         .max_memories_per_component(4)
         .max_tables_per_component(16)
         .max_core_instances_per_component(32)
-        .table_elements(config.table_limit);
+        .table_elements(config.table_limit)
+        // A freed memory slot is reset in place (the pages the instance
+        // wrote, found with PAGEMAP_SCAN where the kernel has it, copied back
+        // from the image) instead of returned to the kernel with madvise: on
+        // a fresh-instance-per-call host, that madvise and the page faults
+        // after it were a third of each call's cost.
+        .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
+        // Tables of one page or less (a few hundred entries, as compilers
+        // emit) are cleared with a memset, cheaper than a page scan.
+        .table_keep_resident(host_page_size())
+        .pagemap_scan(wasmtime::Enabled::Auto);
     pooled.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     match Engine::new(&pooled) {
         Ok(engine) => Ok(engine),
@@ -427,121 +519,37 @@ fn build_engine(config: &RuntimeConfig) -> anyhow::Result<Engine> {
     }
 }
 
-/// Warm instances kept per plugin in reuse mode.
-const MAX_WARM: usize = 16;
-/// Calls one warm instance serves before it is retired.
-const MAX_REUSE: u32 = 1_000;
+/// Bytes of each pooled linear memory kept resident between instances
+/// (reset in place rather than decommitted).
+const MEMORY_KEEP_RESIDENT: usize = 2 << 20;
 
-/// An instance kept for reuse, with the store it lives in.
-struct Warm {
-    store: Store<PluginState>,
-    instance: wasmtime::component::Instance,
-    calls: u32,
+fn host_page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096)
 }
 
-/// A store set up with our limits and the epoch policy.
-fn new_store(
-    engine: &Engine,
-    plugin: &Plugin,
-    scope: CallScope,
-    limits: &RuntimeConfig,
-) -> Store<PluginState> {
-    let panic_note = Arc::new(Mutex::new(None));
-    // No ambient capability: no preopened directories, no environment,
-    // no arguments, and every socket refused.
-    let wasi = WasiCtxBuilder::new()
-        .allow_tcp(false)
-        .allow_udp(false)
-        .allow_ip_name_lookup(false)
-        .socket_addr_check(|_, _| Box::pin(async { false }))
-        .stdout(LogStream::stdout(plugin.name.clone()))
-        .stderr(LogStream::stderr(plugin.name.clone()).capturing_panics(panic_note.clone()))
-        .build();
-    let state = PluginState::new(
-        wasi,
-        limits.memory_limit,
-        limits.table_limit,
-        scope,
-        panic_note,
-    );
-    let mut store = Store::new(engine, state);
-    store.limiter(|state| state.limiter());
-    // Hostcall fuel counts host memory: one `Val` per value lifted.
-    store.set_hostcall_fuel(
-        limits
-            .max_guest_output
-            .saturating_mul(std::mem::size_of::<Val>()),
-    );
-    store.set_max_component_handles(limits.max_component_handles);
-    store.set_epoch_deadline(1);
-    let slice = limits.epoch_tick;
-    store.epoch_deadline_callback(move |mut ctx| {
-        let scope = ctx.data_mut().scope_mut();
-        let now = std::time::Instant::now();
-        if scope.cancel.is_cancelled() {
-            Err(Interrupt::Cancelled.into())
-        } else if now >= scope.deadline {
-            Err(Interrupt::Deadline.into())
-        } else if now.duration_since(scope.slice_start) >= slice {
-            // A full slice of running: give the thread to other calls.
-            // tokio's own yield puts the guest at the back of the queue (a
-            // plain self-wake would land in tokio's LIFO slot and run again
-            // ahead of waiting calls).
-            scope.slice_start = now;
-            Ok(UpdateDeadline::YieldCustom(
-                1,
-                Box::pin(tokio::task::yield_now()),
-            ))
-        } else {
-            // A tick soon after starting: short calls finish without
-            // queueing again behind long-running guests.
-            Ok(UpdateDeadline::Continue(1))
-        }
-    });
-    store
-}
-
-/// Runs one call on the guest pool: takes a warm instance (reuse mode) or
-/// instantiates a fresh one, calls, and maps the outcome to the reply. An
-/// instance that completed is kept for reuse; one that failed is dropped. If
-/// this future is dropped (deadline, cancel), its instance is dropped too.
+/// Runs one call: takes an instance (see [`Shared::take`]), calls, maps the
+/// outcome to the reply and releases the instance (see [`Shared::release`]).
+/// If this future is dropped (deadline, cancel), its instance is dropped too.
 async fn run_guest(
-    engine: Engine,
+    shared: Arc<Shared>,
     plugin: Arc<Plugin>,
     function: usize,
     params: Vec<Val>,
     scope: CallScope,
-    limits: &RuntimeConfig,
     reuse: bool,
 ) -> Result<Value, CallError> {
     let func = &plugin.functions[function];
-    let warm = if reuse {
-        plugin.warm.lock().expect("warm lock").pop()
-    } else {
-        None
+    let limits = &shared.config;
+    let mut ready = match shared.take(&plugin, scope, reuse).await {
+        Ok(ready) => ready,
+        Err((error, note)) => return Err(classify(&plugin.name, &func.name, error, note, limits)),
     };
-    let (mut store, instance, calls) = match warm {
-        Some(mut warm) => {
-            warm.store.data_mut().begin(scope);
-            warm.store.set_epoch_deadline(1);
-            (warm.store, warm.instance, warm.calls)
-        }
-        None => {
-            let mut store = new_store(&engine, &plugin, scope, limits);
-            match plugin.pre.instantiate_async(&mut store).await {
-                Ok(instance) => (store, instance, 0),
-                Err(error) => {
-                    let note = store.data().panic_note();
-                    return Err(classify(&plugin.name, &func.name, error, &note, limits));
-                }
-            }
-        }
-    };
-    let outcome = match instance.get_func(&mut store, func.index) {
+    let outcome = match ready.instance.get_func(&mut ready.store, func.index) {
         Some(export) => {
             let mut results = vec![Val::Bool(false); usize::from(func.result.is_some())];
             export
-                .call_async(&mut store, &params, &mut results)
+                .call_async(&mut ready.store, &params, &mut results)
                 .await
                 .map(|()| results.pop())
         }
@@ -549,23 +557,13 @@ async fn run_guest(
     };
     match outcome {
         Ok(val) => {
-            let reply = finish(func, val);
-            if reuse && calls + 1 < MAX_REUSE {
-                store.data_mut().end();
-                let mut warm = plugin.warm.lock().expect("warm lock");
-                if warm.len() < MAX_WARM {
-                    warm.push(Warm {
-                        store,
-                        instance,
-                        calls: calls + 1,
-                    });
-                }
-            }
-            reply
+            shared.release(&plugin, ready, true, reuse);
+            finish(func, val)
         }
         Err(error) => {
-            let note = store.data().panic_note();
-            Err(classify(&plugin.name, &func.name, error, &note, limits))
+            let note = ready.store.data().take_panic_note();
+            shared.release(&plugin, ready, false, reuse);
+            Err(classify(&plugin.name, &func.name, error, note, limits))
         }
     }
 }
@@ -613,7 +611,7 @@ fn classify(
     plugin: &str,
     function: &str,
     error: wasmtime::Error,
-    panic_note: &Mutex<Option<String>>,
+    panic_note: Option<String>,
     config: &RuntimeConfig,
 ) -> CallError {
     if let Some(interrupt) = error.downcast_ref::<Interrupt>() {
@@ -664,7 +662,7 @@ fn classify(
                 other.to_string().trim_start_matches("wasm trap: ")
             ),
         };
-        if let Some(note) = panic_note.lock().expect("panic note lock").take() {
+        if let Some(note) = panic_note {
             message.push_str(&format!(" ({note})"));
         }
         return CallError::new(ErrorCode::Trap, Processed::Maybe, message);
@@ -717,6 +715,7 @@ fn reflect(
         params,
         result,
         index,
+        pool_until: AtomicU64::new(0),
     });
 }
 

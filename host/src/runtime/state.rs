@@ -5,7 +5,9 @@ use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::stdio::LogStream;
 
 use crate::service::{CallRequest, Service};
 
@@ -25,7 +27,11 @@ pub enum Interrupt {
 
 /// Store data for a plugin instance: the call it is serving, if any.
 pub struct PluginState {
-    wasi: WasiCtx,
+    /// Built on the guest's first WASI call: most handlers make none, and
+    /// building it (random seeds, streams) is a measurable part of a call.
+    wasi: Option<WasiCtx>,
+    /// The plugin, for the log lines of its stdout and stderr.
+    plugin: Arc<str>,
     table: ResourceTable,
     limiter: Limiter,
     /// The call being served; `None` while a warm instance waits.
@@ -70,14 +76,14 @@ impl CallScope {
 
 impl PluginState {
     pub(crate) fn new(
-        wasi: WasiCtx,
+        plugin: Arc<str>,
         memory_limit: usize,
         table_limit: usize,
         scope: CallScope,
-        panic_note: Arc<std::sync::Mutex<Option<String>>>,
     ) -> Self {
         PluginState {
-            wasi,
+            wasi: None,
+            plugin,
             table: ResourceTable::new(),
             limiter: Limiter {
                 memory_limit,
@@ -85,21 +91,20 @@ impl PluginState {
                 memory_used: 0,
             },
             scope: Some(scope),
-            panic_note,
+            panic_note: Arc::new(std::sync::Mutex::new(None)),
         }
     }
 
-    /// The call being served.
+    /// The call being served (or the instantiation under way).
     pub(crate) fn scope(&self) -> &CallScope {
         self.scope
             .as_ref()
-            .expect("guest code runs only during a call")
+            .expect("guest code runs only during a call or an instantiation")
     }
 
-    pub(crate) fn scope_mut(&mut self) -> &mut CallScope {
-        self.scope
-            .as_mut()
-            .expect("guest code runs only during a call")
+    /// As [`PluginState::scope`], `None` while a ready instance waits.
+    pub(crate) fn scope_mut(&mut self) -> Option<&mut CallScope> {
+        self.scope.as_mut()
     }
 
     /// A warm instance starts serving `scope`.
@@ -114,8 +119,8 @@ impl PluginState {
     }
 
     /// The panic message noted during this call, if any.
-    pub(crate) fn panic_note(&self) -> std::sync::Mutex<Option<String>> {
-        std::sync::Mutex::new(self.panic_note.lock().expect("panic note lock").take())
+    pub(crate) fn take_panic_note(&self) -> Option<String> {
+        self.panic_note.lock().expect("panic note lock").take()
     }
 
     pub(crate) fn limiter(&mut self) -> &mut dyn wasmtime::ResourceLimiter {
@@ -125,8 +130,21 @@ impl PluginState {
 
 impl WasiView for PluginState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        let (plugin, panic_note) = (&self.plugin, &self.panic_note);
+        let ctx = self.wasi.get_or_insert_with(|| {
+            // No ambient capability: no preopened directories, no
+            // environment, no arguments, and every socket refused.
+            WasiCtxBuilder::new()
+                .allow_tcp(false)
+                .allow_udp(false)
+                .allow_ip_name_lookup(false)
+                .socket_addr_check(|_, _| Box::pin(async { false }))
+                .stdout(LogStream::stdout(plugin.clone()))
+                .stderr(LogStream::stderr(plugin.clone()).capturing_panics(panic_note.clone()))
+                .build()
+        });
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx,
             table: &mut self.table,
         }
     }

@@ -1,0 +1,203 @@
+//! The inline fast path: a call's guest first runs on the thread that asked
+//! for it, and moves to the guest pool only if it is still running after a
+//! short budget (1 ms by default).
+//!
+//! Handing a call to the guest pool and its answer back costs two thread
+//! wake-ups, several times what a short handler needs to run. So
+//! [`Runtime::call`](super::Runtime::call) polls the call once in place. The
+//! epoch ticker watches such inline runs ([`Watch`]) and bumps the epoch as
+//! soon as one outlasts the budget; the store's epoch callback then yields
+//! ([`preempt`]), the poll returns, and the call continues on the guest pool.
+//! So a guest holds a network thread for at most the budget plus one ticker
+//! step, and a function that outlasted the budget is served from the pool
+//! for a while (see `Function::prefers_pool`).
+
+use std::cell::Cell;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+/// Inline runs that can be watched at once; more run on the guest pool.
+const SLOTS: usize = 64;
+
+/// When each inline run in progress started, for the epoch ticker.
+pub(crate) struct Watch {
+    origin: Instant,
+    /// Microseconds since `origin` plus one at which the run started; 0 = free.
+    slots: [AtomicU64; SLOTS],
+}
+
+impl Watch {
+    pub fn new() -> Watch {
+        Watch {
+            origin: Instant::now(),
+            slots: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+
+    fn stamp(&self, at: Instant) -> u64 {
+        u64::try_from(at.duration_since(self.origin).as_micros()).unwrap_or(u64::MAX - 1) + 1
+    }
+
+    /// Whether an inline run started `budget` or longer before `now`.
+    pub fn overdue(&self, now: Instant, budget: Duration) -> bool {
+        let Some(limit) = now
+            .checked_sub(budget)
+            .filter(|limit| *limit >= self.origin)
+        else {
+            return false;
+        };
+        let limit = self.stamp(limit);
+        self.slots.iter().any(|slot| {
+            let started = slot.load(Ordering::Relaxed);
+            started != 0 && started <= limit
+        })
+    }
+
+    fn claim(&self, started: Instant) -> Option<usize> {
+        let stamp = self.stamp(started);
+        self.slots.iter().position(|slot| {
+            slot.compare_exchange(0, stamp, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        })
+    }
+
+    fn release(&self, slot: usize) {
+        self.slots[slot].store(0, Ordering::Relaxed);
+    }
+}
+
+thread_local! {
+    /// Set on the guest pool's threads.
+    static GUEST_THREAD: Cell<bool> = const { Cell::new(false) };
+    /// The inline run in progress on this thread: when it started.
+    static RUNNING: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// Set when the epoch callback preempted this thread's inline run.
+    static PREEMPTED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks the calling thread as a guest pool thread.
+pub(crate) fn mark_guest_thread() {
+    GUEST_THREAD.with(|g| g.set(true));
+}
+
+/// Whether a call started here should simply run here: on a guest pool
+/// thread (already off the network), or inside a call running inline (a
+/// nested call belongs to its caller's run, and moves with it).
+pub(crate) fn run_in_place() -> bool {
+    GUEST_THREAD.with(Cell::get) || RUNNING.with(Cell::get).is_some()
+}
+
+/// For the epoch callback: when the inline run on this thread started, if
+/// the guest is running inline.
+pub(crate) fn running_since() -> Option<Instant> {
+    RUNNING.with(Cell::get)
+}
+
+/// For the epoch callback: the inline run outlasted its budget. Returns the
+/// future to yield on; the poll in [`poll_inline`] then returns `Pending`
+/// and the call moves to the guest pool.
+pub(crate) fn preempt() -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    PREEMPTED.with(|p| p.set(true));
+    Box::pin(YieldOnce(false))
+}
+
+/// How one inline poll went.
+pub(crate) enum Inline<T> {
+    /// The call finished.
+    Done(T),
+    /// The call is not finished: it outlasted the budget (`preempted`) or
+    /// awaits something (a forwarded nested call).
+    Pending { preempted: bool },
+    /// No watch slot was free; the call has not started.
+    NotStarted,
+    /// The host panicked while polling; the call is lost (its future must
+    /// not be polled again).
+    Panicked,
+}
+
+/// Polls `future` once on this thread as an inline run watched by `watch`.
+pub(crate) async fn poll_inline<F: Future + Unpin>(
+    watch: &Watch,
+    future: &mut F,
+) -> Inline<F::Output> {
+    let started = Instant::now();
+    let Some(slot) = watch.claim(started) else {
+        return Inline::NotStarted;
+    };
+    // Cleared on every way out, a panicking guest included.
+    struct Leave<'a>(&'a Watch, usize);
+    impl Drop for Leave<'_> {
+        fn drop(&mut self) {
+            RUNNING.with(|r| r.set(None));
+            self.0.release(self.1);
+        }
+    }
+    let leave = Leave(watch, slot);
+    RUNNING.with(|r| r.set(Some(started)));
+    PREEMPTED.with(|p| p.set(false));
+    // A panic must not unwind into the caller (a connection's task): it
+    // ends this call only, as it would on the guest pool.
+    let poll = std::future::poll_fn(|cx| {
+        Poll::Ready(std::panic::catch_unwind(AssertUnwindSafe(|| {
+            Pin::new(&mut *future).poll(cx)
+        })))
+    })
+    .await;
+    drop(leave);
+    match poll {
+        Ok(Poll::Ready(output)) => Inline::Done(output),
+        Ok(Poll::Pending) => Inline::Pending {
+            preempted: PREEMPTED.with(|p| p.replace(false)),
+        },
+        Err(_) => Inline::Panicked,
+    }
+}
+
+/// Pending once, without asking to be woken: whoever polled it moves the
+/// call to the guest pool, which polls it again at once.
+struct YieldOnce(bool);
+
+impl Future for YieldOnce {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            Poll::Ready(())
+        } else {
+            self.0 = true;
+            Poll::Pending
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_is_overdue_only_after_its_budget() {
+        let watch = Watch::new();
+        let start = Instant::now();
+        let slot = watch.claim(start).unwrap();
+        let budget = Duration::from_millis(1);
+        assert!(!watch.overdue(start, budget));
+        assert!(watch.overdue(start + Duration::from_millis(2), budget));
+        watch.release(slot);
+        assert!(!watch.overdue(start + Duration::from_millis(2), budget));
+    }
+
+    #[test]
+    fn every_slot_can_be_claimed_once() {
+        let watch = Watch::new();
+        let now = Instant::now();
+        let slots: Vec<usize> = (0..SLOTS).map(|_| watch.claim(now).unwrap()).collect();
+        assert_eq!(slots, (0..SLOTS).collect::<Vec<_>>());
+        assert_eq!(watch.claim(now), None);
+        watch.release(7);
+        assert_eq!(watch.claim(now), Some(7));
+    }
+}

@@ -1,0 +1,128 @@
+//! The inline fast path: calls run on the network thread that read them,
+//! and a guest that runs past the inline budget moves to the guest pool;
+//! instances made ahead of calls are still fresh.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use ciborium::Value;
+use wasmrpc_tests::{HostProcess, assert_adds, plugin_dir};
+
+/// Runs `misbehave.busy(ms)` on `client` while the same connection keeps
+/// calling `math.add`; returns the busy call's answer and the slowest add.
+async fn adds_while_busy(client: &wasmrpc::Client, ms: u32) -> (Value, Duration) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let adder = {
+        let (client, stop) = (client.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut slowest = Duration::ZERO;
+            let mut i = 0i64;
+            while !stop.load(Ordering::Relaxed) {
+                let start = Instant::now();
+                let sum = client
+                    .call("math.add", vec![Value::from(i), Value::from(2)])
+                    .await
+                    .unwrap();
+                assert_eq!(sum, Value::from(i + 2));
+                slowest = slowest.max(start.elapsed());
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            slowest
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let busy = client
+        .call("misbehave.busy", vec![Value::from(ms)])
+        .await
+        .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    (busy, adder.await.unwrap())
+}
+
+/// A host serving `math` and `misbehave` that logs the runtime's debug lines.
+fn host_with(plugins: &tempfile::TempDir, extra: &[&str]) -> HostProcess {
+    let mut args = vec![
+        "host",
+        "--region",
+        "test",
+        "--listen",
+        "127.0.0.1:0",
+        "--config",
+        "/nonexistent/regions.toml",
+        "--plugins",
+        plugins.path().to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    HostProcess::spawn_with_log(&args, None, "info,wasmrpc::runtime=debug")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_past_the_inline_budget_moves_off_the_network_thread() {
+    let plugins = plugin_dir(&["math", "misbehave"]);
+    let host = host_with(&plugins, &[]);
+    let client = host.client().await;
+    assert_adds(&client, 1, 2).await;
+
+    // `busy` computes for 300 ms. Had it stayed on the thread that read it,
+    // the adds on the same connection would wait behind it.
+    let (busy, slowest) = adds_while_busy(&client, 300).await;
+    assert_eq!(busy, Value::from(300));
+    assert!(
+        slowest < Duration::from_millis(100),
+        "an add on the busy guest's connection waited {slowest:?}"
+    );
+    host.wait_for_log(
+        "`misbehave.busy` ran past the inline budget of 1ms; moved to the guest pool",
+        1,
+        Duration::from_secs(5),
+    );
+    // Within the next second, `busy` goes to the pool at once: no new line.
+    let again = client
+        .call("misbehave.busy", vec![Value::from(20)])
+        .await
+        .unwrap();
+    assert_eq!(again, Value::from(20));
+    assert_eq!(host.log().matches("ran past the inline budget").count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_inline_budget_every_guest_runs_on_the_pool() {
+    let plugins = plugin_dir(&["math", "misbehave"]);
+    let host = host_with(&plugins, &["--inline-budget", "0s"]);
+    let client = host.client().await;
+    let (busy, slowest) = adds_while_busy(&client, 200).await;
+    assert_eq!(busy, Value::from(200));
+    assert!(
+        slowest < Duration::from_millis(100),
+        "an add waited {slowest:?}"
+    );
+    assert_eq!(host.log().matches("ran past the inline budget").count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_made_ahead_of_calls_are_fresh_for_every_call() {
+    // `ledger.tally` counts calls in its instance's memory: 1 means fresh.
+    let host = HostProcess::start(&["ledger"]);
+    let clients = [host.client().await, host.client().await];
+    let mut callers = Vec::new();
+    for caller in 0..16 {
+        let client = clients[caller % 2].clone();
+        callers.push(tokio::spawn(async move {
+            for _ in 0..25 {
+                let tally = client.call("ledger.tally", vec![]).await.unwrap();
+                assert_eq!(tally, Value::from(1));
+            }
+        }));
+    }
+    for caller in callers {
+        caller.await.unwrap();
+    }
+    // One at a time, with time between calls for spares to be made.
+    for _ in 0..20 {
+        let tally = clients[0].call("ledger.tally", vec![]).await.unwrap();
+        assert_eq!(tally, Value::from(1));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
