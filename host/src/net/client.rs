@@ -5,15 +5,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use ciborium::Value;
 use futures::StreamExt;
 use tokio::net::{TcpStream, ToSocketAddrs};
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{Semaphore, oneshot, watch};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
-use super::write_frames;
+use super::outbound::Outbound;
 use crate::protocol::{
     Call, CallError, Cancel, DEFAULT_MAX_FRAME, DEFAULT_MAX_IN_FLIGHT, ErrorCode, FunctionInfo,
     Hello, ListFunctions, Message, PROTOCOL_VERSION, Ping, Processed, Role, decode_message,
@@ -93,7 +92,7 @@ struct Pending {
 }
 
 struct Shared {
-    tx: mpsc::Sender<Bytes>,
+    tx: Arc<Outbound>,
     /// Permits for calls in flight, as many as the host accepts.
     slots: Semaphore,
     pending: Arc<Pending>,
@@ -107,6 +106,7 @@ struct Shared {
 impl Drop for Shared {
     fn drop(&mut self) {
         self.reader.abort();
+        self.tx.close();
     }
 }
 
@@ -150,8 +150,8 @@ impl Client {
             let (reader, writer) = stream.into_split();
             let mut frames =
                 FramedRead::new(reader, crate::protocol::FrameCodec::new(options.max_frame));
-            let (tx, rx) = mpsc::channel::<Bytes>(1024);
-            tokio::spawn(write_frames(writer, rx, Default::default()));
+            // Callers write their frames themselves (see `Outbound`).
+            let (tx, _writer) = Outbound::start(writer, usize::MAX);
             let hello = Message::Hello(Hello {
                 version: PROTOCOL_VERSION,
                 role: options.role,
@@ -161,9 +161,9 @@ impl Client {
             });
             let frame = encode_message(&hello, options.max_frame)
                 .map_err(|e| unavailable(e.to_string()))?;
-            tx.send(frame)
-                .await
-                .map_err(|_| unavailable("connection closed".into()))?;
+            if !tx.send(&frame) {
+                return Err(unavailable("connection closed".into()));
+            }
             let reply = match frames.next().await {
                 Some(Ok(body)) => decode_message(&body).map_err(|e| unavailable(e.to_string()))?,
                 Some(Err(e)) => return Err(unavailable(e.to_string())),
@@ -412,7 +412,7 @@ impl Client {
             id,
             cancel_on_drop: cancellable,
         };
-        if self.shared.tx.send(frame).await.is_err() {
+        if !self.shared.tx.send(&frame) {
             guard.cancel_on_drop = false;
             return Err(self.connection_lost(Processed::No));
         }
@@ -469,7 +469,7 @@ impl Drop for PendingGuard<'_> {
         if self.cancel_on_drop && removed.is_some() {
             let cancel = Message::Cancel(Cancel { id: self.id });
             if let Ok(frame) = encode_message(&cancel, self.shared.options.max_frame) {
-                let _ = self.shared.tx.try_send(frame);
+                self.shared.tx.send(&frame);
             }
         }
     }

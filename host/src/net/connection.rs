@@ -1,7 +1,15 @@
 //! One accepted connection: handshake, multiplexed calls, cancellation, drain.
+//!
+//! A call is first run right here, in the connection's task: most calls
+//! finish in one poll (a short handler runs inline, see the runtime), and
+//! the reply is written before the next frame is read, with no hand-over to
+//! another task. A call that has to wait (a forwarded call, a long guest)
+//! continues in a task of its own and writes its reply when it is done.
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -10,8 +18,8 @@ use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
+use super::outbound::Outbound;
 use super::server::ServerConfig;
-use super::{Outbox, write_frames};
 use crate::protocol::{
     Call, CallError, Catalog, CatalogUpdate, Drain, ErrorCode, ErrorReply, FrameCodec, Hello,
     Message, PROTOCOL_VERSION, Pong, Processed, ProtocolError, Reply, Role, decode_message,
@@ -63,7 +71,7 @@ impl Connection {
     /// Refuses a connection over the cap with an error frame.
     pub async fn refuse(self, stream: TcpStream) {
         let (_, writer) = stream.into_split();
-        let (tx, rx, queued) = Outbox::new(usize::MAX);
+        let (out, writer) = Outbound::start(writer, usize::MAX);
         let error = ErrorReply::connection(
             ErrorCode::ResourceExhausted,
             format!(
@@ -72,11 +80,10 @@ impl Connection {
             ),
         );
         if let Ok(frame) = encode_message(&Message::Error(error), self.config.max_frame) {
-            let _ = tx.send(frame).await;
+            out.send(&frame);
         }
-        drop(tx);
-        let _ =
-            tokio::time::timeout(Duration::from_secs(1), write_frames(writer, rx, queued)).await;
+        out.close();
+        writer.finish(Duration::from_secs(1)).await;
     }
 
     /// Serves the connection until the peer closes it, breaks the protocol,
@@ -85,8 +92,7 @@ impl Connection {
         stream.set_nodelay(true)?;
         let (reader, writer) = stream.into_split();
         let mut frames = FramedRead::new(reader, FrameCodec::new(self.config.max_frame));
-        let (tx, rx, queued) = Outbox::new(self.config.max_outbound);
-        let writer = tokio::spawn(write_frames(writer, rx, queued));
+        let (tx, writer) = Outbound::start(writer, self.config.max_outbound);
 
         let result = match self.handshake(&mut frames, &tx).await {
             Ok(role) => self.serve_calls(&mut frames, &tx, role).await,
@@ -103,19 +109,12 @@ impl Connection {
                     _ => ErrorCode::ProtocolError,
                 };
                 let reply = ErrorReply::connection(code, error.to_string());
-                self.send(&tx, Message::Error(reply)).await;
+                self.send(&tx, Message::Error(reply));
             }
         }
-        drop(tx);
-        // Flush what is queued; a caller that stopped reading gets 5 s, then
-        // the writer (and everything it holds) is dropped.
-        let mut writer = writer;
-        if tokio::time::timeout(Duration::from_secs(5), &mut writer)
-            .await
-            .is_err()
-        {
-            writer.abort();
-        }
+        tx.close();
+        // Flush what is queued; a caller that stopped reading gets 5 s.
+        writer.finish(Duration::from_secs(5)).await;
         if result.is_err() {
             linger(frames.into_inner()).await;
         }
@@ -123,7 +122,7 @@ impl Connection {
     }
 
     /// Exchanges `hello`; returns the caller's role.
-    async fn handshake(&self, frames: &mut Frames, tx: &Outbox) -> Result<Role, ProtocolError> {
+    async fn handshake(&self, frames: &mut Frames, tx: &Outbound) -> Result<Role, ProtocolError> {
         let first = tokio::time::timeout(self.config.hello_timeout, frames.next())
             .await
             .map_err(|_| ProtocolError::Unexpected {
@@ -149,7 +148,8 @@ impl Connection {
                     host_id: Some(self.config.host_id.clone()),
                     max_in_flight: u32::try_from(self.config.max_in_flight).ok(),
                 };
-                self.send(tx, Message::Hello(ours)).await;
+                self.send(tx, Message::Hello(ours));
+                tx.flush();
                 Ok(hello.role)
             }
             Message::Hello(hello) => Err(ProtocolError::Version {
@@ -164,8 +164,7 @@ impl Connection {
                     "the connection must start with `hello`",
                 )
                 .in_region(&self.config.region);
-                self.send(tx, Message::Error(ErrorReply::for_call(call.id, error)))
-                    .await;
+                self.send(tx, Message::Error(ErrorReply::for_call(call.id, error)));
                 Err(ProtocolError::Unexpected {
                     got: "call",
                     why: "the connection must start with `hello`".into(),
@@ -181,7 +180,7 @@ impl Connection {
     async fn serve_calls(
         &self,
         frames: &mut Frames,
-        tx: &Outbox,
+        tx: &Arc<Outbound>,
         role: Role,
     ) -> Result<(), ProtocolError> {
         // Peers learn this host's own functions now and after every change.
@@ -202,6 +201,10 @@ impl Connection {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_frame = Instant::now();
         let mut cancels = (Instant::now(), 0u32);
+        // Made once, not on every turn of the loop.
+        let overflowed = tx.overflowed();
+        let shutdown = self.shutdown.cancelled();
+        tokio::pin!(overflowed, shutdown);
         let result = loop {
             if draining && in_flight.is_empty() {
                 break Ok(());
@@ -211,7 +214,7 @@ impl Connection {
                 Some(id) = done_rx.recv() => {
                     in_flight.remove(&id);
                 }
-                () = tx.overflowed() => break Err(ProtocolError::SlowReader(self.config.max_outbound)),
+                () = &mut overflowed => break Err(ProtocolError::SlowReader(self.config.max_outbound)),
                 _ = tick.tick() => {
                     let since = frames.decoder().partial_since();
                     if since.is_some_and(|since| since.elapsed() >= self.config.frame_timeout) {
@@ -225,12 +228,12 @@ impl Connection {
                 }
                 Ok(()) = catalog_changes.changed(), if is_peer => {
                     let functions = self.service.local_catalog();
-                    self.send(tx, Message::CatalogUpdate(CatalogUpdate { functions })).await;
+                    self.send(tx, Message::CatalogUpdate(CatalogUpdate { functions }));
                 }
-                () = self.shutdown.cancelled(), if !draining => {
+                () = &mut shutdown, if !draining => {
                     draining = true;
                     let drain = Drain { message: "host is shutting down".into() };
-                    self.send(tx, Message::Drain(drain)).await;
+                    self.send(tx, Message::Drain(drain));
                 }
                 frame = frames.next() => {
                     let body = match frame {
@@ -270,7 +273,7 @@ impl Connection {
                             let functions = self.service.catalog();
                             let catalog = Message::Catalog(Catalog { id: list.id, functions });
                             if encode_message(&catalog, self.config.max_frame).is_ok() {
-                                self.send(tx, catalog).await;
+                                self.send(tx, catalog);
                             } else {
                                 let error = CallError::new(
                                     ErrorCode::ResourceExhausted,
@@ -278,11 +281,11 @@ impl Connection {
                                     "the catalog does not fit in one frame",
                                 )
                                 .in_region(&self.config.region);
-                                self.send(tx, Message::Error(ErrorReply::for_call(list.id, error))).await;
+                                self.send(tx, Message::Error(ErrorReply::for_call(list.id, error)));
                             }
                         }
                         Message::Ping(ping) => {
-                            self.send(tx, Message::Pong(Pong { nonce: ping.nonce })).await;
+                            self.send(tx, Message::Pong(Pong { nonce: ping.nonce }));
                         }
                         Message::Pong(_) => {}
                         other => {
@@ -293,6 +296,11 @@ impl Connection {
                         }
                     }
                 }
+            }
+            // Replies of a batch of pipelined calls share one write: flush
+            // once no complete frame is left to read.
+            if !frames.decoder().holds_frame(frames.read_buffer()) {
+                tx.flush();
             }
         };
         // The caller is gone or broke the protocol: stop the work it asked for.
@@ -313,7 +321,7 @@ impl Connection {
         call: Call,
         draining: bool,
         in_flight: &mut HashMap<u64, CancellationToken>,
-        tx: &Outbox,
+        tx: &Arc<Outbound>,
         done_tx: &mpsc::UnboundedSender<u64>,
     ) -> Result<(), ProtocolError> {
         if in_flight.contains_key(&call.id) {
@@ -345,8 +353,7 @@ impl Connection {
         };
         if let Some(error) = refusal {
             let error = error.in_region(&self.config.region);
-            self.send(tx, Message::Error(ErrorReply::for_call(call.id, error)))
-                .await;
+            self.send(tx, Message::Error(ErrorReply::for_call(call.id, error)));
             return Ok(());
         }
 
@@ -355,7 +362,6 @@ impl Connection {
             .map_or(self.config.default_deadline, Duration::from_millis)
             .min(self.config.max_deadline);
         let cancel = CancellationToken::new();
-        in_flight.insert(call.id, cancel.clone());
         let request = CallRequest {
             function: call.function,
             args: call.args,
@@ -363,47 +369,87 @@ impl Connection {
             hops: call.hops,
             visited: call.visited,
             metadata: call.metadata,
-            cancel,
+            cancel: cancel.clone(),
         };
         let id = call.id;
-        let service = self.service.clone();
-        let tx = tx.clone();
-        let done_tx = done_tx.clone();
-        let max_frame = self.config.max_frame;
-        let region = self.config.region.clone();
-        tokio::spawn(async move {
-            let message = match service.call(request).await {
-                Ok(value) => Message::Reply(Reply { id, value }),
-                Err(error) => Message::Error(ErrorReply::for_call(id, error)),
-            };
-            let frame = encode_message(&message, max_frame).or_else(|error| {
-                let error = CallError::new(
-                    ErrorCode::ResourceExhausted,
-                    Processed::Yes,
-                    format!("the reply does not fit in a frame: {error}"),
-                )
-                .in_region(&region);
-                encode_message(&Message::Error(ErrorReply::for_call(id, error)), max_frame)
-            });
-            // Free the id and the in-flight slot before the caller can see
-            // the reply, so it may reuse both at once.
-            let _ = done_tx.send(id);
-            match frame {
-                Ok(frame) => {
-                    let _ = tx.send(frame).await;
-                }
-                Err(error) => tracing::error!("cannot encode the reply to call {id}: {error}"),
+        let mut running = self.service.clone().call(request);
+        // One poll here: most calls are done after it, and their reply goes
+        // out with no task hand-over. A panic ends the call, not the
+        // connection.
+        let first = std::future::poll_fn(|cx| {
+            Poll::Ready(std::panic::catch_unwind(AssertUnwindSafe(|| {
+                running.as_mut().poll(cx)
+            })))
+        })
+        .await;
+        let outcome = match first {
+            Ok(Poll::Ready(outcome)) => outcome,
+            Ok(Poll::Pending) => {
+                // The rest runs in a task of its own, which frees the id and
+                // the in-flight slot before the caller can see the reply, so
+                // it may reuse both at once.
+                in_flight.insert(id, cancel);
+                let tx = tx.clone();
+                let done_tx = done_tx.clone();
+                let (max_frame, region) = (self.config.max_frame, self.config.region.clone());
+                tokio::spawn(async move {
+                    let outcome = running.await;
+                    let _ = done_tx.send(id);
+                    if let Some(frame) = reply_frame(id, outcome, max_frame, &region) {
+                        tx.send(&frame);
+                    }
+                });
+                return Ok(());
             }
-        });
+            Err(_) => Err(
+                CallError::internal("the host panicked while running the call")
+                    .in_region(&self.config.region),
+            ),
+        };
+        if let Some(frame) = reply_frame(id, outcome, self.config.max_frame, &self.config.region) {
+            tx.queue(&frame);
+        }
         Ok(())
     }
 
-    async fn send(&self, tx: &Outbox, message: Message) {
+    /// Queues `message`; the serving loop flushes once no complete frame is
+    /// left to read.
+    fn send(&self, tx: &Outbound, message: Message) {
         match encode_message(&message, self.config.max_frame) {
             Ok(frame) => {
-                let _ = tx.send(frame).await;
+                tx.queue(&frame);
             }
             Err(error) => tracing::error!("cannot encode `{}`: {error}", message.kind()),
+        }
+    }
+}
+
+/// The frame answering call `id`: its value or error, or `resource_exhausted`
+/// when the value does not fit in a frame.
+fn reply_frame(
+    id: u64,
+    outcome: Result<ciborium::Value, CallError>,
+    max_frame: usize,
+    region: &str,
+) -> Option<bytes::Bytes> {
+    let message = match outcome {
+        Ok(value) => Message::Reply(Reply { id, value }),
+        Err(error) => Message::Error(ErrorReply::for_call(id, error)),
+    };
+    let frame = encode_message(&message, max_frame).or_else(|error| {
+        let error = CallError::new(
+            ErrorCode::ResourceExhausted,
+            Processed::Yes,
+            format!("the reply does not fit in a frame: {error}"),
+        )
+        .in_region(region);
+        encode_message(&Message::Error(ErrorReply::for_call(id, error)), max_frame)
+    });
+    match frame {
+        Ok(frame) => Some(frame),
+        Err(error) => {
+            tracing::error!("cannot encode the reply to call {id}: {error}");
+            None
         }
     }
 }

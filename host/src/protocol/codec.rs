@@ -27,6 +27,18 @@ impl FrameCodec {
         }
     }
 
+    /// Whether `buf` starts with a complete frame (or with a length over the
+    /// limit, which the next decode reports).
+    pub fn holds_frame(&self, buf: &[u8]) -> bool {
+        match buf.first_chunk::<4>() {
+            Some(len) => {
+                let len = u32::from_be_bytes(*len) as usize;
+                len > self.max_frame || buf.len() - 4 >= len
+            }
+            None => false,
+        }
+    }
+
     /// Since when a frame has been arriving without completing, if one is.
     pub fn partial_since(&self) -> Option<std::time::Instant> {
         self.partial_since

@@ -1,0 +1,269 @@
+//! Frames on their way out of one socket.
+//!
+//! Whoever has a frame to send writes it to the socket itself, at once, when
+//! the socket takes it: a reply or a request costs no hand-over to another
+//! task (a thread wake-up each way, the largest cost of a small call). While
+//! one caller writes, others append to the buffer, and the writer takes
+//! their frames along, so writes coalesce under load. When the socket would
+//! block, a background task waits until it is writable and writes the rest.
+//! Bytes not yet written are bounded: past the bound, frames are refused and
+//! [`Outbound::overflowed`] fires (a peer that does not read).
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// The write side of a connection, shared by everyone who sends on it.
+pub(crate) struct Outbound {
+    socket: OwnedWriteHalf,
+    state: Mutex<State>,
+    /// Wakes the background writer: it was handed the socket, or the
+    /// outbound closed.
+    wake: Notify,
+    limit: usize,
+    overflow: CancellationToken,
+}
+
+#[derive(Default)]
+struct State {
+    /// Queued bytes no writer has taken yet.
+    buf: BytesMut,
+    /// Bytes accepted and not yet written (in `buf` or being written).
+    unsent: usize,
+    writer: Writer,
+    /// Set by [`Outbound::close`]: nothing more is accepted.
+    closed: bool,
+    /// Writing failed: queued bytes were dropped and nothing more is accepted.
+    failed: bool,
+}
+
+/// Who writes to the socket now; only one at a time, so frames never
+/// interleave.
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+enum Writer {
+    #[default]
+    Nobody,
+    /// A sender, inside [`Outbound::flush`].
+    Sender,
+    /// The background task, waiting for the socket to be writable.
+    Background,
+}
+
+impl Outbound {
+    /// Wraps `socket`, allowing at most `limit` unwritten bytes, and starts
+    /// the background writer. The task ends once the outbound is closed and
+    /// everything queued is written (or writing failed); the socket's write
+    /// side is then shut down.
+    pub fn start(socket: OwnedWriteHalf, limit: usize) -> (Arc<Outbound>, WriterTask) {
+        let outbound = Arc::new(Outbound {
+            socket,
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+            limit,
+            overflow: CancellationToken::new(),
+        });
+        let writer = tokio::spawn(outbound.clone().background());
+        (outbound, WriterTask(writer))
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().expect("outbound lock")
+    }
+
+    /// Queues `frame` and writes what is queued, unless someone else is
+    /// writing (they take it along). False when the frame was refused: the
+    /// bound was exceeded (and [`Outbound::overflowed`] fires), the outbound
+    /// is closed, or the socket failed.
+    pub fn send(&self, frame: &[u8]) -> bool {
+        self.queue(frame) && {
+            self.flush();
+            true
+        }
+    }
+
+    /// Queues `frame` without writing it yet (see [`Outbound::send`]); call
+    /// [`Outbound::flush`] after the last of a batch.
+    pub fn queue(&self, frame: &[u8]) -> bool {
+        let mut state = self.state();
+        if state.closed || state.failed {
+            return false;
+        }
+        if state.unsent + frame.len() > self.limit {
+            drop(state);
+            self.overflow.cancel();
+            return false;
+        }
+        state.buf.extend_from_slice(frame);
+        state.unsent += frame.len();
+        true
+    }
+
+    /// Writes what is queued, now, as far as the socket takes it without
+    /// blocking; the background writer does the rest.
+    pub fn flush(&self) {
+        let mut state = self.state();
+        if state.writer != Writer::Nobody || state.buf.is_empty() || state.failed {
+            return;
+        }
+        state.writer = Writer::Sender;
+        loop {
+            let mut chunk = state.buf.split();
+            drop(state);
+            let outcome = write_now(&self.socket, &mut chunk);
+            state = self.state();
+            match outcome {
+                Ok(written) => {
+                    state.unsent -= written;
+                    if !chunk.is_empty() {
+                        // The socket is full: what is left goes first.
+                        chunk.extend_from_slice(&state.buf);
+                        state.buf = chunk;
+                        state.writer = Writer::Background;
+                        drop(state);
+                        self.wake.notify_one();
+                        return;
+                    }
+                    if state.buf.is_empty() {
+                        state.writer = Writer::Nobody;
+                        let closed = state.closed;
+                        drop(state);
+                        if closed {
+                            self.wake.notify_one();
+                        }
+                        return;
+                    }
+                }
+                Err(error) => {
+                    self.fail(state, &error);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn fail(&self, mut state: MutexGuard<'_, State>, error: &io::Error) {
+        tracing::debug!("writing to the socket failed: {error}");
+        state.failed = true;
+        state.buf.clear();
+        state.unsent = 0;
+        state.writer = Writer::Nobody;
+        drop(state);
+        self.wake.notify_one();
+    }
+
+    /// Counts written bytes out of `unsent`; false (and failed) on an error.
+    fn account(&self, outcome: io::Result<usize>) -> bool {
+        let mut state = self.state();
+        match outcome {
+            Ok(written) => {
+                state.unsent -= written;
+                true
+            }
+            Err(error) => {
+                self.fail(state, &error);
+                false
+            }
+        }
+    }
+
+    /// Resolves once a frame was refused for exceeding the bound.
+    pub async fn overflowed(&self) {
+        self.overflow.cancelled().await;
+    }
+
+    /// Accepts nothing more; the background writer writes what is queued,
+    /// shuts the socket's write side down and ends.
+    pub fn close(&self) {
+        self.state().closed = true;
+        self.wake.notify_one();
+    }
+
+    async fn background(self: Arc<Self>) {
+        loop {
+            self.wake.notified().await;
+            while let Some(mut chunk) = self.take_for_background() {
+                while !chunk.is_empty() {
+                    let outcome = match self.socket.writable().await {
+                        Ok(()) => write_now(&self.socket, &mut chunk),
+                        Err(error) => Err(error),
+                    };
+                    if !self.account(outcome) {
+                        break;
+                    }
+                }
+            }
+            if self.finished() {
+                // SAFETY: shutdown(2) on a descriptor this socket owns; it
+                // only ends the write direction (the peer sees end of stream).
+                unsafe {
+                    libc::shutdown(self.socket.as_ref().as_raw_fd(), libc::SHUT_WR);
+                }
+                return;
+            }
+        }
+    }
+
+    /// What the background writer should write now, if it is its turn: it
+    /// was handed the socket, or the outbound closed with bytes never flushed.
+    fn take_for_background(&self) -> Option<BytesMut> {
+        let mut state = self.state();
+        let mine = match state.writer {
+            Writer::Background => true,
+            Writer::Nobody => state.closed && !state.buf.is_empty() && !state.failed,
+            Writer::Sender => false,
+        };
+        if !mine {
+            return None;
+        }
+        if state.buf.is_empty() {
+            state.writer = Writer::Nobody;
+            return None;
+        }
+        state.writer = Writer::Background;
+        Some(state.buf.split())
+    }
+
+    /// Whether the background writer is done: closed and all written, or failed.
+    fn finished(&self) -> bool {
+        let state = self.state();
+        state.failed || (state.closed && state.writer == Writer::Nobody && state.buf.is_empty())
+    }
+}
+
+/// The background writer of an [`Outbound`].
+pub(crate) struct WriterTask(tokio::task::JoinHandle<()>);
+
+impl WriterTask {
+    /// After [`Outbound::close`]: waits up to `limit` for what is queued to
+    /// be written, then drops the rest (a peer that stopped reading).
+    pub async fn finish(mut self, limit: Duration) {
+        if tokio::time::timeout(limit, &mut self.0).await.is_err() {
+            self.0.abort();
+        }
+    }
+}
+
+/// Writes from `chunk` until it is empty or the socket would block; returns
+/// the bytes written and leaves the rest in `chunk`.
+fn write_now(socket: &OwnedWriteHalf, chunk: &mut BytesMut) -> io::Result<usize> {
+    let mut written = 0;
+    while !chunk.is_empty() {
+        match socket.try_write(chunk) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                chunk.advance(n);
+                written += n;
+            }
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(written)
+}
