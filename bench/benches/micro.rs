@@ -2,7 +2,8 @@
 //!
 //! - `frame`: encoding and decoding a `call` message (framing + CBOR envelope);
 //! - `cbor_val`: CBOR ↔ component value conversion for real export types;
-//! - `fresh_call`: a fresh instance + call of `math.add` through `Runtime::call`.
+//! - `fresh_call`: a fresh instance + call of `math.add` through `Runtime::call`,
+//!   with the instance's teardown and the next one's instantiation included.
 //!
 //! Run with `cargo bench --manifest-path bench/Cargo.toml` (builds the example
 //! plugins first if they are missing). Criterion prints each estimate; the
@@ -112,8 +113,11 @@ fn cbor_val(c: &mut Criterion) {
     group.finish();
 }
 
+/// A fresh instance + call of `math.add`, all its work included: each
+/// iteration is a call followed by the teardown and instantiation it leaves
+/// behind (a single-threaded runtime runs them when the loop yields).
 fn fresh_call(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
@@ -124,6 +128,7 @@ fn fresh_call(c: &mut Criterion) {
                 let began = Instant::now();
                 for _ in 0..iters {
                     fresh.add(1_000_000, 2).await.unwrap();
+                    tokio::task::yield_now().await;
                 }
                 began.elapsed()
             })

@@ -71,6 +71,9 @@ struct AllArgs {
     /// Print the report without writing it.
     #[arg(long)]
     no_write: bool,
+    /// Measure only these groups (comma-separated); the report is partial.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<suite::Group>,
 }
 
 impl AllArgs {
@@ -84,6 +87,7 @@ impl AllArgs {
             open_for: Duration::from_secs_f64(if self.quick { 1.0 } else { self.open_secs }),
             warmup: self.warmup / scale,
             payload_bytes: (self.payload_mib << 20) / scale,
+            only: self.only.clone(),
         }
     }
 }

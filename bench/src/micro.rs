@@ -148,3 +148,62 @@ pub fn export_types(
     }
     bail!("the component exports no `{function}`")
 }
+
+/// What [`sequential`] measured.
+pub struct Sequential {
+    /// Each call plus the work it left behind (tearing its instance down and
+    /// making the next one), one after the other: the whole cost of a call.
+    pub whole: crate::load::Measurement,
+    /// The calls alone, as their callers wait for them.
+    pub call: crate::load::Measurement,
+}
+
+/// Runs `calls` calls of `math.add` one after the other on a single-threaded
+/// tokio runtime, after `warmup` unmeasured ones. Between two calls the
+/// thread runs the work the previous call left behind, as a host's network
+/// thread does after writing a reply, so that [`Sequential::whole`] is the
+/// full cost of a call on one thread. Blocks; call it off async threads.
+pub fn sequential(
+    math_wasm: &[u8],
+    reuse: bool,
+    calls: u64,
+    warmup: u64,
+) -> anyhow::Result<Sequential> {
+    use std::time::Instant;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let add = RuntimeCall::new(math_wasm, reuse)?;
+    runtime.block_on(async move {
+        let mut whole = crate::load::histogram();
+        let mut call = crate::load::histogram();
+        let mut began = Instant::now();
+        for i in 0..warmup + calls {
+            if i == warmup {
+                began = Instant::now();
+            }
+            let start = Instant::now();
+            add.add(i as i64, 2).await?;
+            let answered = start.elapsed();
+            // Let what the call left behind run, as between two calls.
+            tokio::task::yield_now().await;
+            if i >= warmup {
+                call.saturating_record(crate::load::nanos(answered));
+                whole.saturating_record(crate::load::nanos(start.elapsed()));
+            }
+        }
+        let elapsed = began.elapsed();
+        Ok(Sequential {
+            whole: crate::load::Measurement {
+                calls,
+                latency: whole,
+                elapsed,
+            },
+            call: crate::load::Measurement {
+                calls,
+                latency: call,
+                elapsed,
+            },
+        })
+    })
+}

@@ -15,7 +15,7 @@ use tokio::process::{Child, Command};
 
 use crate::hosts::{Availability, Host, Lab};
 use crate::load::{self, Load};
-use crate::micro::{self, RuntimeCall};
+use crate::micro;
 use crate::prepare::Paths;
 use crate::report::{Goal, Machine, Outcome, Report, Row, Section, Summary, Target, thousands};
 use crate::{floor, grpc};
@@ -54,9 +54,30 @@ pub struct Plan {
     pub warmup: u64,
     /// Bytes echoed per payload measurement: fewer calls for larger payloads.
     pub payload_bytes: u64,
+    /// Only these groups (all when empty): for quick comparisons while
+    /// working on one thing. A partial report leaves the other rows out.
+    pub only: Vec<Group>,
+}
+
+/// The parts of a run, selectable with `--only`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Group {
+    Floor,
+    Grpc,
+    /// `math.add` on the local host, and its memory.
+    Local,
+    Nested,
+    Payload,
+    Reuse,
+    Forwarded,
+    InProcess,
 }
 
 impl Plan {
+    fn runs(&self, group: Group) -> bool {
+        self.only.is_empty() || self.only.contains(&group)
+    }
+
     /// The three loads every add(a, b) system runs, with their labels.
     fn standard_loads(&self) -> [(String, Load); 3] {
         [
@@ -119,31 +140,46 @@ pub async fn run(plan: &Plan, paths: &Paths) -> anyhow::Result<Report> {
     let lab = Lab::new(&paths.wasmrpc, &paths.guests)?;
     let mut results = Results::default();
 
-    progress("raw TCP floor");
-    if let Err(e) = floor_rows(plan, &mut results).await {
-        results.add.push(failed("raw TCP floor", &e));
+    if plan.runs(Group::Floor) {
+        progress("raw TCP floor");
+        if let Err(e) = floor_rows(plan, &mut results).await {
+            results.add.push(failed("raw TCP floor", &e));
+        }
     }
-    progress("gRPC");
-    if let Err(e) = grpc_rows(plan, &mut results).await {
-        results.add.push(failed("gRPC (tonic)", &e));
+    if plan.runs(Group::Grpc) {
+        progress("gRPC");
+        if let Err(e) = grpc_rows(plan, &mut results).await {
+            results.add.push(failed("gRPC (tonic)", &e));
+        }
     }
-    progress("wasmrpc, local host");
-    if let Err(e) = local_rows(plan, &lab, &mut results).await {
-        results.add.push(failed("wasmrpc local", &e));
+    if [Group::Local, Group::Nested, Group::Payload]
+        .into_iter()
+        .any(|g| plan.runs(g))
+    {
+        progress("wasmrpc, local host");
+        if let Err(e) = local_rows(plan, &lab, &mut results).await {
+            results.add.push(failed("wasmrpc local", &e));
+        }
     }
-    progress("wasmrpc, instance reuse");
-    if let Err(e) = reuse_rows(plan, &lab, &mut results).await {
-        results
-            .add
-            .push(failed("wasmrpc local, instance reuse", &e));
+    if plan.runs(Group::Reuse) {
+        progress("wasmrpc, instance reuse");
+        if let Err(e) = reuse_rows(plan, &lab, &mut results).await {
+            results
+                .add
+                .push(failed("wasmrpc local, instance reuse", &e));
+        }
     }
-    progress("wasmrpc, forwarded one hop");
-    if let Err(e) = forwarded_rows(plan, &lab, &mut results).await {
-        results.add.push(failed("wasmrpc forwarded", &e));
+    if plan.runs(Group::Forwarded) {
+        progress("wasmrpc, forwarded one hop");
+        if let Err(e) = forwarded_rows(plan, &lab, &mut results).await {
+            results.add.push(failed("wasmrpc forwarded", &e));
+        }
     }
-    progress("in-process fresh instantiation");
-    if let Err(e) = in_process_rows(plan, paths, &mut results).await {
-        results.in_process.push(failed("Runtime::call", &e));
+    if plan.runs(Group::InProcess) {
+        progress("in-process fresh instantiation");
+        if let Err(e) = in_process_rows(plan, paths, &mut results).await {
+            results.in_process.push(failed("Runtime::call", &e));
+        }
     }
     Ok(results.into_report(plan))
 }
@@ -197,9 +233,13 @@ impl Results {
             Target {
                 name: "fresh instantiation + call, median (µs)".into(),
                 goal: Goal::AtMost(10.0),
-                measured: self
-                    .fresh_median
-                    .map(|v| (v, "in-process `Runtime::call` of `math.add`".into())),
+                measured: self.fresh_median.map(|v| {
+                    (
+                        v,
+                        "in-process `Runtime::call` of `math.add`: instantiation, call and teardown"
+                            .into(),
+                    )
+                }),
             },
         ];
         // The same ratios with the opt-in instance reuse, when the host has it.
@@ -243,10 +283,13 @@ impl Results {
                 },
                 Section {
                     title: "In process".into(),
-                    note: "What a host does per call, without the network: CBOR arguments \
-                        to component values, an instance (fresh from the pool, or a warm \
-                        one with reuse) on the guest threads, the call, the result back to \
-                        CBOR."
+                    note: "What a host does per call, without the network, one call at a \
+                        time on one thread: CBOR arguments to component values, an instance \
+                        (fresh, or a warm one with reuse), the call, the result back to CBOR. \
+                        A fresh instance is made ahead of its call and torn down after it; \
+                        the \"whole cost\" rows time each call with that work (run between \
+                        calls, as a host does after writing a reply), the \"as its caller \
+                        waits\" rows the call alone."
                         .into(),
                     rows: self.in_process,
                 },
@@ -506,27 +549,34 @@ async fn local_rows(plan: &Plan, lab: &Lab, results: &mut Results) -> anyhow::Re
     ));
 
     let client = host.connect().await?;
-    let add = wasmrpc_add(client.clone(), "math.add");
-    let [c1, pipelined, open] = plan.standard_loads();
-    let first = measure(SYSTEM, &c1.0, &add, c1.1, plan.warmup).await;
-    let sampler = host.sample_rss()?;
-    let second = measure(SYSTEM, &pipelined.0, &add, pipelined.1, plan.warmup).await;
-    results.memory.push((
-        format!(
-            "wasmrpc host RSS, peak during `math.add` at {} in flight",
-            plan.in_flight
-        ),
-        mib(sampler.peak().await),
-    ));
-    let third = measure(SYSTEM, &open.0, &add, open.1, plan.warmup).await;
-    results.local_p50 = p50(&first);
-    results.local_pipelined = calls_per_sec(&second);
-    results.add.extend([first, second, third]);
+    if plan.runs(Group::Local) {
+        let add = wasmrpc_add(client.clone(), "math.add");
+        let [c1, pipelined, open] = plan.standard_loads();
+        let first = measure(SYSTEM, &c1.0, &add, c1.1, plan.warmup).await;
+        let sampler = host.sample_rss()?;
+        let second = measure(SYSTEM, &pipelined.0, &add, pipelined.1, plan.warmup).await;
+        results.memory.push((
+            format!(
+                "wasmrpc host RSS, peak during `math.add` at {} in flight",
+                plan.in_flight
+            ),
+            mib(sampler.peak().await),
+        ));
+        let third = measure(SYSTEM, &open.0, &add, open.1, plan.warmup).await;
+        results.local_p50 = p50(&first);
+        results.local_pipelined = calls_per_sec(&second);
+        results.add.extend([first, second, third]);
+    }
 
-    let relay = wasmrpc_add(client.clone(), "relay.add");
-    results
-        .nested
-        .extend(measure_standard(plan, "wasmrpc nested `relay.add` → `math.add`", &relay).await);
+    if plan.runs(Group::Nested) {
+        let relay = wasmrpc_add(client.clone(), "relay.add");
+        results.nested.extend(
+            measure_standard(plan, "wasmrpc nested `relay.add` → `math.add`", &relay).await,
+        );
+    }
+    if !plan.runs(Group::Payload) {
+        return Ok(());
+    }
 
     let echo = |payload: Bytes| {
         let client = client.clone();
@@ -592,31 +642,34 @@ async fn forwarded_rows(plan: &Plan, lab: &Lab, results: &mut Results) -> anyhow
     Ok(())
 }
 
-/// `Runtime::call` of `math.add` in this process, one call at a time, in a
-/// fresh instance per call and then with instance reuse.
+/// `Runtime::call` of `math.add` in this process, one call at a time on one
+/// thread ([`micro::sequential`]), in a fresh instance per call and then
+/// with instance reuse: each call with the work it leaves behind (the whole
+/// cost of a call), and the call alone (what its caller waits for).
 async fn in_process_rows(plan: &Plan, paths: &Paths, results: &mut Results) -> anyhow::Result<()> {
     let math = paths.guest("math")?;
-    for (reuse, system) in [
-        (false, "fresh instance + call (`Runtime::call`, `math.add`)"),
-        (
-            true,
-            "warm instance + call (`Runtime::call`, `math.add`, reuse)",
-        ),
-    ] {
-        let runtime = Arc::new(RuntimeCall::new(&math, reuse)?);
-        let add = move |lane: usize| {
-            let runtime = runtime.clone();
-            async move {
-                let (a, b) = args(lane);
-                runtime.add(a, b).await
-            }
+    for (reuse, instance) in [(false, "fresh instance"), (true, "warm instance (reuse)")] {
+        let (calls, warmup, math) = (plan.calls, plan.warmup, math.clone());
+        let measured =
+            tokio::task::spawn_blocking(move || micro::sequential(&math, reuse, calls, warmup))
+                .await
+                .context("the in-process measurement panicked")??;
+        let whole = Row {
+            system: format!(
+                "{instance} + call + teardown (`Runtime::call`, `math.add`), the whole cost"
+            ),
+            load: "1 at a time, 1 thread".into(),
+            outcome: Outcome::Measured(Summary::from(&measured.whole)),
         };
-        let load = plan.one_in_flight(plan.calls);
-        let row = measure(system, "1 in flight", &add, load, plan.warmup).await;
+        let call = Row {
+            system: format!("{instance} + call (`Runtime::call`, `math.add`), as its caller waits"),
+            load: "1 at a time, 1 thread".into(),
+            outcome: Outcome::Measured(Summary::from(&measured.call)),
+        };
         if !reuse {
-            results.fresh_median = p50(&row);
+            results.fresh_median = p50(&whole);
         }
-        results.in_process.push(row);
+        results.in_process.extend([whole, call]);
     }
     Ok(())
 }
