@@ -2,8 +2,9 @@
 //!
 //! - `frame`: encoding and decoding a `call` message (framing + CBOR envelope);
 //! - `cbor_val`: CBOR ↔ component value conversion for real export types;
-//! - `fresh_call`: a fresh instance + call of `math.add` through `Runtime::call`,
-//!   with the instance's teardown and the next one's instantiation included.
+//! - `fresh_call`: instantiation + call of `math.add` through `Runtime::call`
+//!   (instance made on the call's path); `fresh_call_whole`: the host's
+//!   default, each call with the teardown and instantiation it leaves behind.
 //!
 //! Run with `cargo bench --manifest-path bench/Cargo.toml` (builds the example
 //! plugins first if they are missing). Criterion prints each estimate; the
@@ -20,7 +21,7 @@ use wasmrpc::protocol::{
     Call, DEFAULT_MAX_FRAME, FrameCodec, Message, decode_message, encode_message,
 };
 use wasmrpc::runtime::value::{from_val, to_val};
-use wasmrpc_bench::micro::{RuntimeCall, export_types};
+use wasmrpc_bench::micro::{Instances, RuntimeCall, export_types};
 use wasmrpc_bench::prepare::{self, Paths};
 
 /// The example plugins, built on first use.
@@ -113,21 +114,38 @@ fn cbor_val(c: &mut Criterion) {
     group.finish();
 }
 
-/// A fresh instance + call of `math.add`, all its work included: each
-/// iteration is a call followed by the teardown and instantiation it leaves
-/// behind (a single-threaded runtime runs them when the loop yields).
+/// A fresh instance + call of `math.add`: `fresh_call` with the instance
+/// made on the call's path (instantiation + call), and `fresh_call_whole`
+/// with the host's default (instance made ahead) including the teardown and
+/// instantiation each call leaves behind (a single-threaded runtime runs
+/// them when the loop yields).
 fn fresh_call(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let fresh = RuntimeCall::new(&guest("math"), false).unwrap();
+    let on_path = RuntimeCall::new(&guest("math"), Instances::OnThePath).unwrap();
     c.bench_function("fresh_call math.add", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let mut took = std::time::Duration::ZERO;
+                for _ in 0..iters {
+                    let began = Instant::now();
+                    on_path.add(1_000_000, 2).await.unwrap();
+                    took += began.elapsed();
+                    tokio::task::yield_now().await;
+                }
+                took
+            })
+        })
+    });
+    let spare = RuntimeCall::new(&guest("math"), Instances::Spare).unwrap();
+    c.bench_function("fresh_call_whole math.add", |b| {
         b.iter_custom(|iters| {
             runtime.block_on(async {
                 let began = Instant::now();
                 for _ in 0..iters {
-                    fresh.add(1_000_000, 2).await.unwrap();
+                    spare.add(1_000_000, 2).await.unwrap();
                     tokio::task::yield_now().await;
                 }
                 began.elapsed()

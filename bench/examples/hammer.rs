@@ -1,4 +1,5 @@
-//! Drives a running server: `hammer <addr> <function|floor> <lanes> <calls>`.
+//! Drives a running server: `hammer <addr> <function|floor> <lanes> <calls>`
+//! (`BYTES=n` sends one byte string of n bytes instead of two integers).
 use ciborium::Value;
 use std::time::Instant;
 #[tokio::main]
@@ -25,9 +26,11 @@ async fn main() -> anyhow::Result<()> {
             let f = a[2].clone();
             tasks.push(tokio::spawn(async move {
                 for i in 0..calls / lanes {
-                    let v = client
-                        .call(&f, vec![Value::from(i as i64), Value::from(lane as i64)])
-                        .await;
+                    let args = match std::env::var("BYTES") {
+                        Ok(n) => vec![Value::Bytes(vec![7; n.parse().unwrap()])],
+                        Err(_) => vec![Value::from(i as i64), Value::from(lane as i64)],
+                    };
+                    let v = client.call(&f, args).await;
                     if let Err(e) = v {
                         eprintln!("lane {lane} call {i}: {e}");
                         return;

@@ -35,6 +35,26 @@ pub async fn serve(listener: TcpListener) -> io::Result<()> {
     }
 }
 
+/// Relays every connection `listener` accepts to `upstream`, byte for byte
+/// both ways: the least a forwarding hop can cost (no parsing, no routing),
+/// the reference for wasmrpc's forwarded calls.
+pub async fn relay(listener: TcpListener, upstream: SocketAddr) -> io::Result<()> {
+    loop {
+        let (mut inbound, _) = listener.accept().await?;
+        tokio::spawn(async move {
+            let relayed = async {
+                inbound.set_nodelay(true)?;
+                let mut outbound = TcpStream::connect(upstream).await?;
+                outbound.set_nodelay(true)?;
+                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await
+            };
+            if let Err(error) = relayed.await {
+                eprintln!("floor relay: connection failed: {error}");
+            }
+        });
+    }
+}
+
 /// Answers requests in order; flushes replies once no complete request is
 /// left in the read buffer, so pipelined requests share writes.
 async fn serve_connection(stream: TcpStream) -> io::Result<()> {

@@ -36,6 +36,15 @@ pub struct Measurement {
 }
 
 impl Measurement {
+    /// Adds `other`'s calls, latencies and time to these.
+    pub fn merge(&mut self, other: Measurement) {
+        self.latency
+            .add(&other.latency)
+            .expect("histograms with the same bounds");
+        self.calls += other.calls;
+        self.elapsed += other.elapsed;
+    }
+
     /// Completed calls per second of wall time.
     pub fn calls_per_sec(&self) -> f64 {
         self.calls as f64 / self.elapsed.as_secs_f64()

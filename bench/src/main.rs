@@ -27,12 +27,18 @@ enum Command {
     /// Serve a comparison server on a free port of 127.0.0.1, printing
     /// `listening on ADDR` (the `all` run starts these itself).
     #[command(hide = true)]
-    Serve { system: Server },
+    Serve {
+        system: Server,
+        /// The server a `floor-relay` forwards to.
+        upstream: Option<std::net::SocketAddr>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Server {
     Floor,
+    /// A byte-for-byte TCP relay in front of a floor server.
+    FloorRelay,
     Grpc,
 }
 
@@ -56,6 +62,10 @@ struct AllArgs {
     /// Unmeasured calls before each measurement.
     #[arg(long, default_value_t = 2_000)]
     warmup: u64,
+    /// Rounds of the interleaved closed-loop measurements: the systems take
+    /// turns, round by round.
+    #[arg(long, default_value_t = 10)]
+    rounds: u64,
     /// MiB echoed per payload measurement (fewer calls for larger payloads).
     #[arg(long, default_value_t = 256)]
     payload_mib: u64,
@@ -88,6 +98,7 @@ impl AllArgs {
             warmup: self.warmup / scale,
             payload_bytes: (self.payload_mib << 20) / scale,
             only: self.only.clone(),
+            rounds: self.rounds.max(1),
         }
     }
 }
@@ -101,7 +112,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::All(args) => runtime.block_on(all(&args, &paths)),
         Command::Build => prepare::build(&paths),
-        Command::Serve { system } => runtime.block_on(serve(system)),
+        Command::Serve { system, upstream } => runtime.block_on(serve(system, upstream)),
     }
 }
 
@@ -126,11 +137,15 @@ async fn all(args: &AllArgs, paths: &Paths) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(system: Server) -> anyhow::Result<()> {
+async fn serve(system: Server, upstream: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     println!("listening on {}", listener.local_addr()?);
     match system {
         Server::Floor => floor::serve(listener).await?,
+        Server::FloorRelay => {
+            let upstream = upstream.context("`floor-relay` needs the upstream address")?;
+            floor::relay(listener, upstream).await?
+        }
         Server::Grpc => grpc::serve(listener).await?,
     }
     Ok(())

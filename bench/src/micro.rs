@@ -50,9 +50,20 @@ impl Service for NoRouter {
     }
 }
 
+/// Which instance serves a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Instances {
+    /// A fresh instance made ahead of the call (the host's default).
+    Spare,
+    /// A fresh instance made on the call's path (`--spare-instances 0`).
+    OnThePath,
+    /// A warm instance (the plugin's `reuse_instances` opt-in).
+    Reuse,
+}
+
 /// `math.add` run the way a host runs every call: [`Runtime::call`], CBOR
-/// arguments converted to component values and back, in a fresh instance
-/// (the default) or, with `reuse`, in a warm one.
+/// arguments converted to component values and back, in the instance
+/// `Instances` says.
 pub struct RuntimeCall {
     runtime: Runtime,
     reuse: bool,
@@ -64,8 +75,13 @@ pub struct RuntimeCall {
 
 impl RuntimeCall {
     /// Compiles `math.wasm` (its bytes) with the host's default runtime.
-    pub fn new(math_wasm: &[u8], reuse: bool) -> anyhow::Result<RuntimeCall> {
-        let runtime = Runtime::new(RuntimeConfig::default())?;
+    pub fn new(math_wasm: &[u8], instances: Instances) -> anyhow::Result<RuntimeCall> {
+        let mut config = RuntimeConfig::default();
+        if instances == Instances::OnThePath {
+            config.spare_instances = 0;
+        }
+        let reuse = instances == Instances::Reuse;
+        let runtime = Runtime::new(config)?;
         let plugin = runtime.compile("math", math_wasm)?;
         let index = plugin
             .functions
@@ -165,7 +181,7 @@ pub struct Sequential {
 /// full cost of a call on one thread. Blocks; call it off async threads.
 pub fn sequential(
     math_wasm: &[u8],
-    reuse: bool,
+    instances: Instances,
     calls: u64,
     warmup: u64,
 ) -> anyhow::Result<Sequential> {
@@ -173,7 +189,7 @@ pub fn sequential(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let add = RuntimeCall::new(math_wasm, reuse)?;
+    let add = RuntimeCall::new(math_wasm, instances)?;
     runtime.block_on(async move {
         let mut whole = crate::load::histogram();
         let mut call = crate::load::histogram();

@@ -92,6 +92,15 @@ impl Target {
         }
     }
 
+    /// Adds `note` to the measured figure's description.
+    pub fn noting(mut self, note: Option<String>) -> Target {
+        if let (Some((_, text)), Some(note)) = (self.measured.as_mut(), note) {
+            text.push_str("; ");
+            text.push_str(&note);
+        }
+        self
+    }
+
     fn verdict(&self) -> &'static str {
         match (self.measured.as_ref(), self.goal) {
             (None, _) => "not measured",

@@ -14,7 +14,9 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::hosts::{Availability, Host, Lab};
-use crate::load::{self, Load};
+use futures::future::BoxFuture;
+
+use crate::load::{self, Load, Measurement};
 use crate::micro;
 use crate::prepare::Paths;
 use crate::report::{Goal, Machine, Outcome, Report, Row, Section, Summary, Target, thousands};
@@ -54,6 +56,10 @@ pub struct Plan {
     pub warmup: u64,
     /// Bytes echoed per payload measurement: fewer calls for larger payloads.
     pub payload_bytes: u64,
+    /// The closed-loop measurements are split into this many rounds, and
+    /// the systems take turns round by round, so that a machine whose speed
+    /// drifts (other tenants, frequency) treats every system alike.
+    pub rounds: u64,
     /// Only these groups (all when empty): for quick comparisons while
     /// working on one thing. A partial report leaves the other rows out.
     pub only: Vec<Group>,
@@ -124,13 +130,16 @@ impl Plan {
             "One run of `cargo run --release --manifest-path bench/Cargo.toml -- all`: \
              client and servers on this machine over loopback; {} calls at 1 in flight, \
              {} at {} in flight, open loop at {} calls/s for {} s; every measurement \
-             follows a warm-up of up to {} calls at the same concurrency.",
+             follows a warm-up of up to {} calls at the same concurrency. The closed-loop \
+             measurements of the systems are interleaved: {} rounds, each system in turn, \
+             so that drifts in the machine's speed meet every system alike.",
             thousands(self.calls as f64),
             thousands(self.pipelined_calls as f64),
             self.in_flight,
             thousands(f64::from(self.rate)),
             self.open_for.as_secs_f64(),
             thousands(self.warmup as f64),
+            self.rounds,
         )
     }
 }
@@ -140,41 +149,50 @@ pub async fn run(plan: &Plan, paths: &Paths) -> anyhow::Result<Report> {
     let lab = Lab::new(&paths.wasmrpc, &paths.guests)?;
     let mut results = Results::default();
 
-    if plan.runs(Group::Floor) {
-        progress("raw TCP floor");
-        if let Err(e) = floor_rows(plan, &mut results).await {
-            results.add.push(failed("raw TCP floor", &e));
+    // Every server first, so that the measurements behind each target can
+    // take turns.
+    progress("starting the servers");
+    let started = Started::start(plan, &lab, &mut results).await;
+    let systems = started.systems(plan);
+    if !systems.is_empty() {
+        progress("1 in flight, interleaved");
+        let one = interleave(plan, &systems, 1, plan.calls).await;
+        progress(&format!("{} in flight, interleaved", plan.in_flight));
+        let sampler = started
+            .local
+            .as_ref()
+            .and_then(|l| l.host.sample_rss().ok());
+        let many = interleave(plan, &systems, plan.in_flight, plan.pipelined_calls).await;
+        if let Some(sampler) = sampler {
+            results.memory.push((
+                format!(
+                    "wasmrpc host RSS, peak during its `math.add` rounds at {} in flight",
+                    plan.in_flight
+                ),
+                mib(sampler.peak().await),
+            ));
+        }
+        for ((system, one), many) in systems.iter().zip(one).zip(many) {
+            progress(&format!("{}, open loop", system.name));
+            let open = if system.open_loop {
+                let load = Load::Open {
+                    rate: plan.rate,
+                    duration: plan.open_for,
+                };
+                let call = system.call.clone();
+                let call = move |lane| call(lane);
+                Some(measure(&system.name, &open_label(plan), &call, load, plan.warmup).await)
+            } else {
+                None
+            };
+            results.record(system.kind, one, many, open);
         }
     }
-    if plan.runs(Group::Grpc) {
-        progress("gRPC");
-        if let Err(e) = grpc_rows(plan, &mut results).await {
-            results.add.push(failed("gRPC (tonic)", &e));
-        }
+    if plan.runs(Group::Payload) {
+        progress("payload sweep");
+        payload_rows(plan, &started, &mut results).await;
     }
-    if [Group::Local, Group::Nested, Group::Payload]
-        .into_iter()
-        .any(|g| plan.runs(g))
-    {
-        progress("wasmrpc, local host");
-        if let Err(e) = local_rows(plan, &lab, &mut results).await {
-            results.add.push(failed("wasmrpc local", &e));
-        }
-    }
-    if plan.runs(Group::Reuse) {
-        progress("wasmrpc, instance reuse");
-        if let Err(e) = reuse_rows(plan, &lab, &mut results).await {
-            results
-                .add
-                .push(failed("wasmrpc local, instance reuse", &e));
-        }
-    }
-    if plan.runs(Group::Forwarded) {
-        progress("wasmrpc, forwarded one hop");
-        if let Err(e) = forwarded_rows(plan, &lab, &mut results).await {
-            results.add.push(failed("wasmrpc forwarded", &e));
-        }
-    }
+    drop(started);
     if plan.runs(Group::InProcess) {
         progress("in-process fresh instantiation");
         if let Err(e) = in_process_rows(plan, paths, &mut results).await {
@@ -197,6 +215,7 @@ struct Results {
     in_process: Vec<Row>,
     memory: Vec<(String, String)>,
     floor_p50: Option<f64>,
+    floor_relayed_p50: Option<f64>,
     grpc_pipelined: Option<f64>,
     local_p50: Option<f64>,
     local_pipelined: Option<f64>,
@@ -204,9 +223,40 @@ struct Results {
     reuse_pipelined: Option<f64>,
     forwarded_p50: Option<f64>,
     fresh_median: Option<f64>,
+    fresh_whole_median: Option<f64>,
 }
 
 impl Results {
+    /// Files a system's rows (1 in flight, `in_flight` on one connection,
+    /// open loop) and the figures its targets need.
+    fn record(&mut self, kind: Kind, one: Option<Row>, many: Option<Row>, open: Option<Row>) {
+        let (one_p50, many_rate) = (
+            one.as_ref().and_then(p50),
+            many.as_ref().and_then(calls_per_sec),
+        );
+        match kind {
+            Kind::Floor => self.floor_p50 = one_p50,
+            Kind::FloorRelayed => self.floor_relayed_p50 = one_p50,
+            Kind::Grpc => self.grpc_pipelined = many_rate,
+            Kind::Local => {
+                self.local_p50 = one_p50;
+                self.local_pipelined = many_rate;
+            }
+            Kind::Reuse => {
+                self.reuse_p50 = one_p50;
+                self.reuse_pipelined = many_rate;
+            }
+            Kind::Forwarded => self.forwarded_p50 = one_p50,
+            Kind::FloorConnections | Kind::Nested => {}
+        }
+        let rows = [one, many, open].into_iter().flatten();
+        if kind == Kind::Nested {
+            self.nested.extend(rows);
+        } else {
+            self.add.extend(rows);
+        }
+    }
+
     fn into_report(self, plan: &Plan) -> Report {
         let us = |v: Option<f64>, what: &str| v.map(|v| (v, format!("{v:.1} µs {what}")));
         let per_s = |v: Option<f64>, what: &str| v.map(|v| (v, format!("{} {what}", thousands(v))));
@@ -229,15 +279,31 @@ impl Results {
                 Goal::AtMost(2.0),
                 us(self.forwarded_p50, "forwarded"),
                 us(self.local_p50, "local"),
+            )
+            .noting(
+                // What one more hop costs with no work at all, for scale.
+                match (self.floor_relayed_p50, self.floor_p50) {
+                    (Some(relayed), Some(floor)) if floor > 0.0 => Some(format!(
+                        "a raw TCP relay hop: {:.2} ({relayed:.1} µs relayed floor / {floor:.1} µs floor)",
+                        relayed / floor
+                    )),
+                    _ => None,
+                },
             ),
             Target {
                 name: "fresh instantiation + call, median (µs)".into(),
                 goal: Goal::AtMost(10.0),
                 measured: self.fresh_median.map(|v| {
+                    let teardown = self
+                        .fresh_whole_median
+                        .map(|whole| format!("; {:.1} µs with the teardown after it", whole))
+                        .unwrap_or_default();
                     (
                         v,
-                        "in-process `Runtime::call` of `math.add`: instantiation, call and teardown"
-                            .into(),
+                        format!(
+                            "in-process `Runtime::call` of `math.add`, instance made on the \
+                             call's path{teardown}"
+                        ),
                     )
                 }),
             },
@@ -284,12 +350,13 @@ impl Results {
                 Section {
                     title: "In process".into(),
                     note: "What a host does per call, without the network, one call at a \
-                        time on one thread: CBOR arguments to component values, an instance \
-                        (fresh, or a warm one with reuse), the call, the result back to CBOR. \
-                        A fresh instance is made ahead of its call and torn down after it; \
-                        the \"whole cost\" rows time each call with that work (run between \
-                        calls, as a host does after writing a reply), the \"as its caller \
-                        waits\" rows the call alone."
+                        time on one thread: CBOR arguments to component values, an instance, \
+                        the call, the result back to CBOR. A host makes a fresh instance \
+                        ahead of its call and tears it down after the reply; \"the call and \
+                        the work it leaves behind\" times each call with that work (run \
+                        between calls, as a host does after writing a reply). With the \
+                        instance made on the call's path (`--spare-instances 0`), the call's \
+                        latency is instantiation + call."
                         .into(),
                     rows: self.in_process,
                 },
@@ -333,19 +400,6 @@ where
         load: label.into(),
         outcome,
     }
-}
-
-/// Measures `call` under the plan's three standard loads.
-async fn measure_standard<F, Fut>(plan: &Plan, system: &str, call: &F) -> Vec<Row>
-where
-    F: Fn(usize) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
-{
-    let mut rows = Vec::new();
-    for (label, load) in plan.standard_loads() {
-        rows.push(measure(system, &label, call, load, plan.warmup).await);
-    }
-    rows
 }
 
 /// The echo sweep: `echo(payload)` builds a call closure echoing `payload`.
@@ -404,8 +458,13 @@ struct ServerProcess {
 
 impl ServerProcess {
     async fn start(kind: &str) -> anyhow::Result<ServerProcess> {
+        ServerProcess::start_with(kind, &[]).await
+    }
+
+    async fn start_with(kind: &str, args: &[&str]) -> anyhow::Result<ServerProcess> {
         let mut child = Command::new(std::env::current_exe()?)
             .args(["serve", kind])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
@@ -429,96 +488,14 @@ impl ServerProcess {
     }
 }
 
-/// The floor on one connection under the standard loads, and on
-/// `in_flight` connections with one call in flight each.
-async fn floor_rows(plan: &Plan, results: &mut Results) -> anyhow::Result<()> {
-    const SYSTEM: &str = "raw TCP floor";
-    let server = ServerProcess::start("floor").await?;
-    let client = floor::Client::connect(server.addr).await?;
-    let add = move |lane: usize| {
-        let client = client.clone();
-        async move {
-            let (a, b) = args(lane);
-            let sum = client.add(a, b).await?;
-            ensure!(sum == a.wrapping_add(b), "floor: wrong sum {sum}");
-            Ok(())
-        }
-    };
-    let rows = measure_standard(plan, SYSTEM, &add).await;
-    results.floor_p50 = p50(&rows[0]);
-    results.add.extend(rows);
-
-    let mut clients = Vec::new();
-    for _ in 0..plan.in_flight {
-        clients.push(floor::Client::connect(server.addr).await?);
-    }
-    let clients = Arc::new(clients);
-    let add = move |lane: usize| {
-        let clients = clients.clone();
-        async move {
-            let (a, b) = args(lane);
-            let sum = clients[lane].add(a, b).await?;
-            ensure!(sum == a.wrapping_add(b), "floor: wrong sum {sum}");
-            Ok(())
-        }
-    };
-    let label = format!("{0} in flight, {0} connections", plan.in_flight);
-    let load = plan.pipelined(plan.pipelined_calls);
-    results
-        .add
-        .push(measure(SYSTEM, &label, &add, load, plan.warmup).await);
-    Ok(())
-}
-
-/// gRPC add(a, b) under the standard loads, and its payload sweep.
-async fn grpc_rows(plan: &Plan, results: &mut Results) -> anyhow::Result<()> {
-    let server = ServerProcess::start("grpc").await?;
-    let client = grpc::Client::connect(server.addr).await?;
-    let add = {
-        let client = client.clone();
-        move |lane: usize| {
-            let client = client.clone();
-            async move {
-                let (a, b) = args(lane);
-                let sum = client.add(a, b).await?;
-                ensure!(sum == a.wrapping_add(b), "gRPC: wrong sum {sum}");
-                Ok(())
-            }
-        }
-    };
-    let rows = measure_standard(plan, "gRPC (tonic)", &add).await;
-    results.grpc_pipelined = calls_per_sec(&rows[1]);
-    results.add.extend(rows);
-
-    let echo = |payload: Bytes| {
-        let client = client.clone();
-        move |_lane: usize| {
-            let (client, payload) = (client.clone(), payload.clone());
-            async move {
-                let reply = client.echo(payload.clone()).await?;
-                ensure!(reply == payload, "gRPC: echo returned other bytes");
-                Ok(())
-            }
-        }
-    };
-    results
-        .payload
-        .extend(payload_sweep(plan, "gRPC bytes echo", echo).await);
-    Ok(())
-}
-
 /// Arguments of add(a, b) for a lane.
 fn args(lane: usize) -> (i64, i64) {
     (1_000_000 + lane as i64, 2)
 }
 
-/// A call closure for `function` with the lane's (a, b), checking the sum.
-fn wasmrpc_add(
-    client: wasmrpc::Client,
-    function: &'static str,
-) -> impl Fn(usize) -> futures::future::BoxFuture<'static, anyhow::Result<()>> + Clone + Send + Sync
-{
-    move |lane: usize| {
+/// A call of `function` with the lane's (a, b), checking the sum.
+fn wasmrpc_add(client: wasmrpc::Client, function: &'static str) -> CallFn {
+    Arc::new(move |lane: usize| {
         let client = client.clone();
         Box::pin(async move {
             let (a, b) = args(lane);
@@ -527,13 +504,240 @@ fn wasmrpc_add(
                 .await?;
             micro::check_sum(&value, a, b)
         })
+    })
+}
+
+/// A call of one system under test, for a lane (`0..in_flight`).
+type CallFn = Arc<dyn Fn(usize) -> BoxFuture<'static, anyhow::Result<()>> + Send + Sync>;
+
+/// Which rows and targets a system's measurements fill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Floor,
+    /// The floor with one connection per call in flight.
+    FloorConnections,
+    /// The floor behind a byte-for-byte TCP relay.
+    FloorRelayed,
+    Grpc,
+    Local,
+    Reuse,
+    Forwarded,
+    Nested,
+}
+
+/// A system under test.
+struct System {
+    kind: Kind,
+    name: String,
+    call: CallFn,
+    /// Also measured open loop.
+    open_loop: bool,
+}
+
+impl System {
+    fn new(kind: Kind, name: &str, call: CallFn) -> System {
+        System {
+            kind,
+            name: name.into(),
+            call,
+            open_loop: !matches!(kind, Kind::FloorConnections | Kind::FloorRelayed),
+        }
     }
 }
 
-/// The local host with every example plugin: `math.add`, the nested
-/// `relay.add`, the payload sweep, and the host's memory.
-async fn local_rows(plan: &Plan, lab: &Lab, results: &mut Results) -> anyhow::Result<()> {
-    const SYSTEM: &str = "wasmrpc local `math.add`";
+/// The local host with every example plugin, and a client of it.
+struct LocalHost {
+    host: Host,
+    client: wasmrpc::Client,
+}
+
+/// The servers of a run and a client of each, started before anything is
+/// measured.
+#[derive(Default)]
+struct Started {
+    floor: Option<Floor>,
+    grpc: Option<(ServerProcess, grpc::Client)>,
+    local: Option<LocalHost>,
+    reuse: Option<(Host, wasmrpc::Client)>,
+    forwarded: Option<(Vec<Host>, wasmrpc::Client)>,
+}
+
+impl Started {
+    /// Starts the servers of the plan's groups; a server that fails gets a
+    /// failed row (or, for a host without reuse mode, "n/a" rows).
+    async fn start(plan: &Plan, lab: &Lab, results: &mut Results) -> Started {
+        let mut started = Started::default();
+        if plan.runs(Group::Floor) {
+            match start_floor(plan).await {
+                Ok(floor) => started.floor = Some(floor),
+                Err(e) => results.add.push(failed("raw TCP floor", &e)),
+            }
+        }
+        if plan.runs(Group::Grpc) || plan.runs(Group::Payload) {
+            let grpc = async {
+                let server = ServerProcess::start("grpc").await?;
+                let client = grpc::Client::connect(server.addr).await?;
+                anyhow::Ok((server, client))
+            };
+            match grpc.await {
+                Ok(grpc) => started.grpc = Some(grpc),
+                Err(e) => results.add.push(failed("gRPC (tonic)", &e)),
+            }
+        }
+        if [Group::Local, Group::Nested, Group::Payload]
+            .into_iter()
+            .any(|g| plan.runs(g))
+        {
+            match start_local(lab, results).await {
+                Ok(local) => started.local = Some(local),
+                Err(e) => results.add.push(failed("wasmrpc local", &e)),
+            }
+        }
+        if plan.runs(Group::Reuse) {
+            match start_reuse(plan, lab, results).await {
+                Ok(reuse) => started.reuse = reuse,
+                Err(e) => results
+                    .add
+                    .push(failed("wasmrpc local, instance reuse", &e)),
+            }
+        }
+        if plan.runs(Group::Forwarded) {
+            let forwarded = async {
+                lab.plugin_dir("a", &[], &[])?;
+                lab.plugin_dir("b", &["math"], &[])?;
+                // `b` first, so that `a` links to it at once.
+                let hosts = lab.start_regions(&["b", "a"]).await?;
+                hosts[1].require("math.add").await?;
+                let client = hosts[1].connect().await?;
+                anyhow::Ok((hosts, client))
+            };
+            match forwarded.await {
+                Ok(forwarded) => started.forwarded = Some(forwarded),
+                Err(e) => results.add.push(failed("wasmrpc forwarded", &e)),
+            }
+        }
+        started
+    }
+
+    /// The systems to measure, in report order.
+    fn systems(&self, plan: &Plan) -> Vec<System> {
+        let mut systems = Vec::new();
+        if let Some(floor) = &self.floor {
+            let client = floor.client.clone();
+            systems.push(System::new(
+                Kind::Floor,
+                "raw TCP floor",
+                Arc::new(move |lane| {
+                    let client = client.clone();
+                    Box::pin(async move { floor_add(&client, lane).await })
+                }),
+            ));
+            let clients = floor.clients.clone();
+            systems.push(System::new(
+                Kind::FloorConnections,
+                "raw TCP floor",
+                Arc::new(move |lane| {
+                    let clients = clients.clone();
+                    Box::pin(async move { floor_add(&clients[lane % clients.len()], lane).await })
+                }),
+            ));
+            let relayed = floor.relayed.clone();
+            systems.push(System::new(
+                Kind::FloorRelayed,
+                "raw TCP floor relayed one hop",
+                Arc::new(move |lane| {
+                    let client = relayed.clone();
+                    Box::pin(async move { floor_add(&client, lane).await })
+                }),
+            ));
+        }
+        if let (Some((_, client)), true) = (&self.grpc, plan.runs(Group::Grpc)) {
+            let client = client.clone();
+            systems.push(System::new(
+                Kind::Grpc,
+                "gRPC (tonic)",
+                Arc::new(move |lane| {
+                    let client = client.clone();
+                    Box::pin(async move {
+                        let (a, b) = args(lane);
+                        let sum = client.add(a, b).await?;
+                        ensure!(sum == a.wrapping_add(b), "gRPC: wrong sum {sum}");
+                        Ok(())
+                    })
+                }),
+            ));
+        }
+        if let (Some(local), true) = (&self.local, plan.runs(Group::Local)) {
+            systems.push(System::new(
+                Kind::Local,
+                "wasmrpc local `math.add`",
+                wasmrpc_add(local.client.clone(), "math.add"),
+            ));
+        }
+        if let Some((_, client)) = &self.reuse {
+            systems.push(System::new(
+                Kind::Reuse,
+                "wasmrpc local `math.add`, instance reuse",
+                wasmrpc_add(client.clone(), "math.add"),
+            ));
+        }
+        if let Some((_, client)) = &self.forwarded {
+            systems.push(System::new(
+                Kind::Forwarded,
+                "wasmrpc forwarded a → b `math.add`",
+                wasmrpc_add(client.clone(), "math.add"),
+            ));
+        }
+        if let (Some(local), true) = (&self.local, plan.runs(Group::Nested)) {
+            systems.push(System::new(
+                Kind::Nested,
+                "wasmrpc nested `relay.add` → `math.add`",
+                wasmrpc_add(local.client.clone(), "relay.add"),
+            ));
+        }
+        systems
+    }
+}
+
+/// The floor server, a relay in front of it, and their clients.
+struct Floor {
+    _server: ServerProcess,
+    _relay: ServerProcess,
+    client: floor::Client,
+    /// One per call in flight.
+    clients: Arc<Vec<floor::Client>>,
+    /// Through the relay.
+    relayed: floor::Client,
+}
+
+async fn start_floor(plan: &Plan) -> anyhow::Result<Floor> {
+    let server = ServerProcess::start("floor").await?;
+    let relay = ServerProcess::start_with("floor-relay", &[&server.addr.to_string()]).await?;
+    let client = floor::Client::connect(server.addr).await?;
+    let mut clients = Vec::new();
+    for _ in 0..plan.in_flight {
+        clients.push(floor::Client::connect(server.addr).await?);
+    }
+    let relayed = floor::Client::connect(relay.addr).await?;
+    Ok(Floor {
+        _server: server,
+        _relay: relay,
+        client,
+        clients: Arc::new(clients),
+        relayed,
+    })
+}
+
+/// The floor's add(a, b) for a lane, checking the sum.
+async fn floor_add(client: &floor::Client, lane: usize) -> anyhow::Result<()> {
+    let (a, b) = args(lane);
+    let sum = client.add(a, b).await?;
+    ensure!(sum == a.wrapping_add(b), "floor: wrong sum {sum}");
+    Ok(())
+}
+
+/// The local host with every example plugin; notes its idle memory.
+async fn start_local(lab: &Lab, results: &mut Results) -> anyhow::Result<LocalHost> {
     let plugins = lab.plugin_dir("local", ALL_PLUGINS, &[])?;
     let host = lab.start_alone("bench", &plugins).await?;
     for function in ["math.add", "relay.add", "greeter.echo.echo-bytes"] {
@@ -547,71 +751,24 @@ async fn local_rows(plan: &Plan, lab: &Lab, results: &mut Results) -> anyhow::Re
         ),
         mib(host.rss()?),
     ));
-
     let client = host.connect().await?;
-    if plan.runs(Group::Local) {
-        let add = wasmrpc_add(client.clone(), "math.add");
-        let [c1, pipelined, open] = plan.standard_loads();
-        let first = measure(SYSTEM, &c1.0, &add, c1.1, plan.warmup).await;
-        let sampler = host.sample_rss()?;
-        let second = measure(SYSTEM, &pipelined.0, &add, pipelined.1, plan.warmup).await;
-        results.memory.push((
-            format!(
-                "wasmrpc host RSS, peak during `math.add` at {} in flight",
-                plan.in_flight
-            ),
-            mib(sampler.peak().await),
-        ));
-        let third = measure(SYSTEM, &open.0, &add, open.1, plan.warmup).await;
-        results.local_p50 = p50(&first);
-        results.local_pipelined = calls_per_sec(&second);
-        results.add.extend([first, second, third]);
-    }
-
-    if plan.runs(Group::Nested) {
-        let relay = wasmrpc_add(client.clone(), "relay.add");
-        results.nested.extend(
-            measure_standard(plan, "wasmrpc nested `relay.add` → `math.add`", &relay).await,
-        );
-    }
-    if !plan.runs(Group::Payload) {
-        return Ok(());
-    }
-
-    let echo = |payload: Bytes| {
-        let client = client.clone();
-        move |_lane: usize| {
-            let (client, payload) = (client.clone(), payload.clone());
-            async move {
-                let args = vec![Value::Bytes(payload.to_vec())];
-                let reply = client.call("greeter.echo.echo-bytes", args).await?;
-                ensure!(
-                    matches!(&reply, Value::Bytes(b) if b[..] == payload[..]),
-                    "echo-bytes returned other bytes"
-                );
-                Ok(())
-            }
-        }
-    };
-    results
-        .payload
-        .extend(payload_sweep(plan, "wasmrpc `echo-bytes`", echo).await);
-    Ok(())
+    Ok(LocalHost { host, client })
 }
 
-/// `math.add` with the `reuse_instances` sidecar, or n/a rows when the host
-/// refuses the setting.
-async fn reuse_rows(plan: &Plan, lab: &Lab, results: &mut Results) -> anyhow::Result<()> {
+/// A host serving `math` with the `reuse_instances` sidecar; `None` (and
+/// "n/a" rows) when the host refuses the setting.
+async fn start_reuse(
+    plan: &Plan,
+    lab: &Lab,
+    results: &mut Results,
+) -> anyhow::Result<Option<(Host, wasmrpc::Client)>> {
     const SYSTEM: &str = "wasmrpc local `math.add`, instance reuse";
     let plugins = lab.plugin_dir("reuse", &["math"], &[("math.toml", REUSE_SIDECAR)])?;
     let host = lab.start_alone("bench", &plugins).await?;
     match host.wait_for("math.add").await? {
         Availability::Served => {
-            let add = wasmrpc_add(host.connect().await?, "math.add");
-            let rows = measure_standard(plan, SYSTEM, &add).await;
-            results.reuse_p50 = p50(&rows[0]);
-            results.reuse_pipelined = calls_per_sec(&rows[1]);
-            results.add.extend(rows);
+            let client = host.connect().await?;
+            Ok(Some((host, client)))
         }
         Availability::Refused(line) if line.contains("unknown field `reuse_instances`") => {
             results
@@ -621,55 +778,163 @@ async fn reuse_rows(plan: &Plan, lab: &Lab, results: &mut Results) -> anyhow::Re
                     load: label,
                     outcome: Outcome::NotApplicable("host lacks reuse mode".into()),
                 }));
+            Ok(None)
         }
         Availability::Refused(line) => bail!("the host refused math.wasm: {line}"),
     }
-    Ok(())
 }
 
-/// Client → host of region `a` (no plugins) → host of region `b` (math).
-async fn forwarded_rows(plan: &Plan, lab: &Lab, results: &mut Results) -> anyhow::Result<()> {
-    lab.plugin_dir("a", &[], &[])?;
-    lab.plugin_dir("b", &["math"], &[])?;
-    // `b` first, so that `a` links to it at once.
-    let hosts = lab.start_regions(&["b", "a"]).await?;
-    let entry: &Host = &hosts[1];
-    entry.require("math.add").await?;
-    let add = wasmrpc_add(entry.connect().await?, "math.add");
-    let rows = measure_standard(plan, "wasmrpc forwarded a → b `math.add`", &add).await;
-    results.forwarded_p50 = p50(&rows[0]);
-    results.add.extend(rows);
-    Ok(())
+/// Measures every system with `in_flight` calls in flight (one connection
+/// each, but for the floor's many-connections row): after a warm-up, in
+/// [`Plan::rounds`] rounds of `calls / rounds` calls, the systems taking
+/// turns. The systems' rows, in order; `None` for a system not measured at
+/// this concurrency.
+async fn interleave(
+    plan: &Plan,
+    systems: &[System],
+    in_flight: usize,
+    calls: u64,
+) -> Vec<Option<Row>> {
+    let measured = |system: &System| in_flight > 1 || system.kind != Kind::FloorConnections;
+    let per_round = (calls / plan.rounds.max(1)).max(1);
+    let mut merged: Vec<Result<Option<Measurement>, String>> =
+        systems.iter().map(|_| Ok(None)).collect();
+    let closed = |calls| Load::Closed { calls, in_flight };
+    for (system, merged) in systems.iter().zip(&mut merged) {
+        if measured(system) {
+            let call = system.call.clone();
+            let call = move |lane| call(lane);
+            if let Err(e) = load::run(&call, closed(plan.warmup.min(calls))).await {
+                *merged = Err(format!("warm-up: {e:#}"));
+            }
+        }
+    }
+    for _ in 0..plan.rounds.max(1) {
+        for (system, merged) in systems.iter().zip(&mut merged) {
+            let Ok(so_far) = merged else { continue };
+            if !measured(system) {
+                continue;
+            }
+            let call = system.call.clone();
+            let call = move |lane| call(lane);
+            match load::run(&call, closed(per_round)).await {
+                Ok(m) => match so_far {
+                    Some(so_far) => so_far.merge(m),
+                    None => *so_far = Some(m),
+                },
+                Err(e) => *merged = Err(format!("{e:#}")),
+            }
+        }
+    }
+    systems
+        .iter()
+        .zip(merged)
+        .map(|(system, merged)| {
+            let load = match (in_flight, system.kind) {
+                (1, _) => "1 in flight".to_owned(),
+                (n, Kind::FloorConnections) => format!("{n} in flight, {n} connections"),
+                (n, _) => format!("{n} in flight, 1 connection"),
+            };
+            let outcome = match merged {
+                Ok(Some(m)) => Outcome::Measured(Summary::from(&m)),
+                Ok(None) => return None,
+                Err(e) => Outcome::Failed(e),
+            };
+            Some(Row {
+                system: system.name.clone(),
+                load,
+                outcome,
+            })
+        })
+        .collect()
+}
+
+fn open_label(plan: &Plan) -> String {
+    format!(
+        "open loop, {}/s for {} s",
+        thousands(f64::from(plan.rate)),
+        plan.open_for.as_secs_f64()
+    )
+}
+
+/// The `list<u8>` echo sweep: gRPC `Echo` and wasmrpc `echo-bytes`.
+async fn payload_rows(plan: &Plan, started: &Started, results: &mut Results) {
+    if let Some((_, client)) = &started.grpc {
+        let echo = |payload: Bytes| {
+            let client = client.clone();
+            move |_lane: usize| {
+                let (client, payload) = (client.clone(), payload.clone());
+                async move {
+                    let reply = client.echo(payload.clone()).await?;
+                    ensure!(reply == payload, "gRPC: echo returned other bytes");
+                    Ok(())
+                }
+            }
+        };
+        results
+            .payload
+            .extend(payload_sweep(plan, "gRPC bytes echo", echo).await);
+    }
+    if let Some(local) = &started.local {
+        let echo = |payload: Bytes| {
+            let client = local.client.clone();
+            move |_lane: usize| {
+                let (client, payload) = (client.clone(), payload.clone());
+                async move {
+                    let args = vec![Value::Bytes(payload.to_vec())];
+                    let reply = client.call("greeter.echo.echo-bytes", args).await?;
+                    ensure!(
+                        matches!(&reply, Value::Bytes(b) if b[..] == payload[..]),
+                        "echo-bytes returned other bytes"
+                    );
+                    Ok(())
+                }
+            }
+        };
+        results
+            .payload
+            .extend(payload_sweep(plan, "wasmrpc `echo-bytes`", echo).await);
+    }
 }
 
 /// `Runtime::call` of `math.add` in this process, one call at a time on one
-/// thread ([`micro::sequential`]), in a fresh instance per call and then
-/// with instance reuse: each call with the work it leaves behind (the whole
-/// cost of a call), and the call alone (what its caller waits for).
+/// thread ([`micro::sequential`]): with a fresh instance made on the call's
+/// path (its latency is instantiation + call, the target's figure), made
+/// ahead of the call (the default), and with instance reuse. Each as its
+/// caller waits, and with the work it leaves behind (the whole cost).
 async fn in_process_rows(plan: &Plan, paths: &Paths, results: &mut Results) -> anyhow::Result<()> {
     let math = paths.guest("math")?;
-    for (reuse, instance) in [(false, "fresh instance"), (true, "warm instance (reuse)")] {
+    for (instances, name) in [
+        (
+            micro::Instances::OnThePath,
+            "fresh instance made on the call's path",
+        ),
+        (
+            micro::Instances::Spare,
+            "fresh instance made ahead (default)",
+        ),
+        (micro::Instances::Reuse, "warm instance (reuse)"),
+    ] {
         let (calls, warmup, math) = (plan.calls, plan.warmup, math.clone());
         let measured =
-            tokio::task::spawn_blocking(move || micro::sequential(&math, reuse, calls, warmup))
+            tokio::task::spawn_blocking(move || micro::sequential(&math, instances, calls, warmup))
                 .await
                 .context("the in-process measurement panicked")??;
-        let whole = Row {
-            system: format!(
-                "{instance} + call + teardown (`Runtime::call`, `math.add`), the whole cost"
-            ),
-            load: "1 at a time, 1 thread".into(),
-            outcome: Outcome::Measured(Summary::from(&measured.whole)),
-        };
         let call = Row {
-            system: format!("{instance} + call (`Runtime::call`, `math.add`), as its caller waits"),
+            system: format!("{name}: the call, as its caller waits"),
             load: "1 at a time, 1 thread".into(),
             outcome: Outcome::Measured(Summary::from(&measured.call)),
         };
-        if !reuse {
-            results.fresh_median = p50(&whole);
+        let whole = Row {
+            system: format!("{name}: the call and the work it leaves behind"),
+            load: "1 at a time, 1 thread".into(),
+            outcome: Outcome::Measured(Summary::from(&measured.whole)),
+        };
+        if instances == micro::Instances::OnThePath {
+            results.fresh_median = p50(&call);
+            results.fresh_whole_median = p50(&whole);
         }
-        results.in_process.extend([whole, call]);
+        results.in_process.extend([call, whole]);
     }
     Ok(())
 }

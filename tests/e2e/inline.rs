@@ -126,3 +126,48 @@ async fn instances_made_ahead_of_calls_are_fresh_for_every_call() {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
+
+/// Context switches of all the threads of process `pid` so far.
+fn context_switches(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("status")).ok())
+        .flat_map(|status| {
+            status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_host_sleeps() {
+    let host = HostProcess::start(&["math", "misbehave"]);
+    let client = host.client().await;
+    assert_adds(&client, 1, 2).await;
+    // Let the call's leftovers (teardown, the next spare) finish.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = context_switches(host.pid());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let woke = context_switches(host.pid()) - before;
+    eprintln!("an idle host switched context {woke} times in 2 s");
+    // Nothing runs: no epoch ticks (1 000 a second while calls run inline)
+    // and no reaction to the folder rescans' own reads of the folder.
+    assert!(woke < 40, "an idle host switched context {woke} times in 2 s");
+    // And guests are still stopped at their deadline after the sleep.
+    let err = client
+        .call_with(
+            "misbehave.spin",
+            vec![],
+            wasmrpc::CallOptions {
+                timeout: Some(Duration::from_millis(100)),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, wasmrpc::ErrorCode::DeadlineExceeded);
+    assert_adds(&client, 2, 2).await;
+}

@@ -118,6 +118,11 @@ struct HostArgs {
     /// most this plus a millisecond.
     #[arg(long, default_value = "1ms", value_parser = humantime::parse_duration)]
     inline_budget: Duration,
+    /// Fresh instances made ahead of calls, per plugin that has been called
+    /// (each holds a pool slot and its memory); `0` makes each call's
+    /// instance on the call's path.
+    #[arg(long, default_value_t = 2)]
+    spare_instances: usize,
     /// Largest frame accepted or sent, in KiB.
     #[arg(long, default_value_t = 4096)]
     max_frame_kib: usize,
@@ -267,6 +272,7 @@ async fn run_host(args: HostArgs) -> anyhow::Result<ExitCode> {
     options.runtime.max_guest_output = args.max_guest_output_kib << 10;
     options.runtime.max_component_handles = args.max_component_handles;
     options.runtime.inline_budget = args.inline_budget;
+    options.runtime.spare_instances = args.spare_instances;
     options.server.max_frame = args.max_frame_kib << 10;
     options.server.max_connections = args.max_connections;
     options.server.frame_timeout = args.frame_timeout;

@@ -150,17 +150,22 @@ impl Reloader {
                 () = shutdown.cancelled() => return,
                 event = events.recv() => {
                     let Some(event) = event else { return };
-                    self.note(event);
+                    let mut changed = self.note(event);
                     // Let the burst finish (bounded, so a constant writer
                     // cannot hold back other files).
                     let burst_end = Instant::now() + self.config.debounce * 5;
                     loop {
                         let quiet = (Instant::now() + self.config.debounce).min(burst_end);
                         match tokio::time::timeout_at(quiet, events.recv()).await {
-                            Ok(Some(event)) => self.note(event),
+                            Ok(Some(event)) => changed |= self.note(event),
                             Ok(None) => return,
                             Err(_) => break,
                         }
+                    }
+                    // Reads of the folder (our own rescans among them) are
+                    // events too; they change nothing.
+                    if !changed {
+                        continue;
                     }
                 }
                 () = tokio::time::sleep_until(next_check.unwrap_or(far)), if next_check.is_some() => {}
@@ -170,17 +175,31 @@ impl Reloader {
         }
     }
 
-    /// Records what an event says about writes in progress.
-    fn note(&mut self, event: notify::Result<Event>) {
+    /// Records what an event says about writes in progress. Returns whether
+    /// it may have changed a plugin or sidecar file (or was an error: the
+    /// folder is rescanned then).
+    fn note(&mut self, event: notify::Result<Event>) -> bool {
         let event = match event {
             Ok(event) => event,
             Err(error) => {
                 tracing::warn!("watching `{}`: {error}; rescanning", self.dir.display());
-                return;
+                return true;
             }
         };
+        if event.need_rescan() || event.paths.is_empty() {
+            return true;
+        }
+        if matches!(
+            event.kind,
+            EventKind::Access(AccessKind::Open(_) | AccessKind::Read)
+                | EventKind::Access(AccessKind::Close(AccessMode::Read))
+        ) {
+            return false;
+        }
         let relevant = |p: &&PathBuf| p.extension().is_some_and(|e| e == "wasm" || e == "toml");
+        let mut changed = false;
         for path in event.paths.iter().filter(relevant) {
+            changed = true;
             // Track the plugin file a sidecar belongs to.
             let path = path.with_extension("wasm");
             match event.kind {
@@ -195,6 +214,7 @@ impl Reloader {
                 _ => {}
             }
         }
+        changed
     }
 
     /// Brings the catalog in line with the folder. Returns when to look

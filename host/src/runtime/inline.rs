@@ -16,7 +16,8 @@ use std::cell::Cell;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -24,10 +25,22 @@ use std::time::{Duration, Instant};
 const SLOTS: usize = 64;
 
 /// When each inline run in progress started, for the epoch ticker.
+///
+/// The ticker checks the runs every budget while calls come in, ticks every
+/// epoch tick while guests run on the guest pool, and sleeps while no guest
+/// runs anywhere (an idle host does not wake); the first run after such a
+/// sleep wakes it.
 pub(crate) struct Watch {
     origin: Instant,
     /// Microseconds since `origin` plus one at which the run started; 0 = free.
     slots: [AtomicU64; SLOTS],
+    /// Inline runs started so far.
+    started: AtomicU64,
+    /// Guests running (or waiting) on the guest pool.
+    pool_runs: AtomicUsize,
+    /// Set while the ticker sleeps until woken.
+    sleeping: AtomicBool,
+    ticker: OnceLock<std::thread::Thread>,
 }
 
 impl Watch {
@@ -35,7 +48,71 @@ impl Watch {
         Watch {
             origin: Instant::now(),
             slots: std::array::from_fn(|_| AtomicU64::new(0)),
+            started: AtomicU64::new(0),
+            pool_runs: AtomicUsize::new(0),
+            sleeping: AtomicBool::new(false),
+            ticker: OnceLock::new(),
         }
+    }
+
+    /// The thread to wake when an inline run starts while it sleeps.
+    pub fn set_ticker(&self, ticker: std::thread::Thread) {
+        let _ = self.ticker.set(ticker);
+    }
+
+    /// Inline runs started so far.
+    pub fn started(&self) -> u64 {
+        self.started.load(Ordering::Relaxed)
+    }
+
+    /// Whether guests run on the guest pool (they need the epoch ticks).
+    pub fn pool_running(&self) -> bool {
+        self.pool_runs.load(Ordering::SeqCst) > 0
+    }
+
+    /// For the ticker, before sleeping until woken: false (and no such
+    /// sleep) when a guest runs. Otherwise the next guest to start, inline
+    /// or on the pool, wakes the ticker.
+    pub fn may_sleep(&self) -> bool {
+        self.sleeping.store(true, Ordering::SeqCst);
+        if self.pool_running()
+            || self
+                .slots
+                .iter()
+                .any(|slot| slot.load(Ordering::SeqCst) != 0)
+        {
+            self.sleeping.store(false, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    /// Counts a guest running on the guest pool until the guard is dropped.
+    pub fn pool_run(self: &Arc<Self>) -> PoolRun {
+        self.pool_runs.fetch_add(1, Ordering::SeqCst);
+        self.wake_ticker();
+        PoolRun(self.clone())
+    }
+
+    /// Wakes the ticker whatever it is doing, so that it sees it must stop.
+    pub fn wake_ticker_to_stop(&self) {
+        if let Some(ticker) = self.ticker.get() {
+            ticker.unpark();
+        }
+    }
+
+    fn wake_ticker(&self) {
+        if self.sleeping.load(Ordering::SeqCst)
+            && self.sleeping.swap(false, Ordering::SeqCst)
+            && let Some(ticker) = self.ticker.get()
+        {
+            ticker.unpark();
+        }
+    }
+
+    /// For the ticker, after any sleep.
+    pub fn awake(&self) {
+        self.sleeping.store(false, Ordering::SeqCst);
     }
 
     fn stamp(&self, at: Instant) -> u64 {
@@ -59,14 +136,26 @@ impl Watch {
 
     fn claim(&self, started: Instant) -> Option<usize> {
         let stamp = self.stamp(started);
-        self.slots.iter().position(|slot| {
-            slot.compare_exchange(0, stamp, Ordering::Relaxed, Ordering::Relaxed)
+        let slot = self.slots.iter().position(|slot| {
+            slot.compare_exchange(0, stamp, Ordering::SeqCst, Ordering::Relaxed)
                 .is_ok()
-        })
+        })?;
+        self.started.fetch_add(1, Ordering::Relaxed);
+        self.wake_ticker();
+        Some(slot)
     }
 
     fn release(&self, slot: usize) {
         self.slots[slot].store(0, Ordering::Relaxed);
+    }
+}
+
+/// A guest running on the guest pool (see [`Watch::pool_run`]).
+pub(crate) struct PoolRun(Arc<Watch>);
+
+impl Drop for PoolRun {
+    fn drop(&mut self) {
+        self.0.pool_runs.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

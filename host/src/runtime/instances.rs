@@ -23,8 +23,6 @@ use super::{Plugin, RuntimeConfig};
 use crate::protocol::{CallError, ErrorCode, FunctionInfo, Processed};
 use crate::service::{CallRequest, Service};
 
-/// Spare instances kept per plugin in the default (fresh) mode.
-const SPARES: usize = 2;
 /// Warm instances kept per plugin in reuse mode.
 const MAX_WARM: usize = 16;
 /// Calls one warm instance serves before it is retired.
@@ -37,7 +35,7 @@ const SPARE_DEADLINE: Duration = Duration::from_secs(10);
 pub(crate) struct Shared {
     pub engine: Engine,
     pub config: RuntimeConfig,
-    pub watch: inline::Watch,
+    pub watch: Arc<inline::Watch>,
     /// The guest thread pool.
     pub guests: tokio::runtime::Handle,
     /// Stores waiting to be torn down after their call.
@@ -71,7 +69,7 @@ impl Shared {
             // A sixteenth of the pool: small pools tear down at once.
             retiring_limit: config.max_instances as usize / 16,
             config,
-            watch: inline::Watch::new(),
+            watch: Arc::new(inline::Watch::new()),
             guests,
             retiring: AtomicUsize::new(0),
         }
@@ -144,7 +142,7 @@ impl Shared {
         drop(runtime.spawn(async move {
             drop(ready);
             shared.retiring.fetch_sub(1, Ordering::Relaxed);
-            if !reuse {
+            if !reuse && shared.config.spare_instances > 0 {
                 shared.make_spares(plugin).await;
             }
         }));
@@ -160,7 +158,7 @@ impl Shared {
             .lock()
             .expect("instances lock")
             .len()
-            < SPARES
+            < self.config.spare_instances
         {
             let scope = CallScope::instantiating(plugin.name.clone(), SPARE_DEADLINE);
             let mut store = self.new_store(&plugin, scope);
@@ -182,7 +180,9 @@ impl Shared {
                     Inline::Panicked => return,
                     Inline::Pending { .. } | Inline::NotStarted => {
                         let shared = self.clone();
+                        let running = self.watch.pool_run();
                         drop(self.guests.spawn(async move {
+                            let _running = running;
                             if let Ok(ready) = making.await {
                                 shared.keep_spare(&plugin, ready);
                             }
@@ -204,7 +204,7 @@ impl Shared {
 
     fn keep_spare(&self, plugin: &Plugin, ready: Ready) {
         let mut spares = plugin.instances.spares.lock().expect("instances lock");
-        if spares.len() < SPARES {
+        if spares.len() < self.config.spare_instances {
             spares.push(ready);
         }
     }

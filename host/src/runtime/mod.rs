@@ -59,6 +59,10 @@ pub struct RuntimeConfig {
     /// moves to the guest pool; zero sends every call to the pool at once.
     /// See [`Runtime::call`].
     pub inline_budget: Duration,
+    /// Fresh instances made ahead of calls, per plugin that has been
+    /// called (each takes a pool slot and its memory); zero makes every
+    /// instance on its call's path.
+    pub spare_instances: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -73,6 +77,7 @@ impl Default for RuntimeConfig {
             max_guest_output: crate::protocol::DEFAULT_MAX_FRAME,
             max_component_handles: 1_000,
             inline_budget: Duration::from_millis(1),
+            spare_instances: 2,
         }
     }
 }
@@ -169,25 +174,47 @@ impl Runtime {
         let config = &shared.config;
 
         // The ticker bumps the epoch every tick, and also as soon as a call
-        // running inline has outlasted its budget (checked every budget).
+        // running inline has outlasted its budget: while calls come in, it
+        // looks every budget (see `inline::Watch`).
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let weak = Arc::downgrade(&shared);
         let stop = ticker_stop.clone();
         let (tick, budget) = (config.epoch_tick, config.inline_budget);
-        let step = if budget.is_zero() {
-            tick
-        } else {
-            budget.min(tick)
-        };
-        std::thread::Builder::new()
+        let ticker = std::thread::Builder::new()
             .name("epoch-ticker".into())
             .spawn(move || {
                 let mut next_tick = std::time::Instant::now() + tick;
+                let mut seen = None;
                 while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(step);
                     let Some(shared) = weak.upgrade() else {
                         break;
                     };
+                    let watch = &shared.watch;
+                    let now = std::time::Instant::now();
+                    let until_tick = next_tick.saturating_duration_since(now);
+                    let started = watch.started();
+                    let busy = !budget.is_zero() && seen != Some(started);
+                    seen = Some(started);
+                    // Look every budget while calls come in, every tick while
+                    // guests run on the pool, and not at all while none runs.
+                    let wait = if busy {
+                        Some(budget.min(until_tick))
+                    } else if watch.pool_running() {
+                        Some(until_tick)
+                    } else if watch.may_sleep() {
+                        None
+                    } else {
+                        Some(budget.min(until_tick))
+                    };
+                    drop(shared);
+                    match wait {
+                        Some(wait) => std::thread::park_timeout(wait),
+                        None => std::thread::park(),
+                    }
+                    let Some(shared) = weak.upgrade() else {
+                        break;
+                    };
+                    shared.watch.awake();
                     let now = std::time::Instant::now();
                     let ticked = now >= next_tick;
                     if ticked || (!budget.is_zero() && shared.watch.overdue(now, budget)) {
@@ -198,6 +225,7 @@ impl Runtime {
                     }
                 }
             })?;
+        shared.watch.set_ticker(ticker.thread().clone());
 
         // Compilation is CPU-heavy and cannot be interrupted: it runs on one
         // thread of its own at a lower priority, so serving never waits for it.
@@ -426,7 +454,12 @@ impl Runtime {
         // Dropping this future (the caller went away) aborts the guest task too.
         let guarded = {
             let cancel = cancel.clone();
-            async move { bounded(run, deadline, &cancel).await }
+            // Epoch ticks run while guests run on the pool.
+            let running = self.shared.watch.pool_run();
+            async move {
+                let _running = running;
+                bounded(run, deadline, &cancel).await
+            }
         };
         let mut task = AbortOnDropHandle::new(self.guests().spawn(guarded));
         // The answer never waits for a crowded guest pool: the deadline and
@@ -453,6 +486,7 @@ impl Runtime {
 impl Drop for Runtime {
     fn drop(&mut self) {
         self.ticker_stop.store(true, Ordering::Relaxed);
+        self.shared.watch.wake_ticker_to_stop();
         if let Some(guests) = self.guests.take() {
             guests.shutdown_background();
         }
