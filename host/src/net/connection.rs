@@ -1,10 +1,11 @@
 //! One accepted connection: handshake, multiplexed calls, cancellation, drain.
 //!
-//! A call is first run right here, in the connection's task: most calls
-//! finish in one poll (a short handler runs inline, see the runtime), and
-//! the reply is written before the next frame is read, with no hand-over to
-//! another task. A call that has to wait (a forwarded call, a long guest)
-//! continues in a task of its own and writes its reply when it is done.
+//! A call is run right here, in the connection's task: most calls finish in
+//! one poll (a short handler runs inline, see the runtime), and the reply is
+//! written before the next frame is read, with no hand-over to another task.
+//! A call that has to wait (a forwarded call, a long guest on the guest
+//! pool) joins the connection's pending calls, which the same task polls
+//! when they are woken; it writes each reply as its call completes.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -12,9 +13,10 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
@@ -54,6 +56,9 @@ pub(super) struct Connection {
 }
 
 type Frames = FramedRead<tokio::net::tcp::OwnedReadHalf, FrameCodec>;
+
+/// Calls that did not finish in their first poll, with their ids.
+type Pending = FuturesUnordered<BoxFuture<'static, (u64, Result<ciborium::Value, CallError>)>>;
 
 impl Connection {
     pub fn new(
@@ -190,7 +195,7 @@ impl Connection {
             catalog_changes.mark_changed();
         }
         let mut in_flight: HashMap<u64, CancellationToken> = HashMap::new();
-        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<u64>();
+        let mut pending: Pending = FuturesUnordered::new();
         let mut draining = false;
         // Slow senders, idle connections and cancel floods are checked on a
         // tick; a quarter of the frame timeout keeps the check timely.
@@ -211,8 +216,9 @@ impl Connection {
             }
             tokio::select! {
                 biased;
-                Some(id) = done_rx.recv() => {
+                Some((id, outcome)) = pending.next(), if !pending.is_empty() => {
                     in_flight.remove(&id);
+                    self.reply(tx, id, outcome);
                 }
                 () = &mut overflowed => break Err(ProtocolError::SlowReader(self.config.max_outbound)),
                 _ = tick.tick() => {
@@ -249,7 +255,7 @@ impl Connection {
                     match message {
                         Message::Call(call) => {
                             if let Err(error) =
-                                self.start_call(call, draining, &mut in_flight, tx, &done_tx).await
+                                self.start_call(call, draining, &mut in_flight, &mut pending, tx).await
                             {
                                 break Err(error);
                             }
@@ -321,8 +327,8 @@ impl Connection {
         call: Call,
         draining: bool,
         in_flight: &mut HashMap<u64, CancellationToken>,
-        tx: &Arc<Outbound>,
-        done_tx: &mpsc::UnboundedSender<u64>,
+        pending: &mut Pending,
+        tx: &Outbound,
     ) -> Result<(), ProtocolError> {
         if in_flight.contains_key(&call.id) {
             return Err(ProtocolError::Unexpected {
@@ -385,20 +391,11 @@ impl Connection {
         let outcome = match first {
             Ok(Poll::Ready(outcome)) => outcome,
             Ok(Poll::Pending) => {
-                // The rest runs in a task of its own, which frees the id and
-                // the in-flight slot before the caller can see the reply, so
-                // it may reuse both at once.
+                // The rest runs among the pending calls; the id and the
+                // in-flight slot are freed before the reply is queued, so
+                // the caller may reuse both at once.
                 in_flight.insert(id, cancel);
-                let tx = tx.clone();
-                let done_tx = done_tx.clone();
-                let (max_frame, region) = (self.config.max_frame, self.config.region.clone());
-                tokio::spawn(async move {
-                    let outcome = running.await;
-                    let _ = done_tx.send(id);
-                    if let Some(frame) = reply_frame(id, outcome, max_frame, &region) {
-                        tx.send(&frame);
-                    }
-                });
+                pending.push(Box::pin(running.map(move |outcome| (id, outcome))));
                 return Ok(());
             }
             Err(_) => Err(
@@ -406,10 +403,15 @@ impl Connection {
                     .in_region(&self.config.region),
             ),
         };
+        self.reply(tx, id, outcome);
+        Ok(())
+    }
+
+    /// Queues the reply to call `id`.
+    fn reply(&self, tx: &Outbound, id: u64, outcome: Result<ciborium::Value, CallError>) {
         if let Some(frame) = reply_frame(id, outcome, self.config.max_frame, &self.config.region) {
             tx.queue(&frame);
         }
-        Ok(())
     }
 
     /// Queues `message`; the serving loop flushes once no complete frame is
