@@ -155,7 +155,10 @@ async fn an_idle_host_sleeps() {
     eprintln!("an idle host switched context {woke} times in 2 s");
     // Nothing runs: no epoch ticks (1 000 a second while calls run inline)
     // and no reaction to the folder rescans' own reads of the folder.
-    assert!(woke < 40, "an idle host switched context {woke} times in 2 s");
+    assert!(
+        woke < 40,
+        "an idle host switched context {woke} times in 2 s"
+    );
     // And guests are still stopped at their deadline after the sleep.
     let err = client
         .call_with(
