@@ -174,3 +174,55 @@ async fn an_idle_host_sleeps() {
     assert_eq!(err.code, wasmrpc::ErrorCode::DeadlineExceeded);
     assert_adds(&client, 2, 2).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spares_never_take_the_pool_from_calls() {
+    // 32 instance slots; six plugins called once would like 2 spares each.
+    let plugins = [
+        "math",
+        "ledger",
+        "misbehave",
+        "greeter",
+        "inventory",
+        "orders",
+    ];
+    let host = HostProcess::start_with(&plugins, &["--max-instances", "32"]);
+    let client = host.client().await;
+    let first_calls: [(&str, Vec<Value>); 6] = [
+        ("math.add", vec![Value::from(1), Value::from(2)]),
+        ("ledger.tally", vec![]),
+        ("misbehave.busy", vec![Value::from(1)]),
+        ("greeter.echo.echo-bytes", vec![Value::Bytes(vec![1, 2, 3])]),
+        (
+            "inventory.stock.reserve",
+            vec![Value::from("sku-1"), Value::from(1)],
+        ),
+        (
+            "orders.place",
+            vec![Value::from("ada"), Value::from("sku-1"), Value::from(1)],
+        ),
+    ];
+    for (function, args) in first_calls {
+        // Ran (a handler error is an answer too): the plugin is warm now.
+        if let Err(error) = client.call(function, args).await {
+            assert_eq!(
+                error.code,
+                wasmrpc::ErrorCode::HandlerError,
+                "{function}: {error}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Twelve spares would leave 20 slots. The host keeps at most an eighth
+    // of the pool (4) as spares, so 26 calls at once all get an instance.
+    let calls: Vec<_> = (0..26)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.call("misbehave.busy", vec![Value::from(300)]).await })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap().unwrap(), Value::from(300));
+    }
+}

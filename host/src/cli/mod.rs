@@ -119,8 +119,9 @@ struct HostArgs {
     #[arg(long, default_value = "1ms", value_parser = humantime::parse_duration)]
     inline_budget: Duration,
     /// Fresh instances made ahead of calls, per plugin that has been called
-    /// (each holds a pool slot and its memory); `0` makes each call's
-    /// instance on the call's path.
+    /// (each holds a pool slot and its memory; all plugins together keep at
+    /// most an eighth of `--max-instances`); `0` makes each call's instance
+    /// on the call's path.
     #[arg(long, default_value_t = 2)]
     spare_instances: usize,
     /// Largest frame accepted or sent, in KiB.

@@ -43,13 +43,17 @@ pub(crate) struct Shared {
     /// At most this many wait; past it, a store is dropped at once (its
     /// pool slot is only free again once it is).
     retiring_limit: usize,
+    /// Spares held by all plugins: they take pool slots that calls could
+    /// use, so there are at most `spares_limit` of them.
+    spares_held: Arc<AtomicUsize>,
+    spares_limit: usize,
 }
 
 /// The ready instances of one plugin version.
 #[derive(Default)]
 pub(crate) struct Instances {
     /// Never called: each serves one call (the default mode).
-    spares: Mutex<Vec<Ready>>,
+    spares: Mutex<Vec<Spare>>,
     /// Served earlier calls (reuse mode).
     warm: Mutex<Vec<Ready>>,
 }
@@ -62,17 +66,41 @@ pub(crate) struct Ready {
     pub calls: u32,
 }
 
+/// A spare instance, counted in [`Shared::spares_held`] while it lives.
+struct Spare {
+    ready: Ready,
+    _held: Held,
+}
+
+/// One unit of [`Shared::spares_held`], given back on drop.
+struct Held(Arc<AtomicUsize>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl Shared {
     pub fn new(engine: Engine, config: RuntimeConfig, guests: tokio::runtime::Handle) -> Shared {
         Shared {
             engine,
             // A sixteenth of the pool: small pools tear down at once.
             retiring_limit: config.max_instances as usize / 16,
+            // An eighth of the pool: small pools keep none.
+            spares_limit: config.max_instances as usize / 8,
             config,
             watch: Arc::new(inline::Watch::new()),
             guests,
             retiring: AtomicUsize::new(0),
+            spares_held: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// Reserves room for one more spare in the host-wide limit.
+    fn hold_spare(&self) -> Option<Held> {
+        let held = Held(self.spares_held.clone());
+        (self.spares_held.fetch_add(1, Ordering::Relaxed) < self.spares_limit).then_some(held)
     }
 
     /// An instance to serve the call in `scope`: a warm one (reuse mode), a
@@ -87,12 +115,17 @@ impl Shared {
         scope: CallScope,
         reuse: bool,
     ) -> Result<Ready, (wasmtime::Error, Option<String>)> {
-        let list = if reuse {
-            &plugin.instances.warm
+        let ready = if reuse {
+            plugin.instances.warm.lock().expect("instances lock").pop()
         } else {
-            &plugin.instances.spares
+            let spare = plugin
+                .instances
+                .spares
+                .lock()
+                .expect("instances lock")
+                .pop();
+            spare.map(|spare| spare.ready)
         };
-        let ready = list.lock().expect("instances lock").pop();
         if let Some(mut ready) = ready {
             ready.store.data_mut().begin(scope);
             ready.store.set_epoch_deadline(1);
@@ -160,6 +193,9 @@ impl Shared {
             .len()
             < self.config.spare_instances
         {
+            let Some(held) = self.hold_spare() else {
+                return;
+            };
             let scope = CallScope::instantiating(plugin.name.clone(), SPARE_DEADLINE);
             let mut store = self.new_store(&plugin, scope);
             let pre = plugin.pre.clone();
@@ -184,7 +220,7 @@ impl Shared {
                         drop(self.guests.spawn(async move {
                             let _running = running;
                             if let Ok(ready) = making.await {
-                                shared.keep_spare(&plugin, ready);
+                                shared.keep_spare(&plugin, ready, held);
                             }
                         }));
                         return;
@@ -192,7 +228,7 @@ impl Shared {
                 }
             };
             match made {
-                Ok(ready) => self.keep_spare(&plugin, ready),
+                Ok(ready) => self.keep_spare(&plugin, ready, held),
                 Err(error) => {
                     // The next call instantiates itself and reports why.
                     tracing::debug!(plugin = %plugin.name, "cannot make a spare instance: {error:#}");
@@ -202,10 +238,10 @@ impl Shared {
         }
     }
 
-    fn keep_spare(&self, plugin: &Plugin, ready: Ready) {
+    fn keep_spare(&self, plugin: &Plugin, ready: Ready, held: Held) {
         let mut spares = plugin.instances.spares.lock().expect("instances lock");
         if spares.len() < self.config.spare_instances {
-            spares.push(ready);
+            spares.push(Spare { ready, _held: held });
         }
     }
 
