@@ -6,49 +6,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use ciborium::Value;
-use futures::future::BoxFuture;
-use tokio::sync::watch;
-use wasmrpc::protocol::{CallError, ErrorCode, FunctionInfo, Processed};
 use wasmrpc::runtime::{Plugin, Runtime, RuntimeConfig};
-use wasmrpc::service::{CallRequest, Service};
+use wasmrpc::service::{CallRequest, NoCalls, Service};
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, Type};
-
-/// A router for guests that make no nested calls: every call fails.
-pub struct NoRouter {
-    changes: watch::Sender<u64>,
-}
-
-impl NoRouter {
-    pub fn new() -> Arc<NoRouter> {
-        Arc::new(NoRouter {
-            changes: watch::Sender::new(0),
-        })
-    }
-}
-
-impl Service for NoRouter {
-    fn call(self: Arc<Self>, request: CallRequest) -> BoxFuture<'static, Result<Value, CallError>> {
-        let error = CallError::new(
-            ErrorCode::Unavailable,
-            Processed::No,
-            format!("the benchmark routes no calls (`{}`)", request.function),
-        );
-        Box::pin(async move { Err(error) })
-    }
-
-    fn catalog(&self) -> Vec<FunctionInfo> {
-        Vec::new()
-    }
-
-    fn local_catalog(&self) -> Vec<FunctionInfo> {
-        Vec::new()
-    }
-
-    fn local_changes(&self) -> watch::Receiver<u64> {
-        self.changes.subscribe()
-    }
-}
 
 /// Which instance serves a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +54,7 @@ impl RuntimeCall {
             reuse,
             plugin: Arc::new(plugin),
             index,
-            router: NoRouter::new(),
+            router: NoCalls::new("the benchmark routes no calls"),
             region: "bench".into(),
         })
     }

@@ -66,3 +66,43 @@ pub trait Service: Send + Sync + 'static {
     /// Changes whenever [`Service::local_catalog`] does.
     fn local_changes(&self) -> watch::Receiver<u64>;
 }
+
+/// A service that runs nothing: every call gets `unavailable` (`processed:
+/// no`) with `reason`. The router of an instance made ahead of its call
+/// (start functions cannot make calls), and of tools that run one plugin.
+pub struct NoCalls {
+    reason: String,
+    changes: watch::Sender<u64>,
+}
+
+impl NoCalls {
+    pub fn new(reason: impl Into<String>) -> Arc<NoCalls> {
+        Arc::new(NoCalls {
+            reason: reason.into(),
+            changes: watch::Sender::new(0),
+        })
+    }
+}
+
+impl Service for NoCalls {
+    fn call(self: Arc<Self>, request: CallRequest) -> BoxFuture<'static, Result<Value, CallError>> {
+        let error = CallError::new(
+            crate::protocol::ErrorCode::Unavailable,
+            crate::protocol::Processed::No,
+            format!("cannot call `{}`: {}", request.function, self.reason),
+        );
+        Box::pin(async move { Err(error) })
+    }
+
+    fn catalog(&self) -> Vec<FunctionInfo> {
+        Vec::new()
+    }
+
+    fn local_catalog(&self) -> Vec<FunctionInfo> {
+        Vec::new()
+    }
+
+    fn local_changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+}

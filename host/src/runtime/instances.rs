@@ -11,8 +11,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::future::BoxFuture;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use wasmtime::component::Instance;
 use wasmtime::{Engine, Store, UpdateDeadline, Val};
@@ -20,8 +18,7 @@ use wasmtime::{Engine, Store, UpdateDeadline, Val};
 use super::inline::{self, Inline};
 use super::state::{CallScope, Interrupt, PluginState};
 use super::{Plugin, RuntimeConfig};
-use crate::protocol::{CallError, ErrorCode, FunctionInfo, Processed};
-use crate::service::{CallRequest, Service};
+use crate::service::NoCalls;
 
 /// Warm instances kept per plugin in reuse mode.
 const MAX_WARM: usize = 16;
@@ -316,54 +313,17 @@ impl CallScope {
             hops: 0,
             visited: Vec::new(),
             metadata: Default::default(),
-            router: NoCalls::shared(),
+            router: {
+                static NO_CALLS: std::sync::LazyLock<Arc<NoCalls>> = std::sync::LazyLock::new(
+                    || {
+                        NoCalls::new(
+                            "calls are only possible while serving one, not while the plugin is instantiated",
+                        )
+                    },
+                );
+                NO_CALLS.clone()
+            },
             slice_start: Instant::now(),
         }
-    }
-}
-
-/// The router of an instance being made ahead of its call: start functions
-/// cannot make calls.
-struct NoCalls {
-    changes: watch::Sender<u64>,
-}
-
-impl NoCalls {
-    fn shared() -> Arc<dyn Service> {
-        static NO_CALLS: std::sync::LazyLock<Arc<NoCalls>> = std::sync::LazyLock::new(|| {
-            Arc::new(NoCalls {
-                changes: watch::Sender::new(0),
-            })
-        });
-        NO_CALLS.clone()
-    }
-}
-
-impl Service for NoCalls {
-    fn call(
-        self: Arc<Self>,
-        request: CallRequest,
-    ) -> BoxFuture<'static, Result<ciborium::Value, CallError>> {
-        let error = CallError::new(
-            ErrorCode::Unavailable,
-            Processed::No,
-            format!(
-                "`{}` was called while the plugin was being instantiated; calls are only possible while serving one",
-                request.function
-            ),
-        );
-        Box::pin(async move { Err(error) })
-    }
-
-    fn catalog(&self) -> Vec<FunctionInfo> {
-        Vec::new()
-    }
-
-    fn local_catalog(&self) -> Vec<FunctionInfo> {
-        Vec::new()
-    }
-
-    fn local_changes(&self) -> watch::Receiver<u64> {
-        self.changes.subscribe()
     }
 }
