@@ -206,6 +206,8 @@ impl Shared {
                 })
             });
             let made = if inline::run_in_place() {
+                // On a guest thread: epoch ticks must run meanwhile.
+                let _running = self.watch.pool_run();
                 making.await
             } else {
                 match inline::poll_inline(&self.watch, &mut making).await {
