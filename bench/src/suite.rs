@@ -84,26 +84,21 @@ impl Plan {
         self.only.is_empty() || self.only.contains(&group)
     }
 
-    /// The three loads every add(a, b) system runs, with their labels.
-    fn standard_loads(&self) -> [(String, Load); 3] {
+    /// The labels of the three loads every add(a, b) system runs.
+    fn standard_labels(&self) -> [String; 3] {
         [
-            ("1 in flight".into(), self.one_in_flight(self.calls)),
-            (
-                format!("{} in flight, 1 connection", self.in_flight),
-                self.pipelined(self.pipelined_calls),
-            ),
-            (
-                format!(
-                    "open loop, {}/s for {} s",
-                    thousands(f64::from(self.rate)),
-                    self.open_for.as_secs_f64()
-                ),
-                Load::Open {
-                    rate: self.rate,
-                    duration: self.open_for,
-                },
-            ),
+            "1 in flight".into(),
+            format!("{} in flight, 1 connection", self.in_flight),
+            self.open_label(),
         ]
+    }
+
+    fn open_label(&self) -> String {
+        format!(
+            "open loop, {}/s for {} s",
+            thousands(f64::from(self.rate)),
+            self.open_for.as_secs_f64()
+        )
     }
 
     fn one_in_flight(&self, calls: u64) -> Load {
@@ -181,7 +176,7 @@ pub async fn run(plan: &Plan, paths: &Paths) -> anyhow::Result<Report> {
                 };
                 let call = system.call.clone();
                 let call = move |lane| call(lane);
-                Some(measure(&system.name, &open_label(plan), &call, load, plan.warmup).await)
+                Some(measure(&system.name, &plan.open_label(), &call, load, plan.warmup).await)
             } else {
                 None
             };
@@ -623,14 +618,10 @@ impl Started {
     fn systems(&self, plan: &Plan) -> Vec<System> {
         let mut systems = Vec::new();
         if let Some(floor) = &self.floor {
-            let client = floor.client.clone();
             systems.push(System::new(
                 Kind::Floor,
                 "raw TCP floor",
-                Arc::new(move |lane| {
-                    let client = client.clone();
-                    Box::pin(async move { floor_add(&client, lane).await })
-                }),
+                floor_call(floor.client.clone()),
             ));
             let clients = floor.clients.clone();
             systems.push(System::new(
@@ -641,14 +632,10 @@ impl Started {
                     Box::pin(async move { floor_add(&clients[lane % clients.len()], lane).await })
                 }),
             ));
-            let relayed = floor.relayed.clone();
             systems.push(System::new(
                 Kind::FloorRelayed,
                 "raw TCP floor relayed one hop",
-                Arc::new(move |lane| {
-                    let client = relayed.clone();
-                    Box::pin(async move { floor_add(&client, lane).await })
-                }),
+                floor_call(floor.relayed.clone()),
             ));
         }
         if let (Some((_, client)), true) = (&self.grpc, plan.runs(Group::Grpc)) {
@@ -728,6 +715,14 @@ async fn start_floor(plan: &Plan) -> anyhow::Result<Floor> {
     })
 }
 
+/// The floor's add(a, b) on `client`, for any lane.
+fn floor_call(client: floor::Client) -> CallFn {
+    Arc::new(move |lane| {
+        let client = client.clone();
+        Box::pin(async move { floor_add(&client, lane).await })
+    })
+}
+
 /// The floor's add(a, b) for a lane, checking the sum.
 async fn floor_add(client: &floor::Client, lane: usize) -> anyhow::Result<()> {
     let (a, b) = args(lane);
@@ -771,13 +766,11 @@ async fn start_reuse(
             Ok(Some((host, client)))
         }
         Availability::Refused(line) if line.contains("unknown field `reuse_instances`") => {
-            results
-                .add
-                .extend(plan.standard_loads().map(|(label, _)| Row {
-                    system: SYSTEM.into(),
-                    load: label,
-                    outcome: Outcome::NotApplicable("host lacks reuse mode".into()),
-                }));
+            results.add.extend(plan.standard_labels().map(|label| Row {
+                system: SYSTEM.into(),
+                load: label,
+                outcome: Outcome::NotApplicable("host lacks reuse mode".into()),
+            }));
             Ok(None)
         }
         Availability::Refused(line) => bail!("the host refused math.wasm: {line}"),
@@ -847,14 +840,6 @@ async fn interleave(
             })
         })
         .collect()
-}
-
-fn open_label(plan: &Plan) -> String {
-    format!(
-        "open loop, {}/s for {} s",
-        thousands(f64::from(plan.rate)),
-        plan.open_for.as_secs_f64()
-    )
 }
 
 /// The `list<u8>` echo sweep: gRPC `Echo` and wasmrpc `echo-bytes`.

@@ -57,8 +57,11 @@ pub(super) struct Connection {
 
 type Frames = FramedRead<tokio::net::tcp::OwnedReadHalf, FrameCodec>;
 
+/// A call's outcome, or the panic that ended it.
+type Outcome = std::thread::Result<Result<ciborium::Value, CallError>>;
+
 /// Calls that did not finish in their first poll, with their ids.
-type Pending = FuturesUnordered<BoxFuture<'static, (u64, Result<ciborium::Value, CallError>)>>;
+type Pending = FuturesUnordered<BoxFuture<'static, (u64, Outcome)>>;
 
 impl Connection {
     pub fn new(
@@ -185,7 +188,7 @@ impl Connection {
     async fn serve_calls(
         &self,
         frames: &mut Frames,
-        tx: &Arc<Outbound>,
+        tx: &Outbound,
         role: Role,
     ) -> Result<(), ProtocolError> {
         // Peers learn this host's own functions now and after every change.
@@ -378,37 +381,32 @@ impl Connection {
             cancel: cancel.clone(),
         };
         let id = call.id;
-        let mut running = self.service.clone().call(request);
-        // One poll here: most calls are done after it, and their reply goes
-        // out with no task hand-over. A panic ends the call, not the
+        // A panic, in this poll or a later one, ends the call, not the
         // connection.
-        let first = std::future::poll_fn(|cx| {
-            Poll::Ready(std::panic::catch_unwind(AssertUnwindSafe(|| {
-                running.as_mut().poll(cx)
-            })))
-        })
-        .await;
-        let outcome = match first {
-            Ok(Poll::Ready(outcome)) => outcome,
-            Ok(Poll::Pending) => {
+        let mut running = AssertUnwindSafe(self.service.clone().call(request)).catch_unwind();
+        // One poll here: most calls are done after it, and their reply goes
+        // out with no task hand-over.
+        match futures::poll!(&mut running) {
+            Poll::Ready(outcome) => self.reply(tx, id, outcome),
+            Poll::Pending => {
                 // The rest runs among the pending calls; the id and the
                 // in-flight slot are freed before the reply is queued, so
                 // the caller may reuse both at once.
                 in_flight.insert(id, cancel);
                 pending.push(Box::pin(running.map(move |outcome| (id, outcome))));
-                return Ok(());
             }
-            Err(_) => Err(
-                CallError::internal("the host panicked while running the call")
-                    .in_region(&self.config.region),
-            ),
-        };
-        self.reply(tx, id, outcome);
+        }
         Ok(())
     }
 
     /// Queues the reply to call `id`.
-    fn reply(&self, tx: &Outbound, id: u64, outcome: Result<ciborium::Value, CallError>) {
+    fn reply(&self, tx: &Outbound, id: u64, outcome: Outcome) {
+        let outcome = outcome.unwrap_or_else(|_| {
+            Err(
+                CallError::internal("the host panicked while running the call")
+                    .in_region(&self.config.region),
+            )
+        });
         if let Some(frame) = reply_frame(id, outcome, self.config.max_frame, &self.config.region) {
             tx.queue(&frame);
         }
