@@ -122,6 +122,60 @@ async fn byte_strings_and_special_floats_keep_their_cbor_form() {
     assert!(matches!(nan, Value::Float(f) if f.is_nan()));
 }
 
+/// Signatures with a `list<u8>` (here `echo-bytes`, `frame` and
+/// `misbehave.big`) are called through wasmtime's typed API, which copies
+/// byte strings whole; the answers are those of the dynamic path.
+#[tokio::test]
+async fn byte_strings_are_copied_whole() {
+    let host = HostProcess::start(&["greeter", "misbehave"]);
+    let client = host.client().await;
+    let mebibyte: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
+    let echoed = client
+        .call(
+            "greeter.echo.echo-bytes",
+            vec![Value::Bytes(mebibyte.clone())],
+        )
+        .await
+        .unwrap();
+    assert_eq!(echoed, Value::Bytes(mebibyte));
+    let empty = client
+        .call("greeter.echo.echo-bytes", vec![Value::Bytes(Vec::new())])
+        .await
+        .unwrap();
+    assert_eq!(empty, Value::Bytes(Vec::new()));
+
+    // Two parameters of different kinds, in order; `result<list<u8>, string>`.
+    let framed = client
+        .call(
+            "greeter.frame",
+            vec![Value::Text("né".into()), Value::Bytes(vec![0, 255])],
+        )
+        .await
+        .unwrap();
+    assert_eq!(framed, Value::Bytes(vec![b'n', 0xc3, 0xa9, b':', 0, 255]));
+    let err = client
+        .call(
+            "greeter.frame",
+            vec![Value::Text("x".into()), Value::Bytes(Vec::new())],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::HandlerError);
+    assert_eq!(err.processed, Processed::Yes);
+    assert_eq!(err.message, "nothing to frame under `x`");
+    assert_eq!(
+        err.detail,
+        Some(Value::Text("nothing to frame under `x`".into()))
+    );
+
+    // A scalar parameter and a byte-string result.
+    let big = client
+        .call("misbehave.big", vec![Value::from(100_000)])
+        .await
+        .unwrap();
+    assert_eq!(big, Value::Bytes(vec![7; 100_000]));
+}
+
 #[tokio::test]
 async fn result_err_becomes_handler_error_carrying_the_error_value() {
     let host = HostProcess::start(&["greeter", "inventory"]);
@@ -197,6 +251,7 @@ async fn greeter_functions_compute_exact_answers() {
         ("greeter.initial", "[\"Zoë\"]", "\"Z\""),
         ("greeter.initial", "[\"\"]", "null"),
         ("greeter.checksum", "[[1, 2, 250]]", "[253,[250,2,1]]"),
+        ("greeter.frame", "[\"id\", [1, 2]]", "[105,100,58,1,2]"),
     ];
     for (function, arguments, expected) in cases {
         let value = client.call(function, args(arguments)).await.unwrap();
@@ -321,11 +376,38 @@ const INVALID: &[(&str, &str, &str)] = &[
         "[1]",
         "parameter `v`: expected bool, got integer 1",
     ),
+    // Functions that pass byte strings take the typed path (see
+    // `byte_strings_are_copied_whole`): same checks, same messages.
+    (
+        "greeter.frame",
+        "[\"id\"]",
+        "`greeter.frame` takes 2 arguments (label: string, body: list<u8>), got 1",
+    ),
+    (
+        "greeter.frame",
+        "[5, [1]]",
+        "parameter `label`: expected text, got integer 5",
+    ),
+    (
+        "greeter.frame",
+        "[\"id\", \"body\"]",
+        "parameter `body`: expected bytes or an array, got text \"body\"",
+    ),
+    (
+        "greeter.frame",
+        "[\"id\", [1, -1]]",
+        "parameter `body`: at [1]: -1 is out of range for u8",
+    ),
+    (
+        "misbehave.big",
+        "[4294967296]",
+        "parameter `len`: 4294967296 is out of range for u32",
+    ),
 ];
 
 #[tokio::test]
 async fn invalid_arguments_are_refused_naming_the_parameter() {
-    let host = HostProcess::start(&["math", "greeter"]);
+    let host = HostProcess::start(&["math", "greeter", "misbehave"]);
     let client = host.client().await;
     for (function, arguments, message) in INVALID {
         let err = client.call(function, args(arguments)).await.unwrap_err();

@@ -54,6 +54,16 @@ impl Guest for Greeter {
         reversed.reverse();
         (sum, reversed)
     }
+
+    fn frame(label: String, body: Vec<u8>) -> Result<Vec<u8>, String> {
+        if body.is_empty() {
+            return Err(format!("nothing to frame under `{label}`"));
+        }
+        let mut framed = label.into_bytes();
+        framed.push(b':');
+        framed.extend_from_slice(&body);
+        Ok(framed)
+    }
 }
 
 impl echo::Guest for Greeter {

@@ -1,5 +1,6 @@
 //! Runs plugins: the wasmtime engine with our fixed choices, compilation and
-//! reflection of exports, and dynamic calls with CBOR arguments.
+//! reflection of exports, and dynamic calls with CBOR arguments (typed calls
+//! for signatures that pass byte strings; see the `bytes` module).
 //!
 //! Every choice that keeps the host safe from its guests is made here, once:
 //! epoch interruption on a dedicated ticker thread, the deadline checked in the
@@ -9,6 +10,7 @@
 //! of the call and torn down after its reply; see the `instances` module),
 //! and WASI with no ambient capability.
 
+mod bytes;
 mod host_api;
 mod inline;
 mod instances;
@@ -113,6 +115,8 @@ pub struct Function {
     pub signature: String,
     params: Vec<(String, Type)>,
     result: Option<Type>,
+    /// Set when the typed path serves it (see the `bytes` module).
+    typed: Option<bytes::Shape>,
     index: ComponentExportIndex,
     /// Until when (ms on [`clock_ms`]) calls go straight to the guest pool,
     /// because a recent call was too long to run inline.
@@ -365,7 +369,7 @@ impl Runtime {
         &self,
         plugin: Arc<Plugin>,
         function: usize,
-        request: CallRequest,
+        mut request: CallRequest,
         router: Arc<dyn Service>,
         region: Arc<str>,
         reuse: bool,
@@ -386,15 +390,21 @@ impl Runtime {
                 request.args.len()
             )));
         }
-        let params = request
-            .args
-            .iter()
-            .zip(&func.params)
-            .map(|(arg, (name, ty))| {
-                value::to_val(arg, ty)
-                    .map_err(|e| CallError::invalid_args(format!("parameter `{name}`: {e}")))
-            })
-            .collect::<Result<Vec<Val>, _>>()?;
+        let args = std::mem::take(&mut request.args);
+        let invalid = |name: &str, e| CallError::invalid_args(format!("parameter `{name}`: {e}"));
+        let params = if func.typed.is_some() {
+            let args = args.into_iter().zip(&func.params);
+            Args::Typed(
+                args.map(|(arg, (name, ty))| bytes::arg(arg, ty).map_err(|e| invalid(name, e)))
+                    .collect::<Result<_, _>>()?,
+            )
+        } else {
+            let args = args.iter().zip(&func.params);
+            Args::Dynamic(
+                args.map(|(arg, (name, ty))| value::to_val(arg, ty).map_err(|e| invalid(name, e)))
+                    .collect::<Result<_, _>>()?,
+            )
+        };
         if request.remaining().is_zero() {
             return Err(CallError::deadline_exceeded(Processed::No));
         }
@@ -569,7 +579,7 @@ async fn run_guest(
     shared: Arc<Shared>,
     plugin: Arc<Plugin>,
     function: usize,
-    params: Vec<Val>,
+    params: Args,
     scope: CallScope,
     reuse: bool,
 ) -> Result<Value, CallError> {
@@ -580,19 +590,34 @@ async fn run_guest(
         Err((error, note)) => return Err(classify(&plugin.name, &func.name, error, note, limits)),
     };
     let outcome = match ready.instance.get_func(&mut ready.store, func.index) {
-        Some(export) => {
-            let mut results = vec![Val::Bool(false); usize::from(func.result.is_some())];
-            export
-                .call_async(&mut ready.store, &params, &mut results)
+        Some(export) => match (params, &func.typed) {
+            (Args::Typed(args), Some(shape)) => bytes::call(export, &mut ready.store, shape, args)
                 .await
-                .map(|()| results.pop())
-        }
+                .map(Output::Typed),
+            (Args::Dynamic(params), _) => {
+                let mut results = vec![Val::Bool(false); usize::from(func.result.is_some())];
+                export
+                    .call_async(&mut ready.store, &params, &mut results)
+                    .await
+                    .map(|()| Output::Dynamic(results.pop()))
+            }
+            (Args::Typed(_), None) => {
+                Err(wasmtime::format_err!("typed arguments for `{}`", func.name))
+            }
+        },
         None => Err(wasmtime::format_err!("export `{}` vanished", func.name)),
     };
     match outcome {
-        Ok(val) => {
+        Ok(Output::Typed(out)) if out.len() > limits.max_guest_output => {
+            shared.release(&plugin, ready, false, reuse);
+            Err(output_limit(&func.name, limits))
+        }
+        Ok(output) => {
             shared.release(&plugin, ready, true, reuse);
-            finish(func, val)
+            match output {
+                Output::Dynamic(val) => finish(func, val),
+                Output::Typed(out) => out.into_reply().or_else(|val| finish(func, Some(val))),
+            }
         }
         Err(error) => {
             let note = ready.store.data().take_panic_note();
@@ -600,6 +625,32 @@ async fn run_guest(
             Err(classify(&plugin.name, &func.name, error, note, limits))
         }
     }
+}
+
+/// A call's arguments, converted for the path that calls it.
+enum Args {
+    /// For wasmtime's dynamic API.
+    Dynamic(Vec<Val>),
+    /// For the typed path (see the `bytes` module).
+    Typed(Vec<bytes::Arg>),
+}
+
+/// What a call returned, by path.
+enum Output {
+    Dynamic(Option<Val>),
+    Typed(bytes::Out),
+}
+
+/// The error of a guest that handed the host more data than allowed.
+fn output_limit(function: &str, config: &RuntimeConfig) -> CallError {
+    CallError::new(
+        ErrorCode::ResourceExhausted,
+        Processed::Maybe,
+        format!(
+            "`{function}` handed the host more than the {} KiB of data allowed per call",
+            config.max_guest_output >> 10
+        ),
+    )
 }
 
 /// Turns the function's result into the reply value or a handler error.
@@ -672,14 +723,7 @@ fn classify(
         e.to_string()
             .contains("fuel allocated for hostcalls has been exhausted")
     }) {
-        return CallError::new(
-            ErrorCode::ResourceExhausted,
-            Processed::Maybe,
-            format!(
-                "`{function}` handed the host more than the {} KiB of data allowed per call",
-                config.max_guest_output >> 10
-            ),
-        );
+        return output_limit(function, config);
     }
     if let Some(limit) = error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
         return CallError::new(
@@ -743,11 +787,13 @@ fn reflect(
         return;
     }
     let signature = func_to_wit(params.iter().map(|(n, t)| (n.as_str(), t)), result.as_ref());
+    let typed = bytes::Shape::of(&params, result.as_ref());
     functions.push(Function {
         name,
         signature,
         params,
         result,
+        typed,
         index,
         pool_until: AtomicU64::new(0),
     });

@@ -20,7 +20,7 @@ pub struct ValueError {
 }
 
 impl ValueError {
-    fn new(message: impl Into<String>) -> Self {
+    pub(super) fn new(message: impl Into<String>) -> Self {
         ValueError {
             path: Vec::new(),
             message: message.into(),
