@@ -146,41 +146,80 @@ pub fn sequential(
     calls: u64,
     warmup: u64,
 ) -> anyhow::Result<Sequential> {
-    use std::time::Instant;
+    let mut measured = interleaved(math_wasm, &[instances], calls, warmup, 1)?;
+    Ok(measured.remove(0))
+}
+
+/// [`sequential`] for several modes at once, in `rounds` rounds of
+/// `calls / rounds` calls, each mode in turn within a round, so that a
+/// machine whose speed drifts meets every mode alike. One result per mode,
+/// in the order of `modes`.
+pub fn interleaved(
+    math_wasm: &[u8],
+    modes: &[Instances],
+    calls: u64,
+    warmup: u64,
+    rounds: u64,
+) -> anyhow::Result<Vec<Sequential>> {
+    use std::time::{Duration, Instant};
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let add = RuntimeCall::new(math_wasm, instances)?;
+    let adds = modes
+        .iter()
+        .map(|&mode| RuntimeCall::new(math_wasm, mode))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     runtime.block_on(async move {
-        let mut whole = crate::load::histogram();
-        let mut call = crate::load::histogram();
-        let mut began = Instant::now();
-        for i in 0..warmup + calls {
-            if i == warmup {
-                began = Instant::now();
-            }
-            let start = Instant::now();
-            add.add(i as i64, 2).await?;
-            let answered = start.elapsed();
-            // Let what the call left behind run, as between two calls.
-            tokio::task::yield_now().await;
-            if i >= warmup {
-                call.saturating_record(crate::load::nanos(answered));
-                whole.saturating_record(crate::load::nanos(start.elapsed()));
+        let rounds = rounds.max(1);
+        let per_round = (calls / rounds).max(1);
+        let mut measured: Vec<_> = modes
+            .iter()
+            .map(|_| {
+                (
+                    crate::load::histogram(),
+                    crate::load::histogram(),
+                    Duration::ZERO,
+                )
+            })
+            .collect();
+        for add in &adds {
+            for i in 0..warmup {
+                add.add(i as i64, 2).await?;
+                tokio::task::yield_now().await;
             }
         }
-        let elapsed = began.elapsed();
-        Ok(Sequential {
-            whole: crate::load::Measurement {
-                calls,
-                latency: whole,
-                elapsed,
-            },
-            call: crate::load::Measurement {
-                calls,
-                latency: call,
-                elapsed,
-            },
-        })
+        for _ in 0..rounds {
+            for (add, (whole, call, elapsed)) in adds.iter().zip(&mut measured) {
+                let began = Instant::now();
+                for i in 0..per_round {
+                    let start = Instant::now();
+                    add.add(i as i64, 2).await?;
+                    let answered = start.elapsed();
+                    // Let what the call left behind run, as between two calls.
+                    tokio::task::yield_now().await;
+                    call.saturating_record(crate::load::nanos(answered));
+                    whole.saturating_record(crate::load::nanos(start.elapsed()));
+                }
+                *elapsed += began.elapsed();
+            }
+        }
+        Ok(measured
+            .into_iter()
+            .map(|(whole, call, elapsed)| {
+                let calls = whole.len();
+                Sequential {
+                    whole: crate::load::Measurement {
+                        calls,
+                        latency: whole,
+                        elapsed,
+                    },
+                    call: crate::load::Measurement {
+                        calls,
+                        latency: call,
+                        elapsed,
+                    },
+                }
+            })
+            .collect())
     })
 }

@@ -351,7 +351,8 @@ impl Results {
                         the work it leaves behind\" times each call with that work (run \
                         between calls, as a host does after writing a reply). With the \
                         instance made on the call's path (`--spare-instances 0`), the call's \
-                        latency is instantiation + call."
+                        latency is instantiation + call. The three are measured in the same \
+                        interleaved rounds as the closed-loop loads."
                         .into(),
                     rows: self.in_process,
                 },
@@ -883,13 +884,14 @@ async fn payload_rows(plan: &Plan, started: &Started, results: &mut Results) {
 }
 
 /// `Runtime::call` of `math.add` in this process, one call at a time on one
-/// thread ([`micro::sequential`]): with a fresh instance made on the call's
-/// path (its latency is instantiation + call, the target's figure), made
-/// ahead of the call (the default), and with instance reuse. Each as its
-/// caller waits, and with the work it leaves behind (the whole cost).
+/// thread ([`micro::interleaved`], in [`Plan::rounds`] rounds): with a fresh
+/// instance made on the call's path (its latency is instantiation + call,
+/// the target's figure), made ahead of the call (the default), and with
+/// instance reuse. Each as its caller waits, and with the work it leaves
+/// behind (the whole cost).
 async fn in_process_rows(plan: &Plan, paths: &Paths, results: &mut Results) -> anyhow::Result<()> {
     let math = paths.guest("math")?;
-    for (instances, name) in [
+    let modes = [
         (
             micro::Instances::OnThePath,
             "fresh instance made on the call's path",
@@ -899,12 +901,15 @@ async fn in_process_rows(plan: &Plan, paths: &Paths, results: &mut Results) -> a
             "fresh instance made ahead (default)",
         ),
         (micro::Instances::Reuse, "warm instance (reuse)"),
-    ] {
-        let (calls, warmup, math) = (plan.calls, plan.warmup, math.clone());
-        let measured =
-            tokio::task::spawn_blocking(move || micro::sequential(&math, instances, calls, warmup))
-                .await
-                .context("the in-process measurement panicked")??;
+    ];
+    let (calls, warmup, rounds) = (plan.calls, plan.warmup, plan.rounds);
+    let instances: Vec<_> = modes.iter().map(|(instances, _)| *instances).collect();
+    let measured = tokio::task::spawn_blocking(move || {
+        micro::interleaved(&math, &instances, calls, warmup, rounds)
+    })
+    .await
+    .context("the in-process measurement panicked")??;
+    for ((instances, name), measured) in modes.into_iter().zip(measured) {
         let call = Row {
             system: format!("{name}: the call, as its caller waits"),
             load: "1 at a time, 1 thread".into(),
