@@ -158,7 +158,7 @@ async fn every_host_lists_every_function_with_its_regions() {
         let catalog = client.list().await.unwrap();
         assert_eq!(
             catalog.len(),
-            3 + 5 + 25 + 1 + 1,
+            3 + 6 + 25 + 1 + 1,
             "at {region}: {catalog:?}"
         );
     }

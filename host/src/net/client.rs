@@ -257,12 +257,16 @@ impl Client {
             .timeout
             .unwrap_or(self.shared.options.default_timeout);
         let deadline = Instant::now() + timeout;
+        let mut args = args;
         let mut attempt = 0;
         loop {
-            let error = match self
-                .attempt(function, args.clone(), &options, deadline)
-                .await
-            {
+            // The last attempt allowed takes the arguments; earlier ones copy.
+            let these = if attempt >= options.retries {
+                std::mem::take(&mut args)
+            } else {
+                args.clone()
+            };
+            let error = match self.attempt(function, these, &options, deadline).await {
                 Ok(value) => return Ok(value),
                 Err(error) => error,
             };

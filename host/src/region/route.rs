@@ -252,7 +252,7 @@ impl Router {
 
     async fn forward(
         &self,
-        request: CallRequest,
+        mut request: CallRequest,
         candidates: Vec<Arc<Peer>>,
         idempotent: bool,
     ) -> Result<Value, CallError> {
@@ -266,6 +266,7 @@ impl Router {
         let mut may_have_run = false;
         let mut last: Option<CallError> = None;
         let mut maybe_retries = 0u32;
+        let attempts = candidates.len().min(self.retry.max_attempts as usize);
         for (attempt, peer) in candidates.iter().enumerate() {
             if attempt as u32 >= self.retry.max_attempts {
                 break;
@@ -301,13 +302,14 @@ impl Router {
                 metadata: request.metadata.clone(),
                 ..CallOptions::default()
             };
+            // The last attempt allowed takes the arguments; earlier ones copy.
+            let args = if attempt + 1 >= attempts {
+                std::mem::take(&mut request.args)
+            } else {
+                request.args.clone()
+            };
             let result = peer
-                .call(
-                    &request.function,
-                    request.args.clone(),
-                    options,
-                    &request.cancel,
-                )
+                .call(&request.function, args, options, &request.cancel)
                 .await;
             let error = match result {
                 Ok(value) => return Ok(value),
