@@ -277,3 +277,136 @@ where
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime::component::Component;
+    use wasmtime::component::types::ComponentItem;
+    use wasmtime::{Config, Engine};
+
+    /// The shape of export `f` of a component that lifts a core function of
+    /// signature `core` with the component function type `ty`.
+    fn shape(ty: &str, core: &str) -> Option<Shape> {
+        let text = format!(
+            r#"(component
+                (core module $m
+                    (memory (export "memory") 1)
+                    (func (export "realloc") (param i32 i32 i32 i32) (result i32) unreachable)
+                    (func (export "f") {core} unreachable))
+                (core instance $i (instantiate $m))
+                (func (export "f") {ty}
+                    (canon lift (core func $i "f") (memory (core memory $i "memory"))
+                        (realloc (core func $i "realloc")))))"#
+        );
+        let bytes = wat::parse_str(text).expect("valid component text");
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        let engine = Engine::new(&config).unwrap();
+        let component = Component::new(&engine, bytes).unwrap();
+        let ty = component.component_type();
+        let (_, export) = ty.exports(&engine).next().unwrap();
+        let ComponentItem::ComponentFunc(func) = export.ty else {
+            panic!("`f` is not a function");
+        };
+        let params: Vec<(String, Type)> = func.params().map(|(n, t)| (n.to_owned(), t)).collect();
+        Shape::of(&params, func.results().next().as_ref())
+    }
+
+    fn served(params: &[Kind], returns: Returns) -> Option<Shape> {
+        Some(Shape {
+            params: params.to_vec(),
+            returns,
+        })
+    }
+
+    #[test]
+    fn signatures_with_a_top_level_byte_string_are_served() {
+        assert_eq!(
+            shape(
+                r#"(param "v" (list u8)) (result (list u8))"#,
+                "(param i32 i32) (result i32)"
+            ),
+            served(&[Kind::Bytes], Returns::Bytes)
+        );
+        assert_eq!(
+            shape(r#"(param "v" (list u8))"#, "(param i32 i32)"),
+            served(&[Kind::Bytes], Returns::Nothing)
+        );
+        assert_eq!(
+            shape(r#"(result (list u8))"#, "(result i32)"),
+            served(&[], Returns::Bytes)
+        );
+        assert_eq!(
+            shape(
+                r#"(param "n" u32) (result (list u8))"#,
+                "(param i32) (result i32)"
+            ),
+            served(&[Kind::U32], Returns::Bytes)
+        );
+        assert_eq!(
+            shape(
+                r#"(param "label" string) (param "body" (list u8)) (result (result (list u8) (error string)))"#,
+                "(param i32 i32 i32 i32) (result i32)"
+            ),
+            served(&[Kind::Text, Kind::Bytes], Returns::BytesOrError)
+        );
+        assert_eq!(
+            shape(
+                r#"(param "data" (list u8)) (param "at" u64) (result u64)"#,
+                "(param i32 i32 i64) (result i64)"
+            ),
+            served(&[Kind::Bytes, Kind::U64], Returns::U64)
+        );
+    }
+
+    #[test]
+    fn other_signatures_stay_on_the_dynamic_path() {
+        // No byte string at all.
+        assert_eq!(
+            shape(
+                r#"(param "s" string) (result string)"#,
+                "(param i32 i32) (result i32)"
+            ),
+            None
+        );
+        // Three parameters.
+        assert_eq!(
+            shape(
+                r#"(param "a" (list u8)) (param "b" (list u8)) (param "c" (list u8)) (result (list u8))"#,
+                "(param i32 i32 i32 i32 i32 i32) (result i32)"
+            ),
+            None
+        );
+        // A byte string inside another type.
+        assert_eq!(
+            shape(
+                r#"(param "v" (tuple (list u8))) (result u32)"#,
+                "(param i32 i32) (result i32)"
+            ),
+            None
+        );
+        assert_eq!(
+            shape(
+                r#"(param "v" (list u8)) (result (option (list u8)))"#,
+                "(param i32 i32) (result i32)"
+            ),
+            None
+        );
+        // A list of wider integers, and a parameter kind the path lacks.
+        assert_eq!(
+            shape(
+                r#"(param "v" (list u16)) (result u64)"#,
+                "(param i32 i32) (result i64)"
+            ),
+            None
+        );
+        assert_eq!(
+            shape(
+                r#"(param "v" (list u8)) (param "x" s32) (result (list u8))"#,
+                "(param i32 i32 i32) (result i32)"
+            ),
+            None
+        );
+    }
+}
