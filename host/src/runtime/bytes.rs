@@ -11,7 +11,9 @@
 //!   `result<list<u8>, string>`.
 //!
 //! Arguments are checked as on the dynamic path (with the same messages), and
-//! results and errors map to the same replies; only the copying differs.
+//! results and errors map to the same replies; only the copying differs. A
+//! result's byte or text string counts against `max_guest_output` byte for
+//! byte.
 
 use ciborium::Value;
 use wasmtime::Store;
