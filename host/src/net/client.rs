@@ -250,14 +250,13 @@ impl Client {
     pub async fn call_with(
         &self,
         function: &str,
-        args: Vec<Value>,
+        mut args: Vec<Value>,
         options: CallOptions,
     ) -> Result<Value, CallError> {
         let timeout = options
             .timeout
             .unwrap_or(self.shared.options.default_timeout);
         let deadline = Instant::now() + timeout;
-        let mut args = args;
         let mut attempt = 0;
         loop {
             // The last attempt allowed takes the arguments; earlier ones copy.

@@ -267,10 +267,7 @@ impl Router {
         let mut last: Option<CallError> = None;
         let mut maybe_retries = 0u32;
         let attempts = candidates.len().min(self.retry.max_attempts as usize);
-        for (attempt, peer) in candidates.iter().enumerate() {
-            if attempt as u32 >= self.retry.max_attempts {
-                break;
-            }
+        for (attempt, peer) in candidates.iter().take(attempts).enumerate() {
             if attempt > 0 && !self.budget.try_retry(&self.retry) {
                 tracing::warn!(function = %request.function, "retry budget exhausted");
                 break;
