@@ -13,8 +13,6 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use futures::future::BoxFuture;
-use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
@@ -61,7 +59,7 @@ type Frames = FramedRead<tokio::net::tcp::OwnedReadHalf, FrameCodec>;
 type Outcome = std::thread::Result<Result<ciborium::Value, CallError>>;
 
 /// Calls that did not finish in their first poll, with their ids.
-type Pending = FuturesUnordered<BoxFuture<'static, (u64, Outcome)>>;
+type Pending = super::pending::Pending<(u64, Outcome)>;
 
 impl Connection {
     pub fn new(
@@ -198,7 +196,7 @@ impl Connection {
             catalog_changes.mark_changed();
         }
         let mut in_flight: HashMap<u64, CancellationToken> = HashMap::new();
-        let mut pending: Pending = FuturesUnordered::new();
+        let mut pending: Pending = Pending::new();
         let mut draining = false;
         // Slow senders, idle connections and cancel floods are checked on a
         // tick; a quarter of the frame timeout keeps the check timely.

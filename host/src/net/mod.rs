@@ -6,6 +6,7 @@
 mod client;
 mod connection;
 mod outbound;
+mod pending;
 mod server;
 
 pub use client::{CallOptions, Client, ClientOptions};
