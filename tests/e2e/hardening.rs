@@ -359,6 +359,60 @@ async fn a_guest_handing_back_more_data_than_allowed_is_stopped() {
 }
 
 #[tokio::test]
+async fn the_output_limit_counts_text_and_nested_call_arguments_in_bytes() {
+    let host = HostProcess::start_with(
+        &["misbehave", "relay", "greeter"],
+        &["--max-guest-output-kib", "64"],
+    );
+    let client = host.client().await;
+    // A string result goes through wasmtime's dynamic API, whose hostcall
+    // fuel would let through 32 times the limit: it is measured in bytes.
+    let text = client
+        .call("misbehave.big-text", vec![Value::from(65_536)])
+        .await
+        .unwrap();
+    assert_eq!(text, Value::Text("x".repeat(65_536)));
+    let err = client
+        .call("misbehave.big-text", vec![Value::from(65_537)])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::ResourceExhausted);
+    assert_eq!(err.processed, Processed::Maybe);
+    assert_eq!(
+        err.message,
+        "`misbehave.big-text` handed the host more than the 64 KiB of data allowed per call"
+    );
+
+    // The arguments of a nested call, handed to the host's `call` import.
+    let nested = |len: usize| {
+        let mut args = Vec::new();
+        ciborium::into_writer(&Value::Array(vec![Value::Bytes(vec![7; len])]), &mut args).unwrap();
+        vec![
+            Value::Text("greeter.echo.echo-bytes".into()),
+            Value::Bytes(args),
+        ]
+    };
+    let echoed = client.call("relay.call", nested(60_000)).await.unwrap();
+    let Value::Bytes(echoed) = echoed else {
+        panic!("relay.call returned {echoed:?}");
+    };
+    let echoed: Value = ciborium::from_reader(echoed.as_slice()).unwrap();
+    assert_eq!(echoed, Value::Bytes(vec![7; 60_000]));
+    let err = client.call("relay.call", nested(70_000)).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::HandlerError);
+    assert_eq!(
+        err.message,
+        "plugin `relay` handed the host more than the 64 KiB of data allowed per call"
+    );
+    // The host still serves.
+    let text = client
+        .call("misbehave.big-text", vec![Value::from(3)])
+        .await
+        .unwrap();
+    assert_eq!(text, Value::Text("xxx".into()));
+}
+
+#[tokio::test]
 async fn a_guest_gets_no_socket() {
     let host = HostProcess::start(&["misbehave"]);
     let client = host.client().await;

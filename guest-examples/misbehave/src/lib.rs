@@ -70,6 +70,10 @@ impl Guest for Misbehave {
         vec![7; len as usize]
     }
 
+    fn big_text(len: u32) -> String {
+        "x".repeat(len as usize)
+    }
+
     fn connect(addr: String) -> Result<(), String> {
         std::net::TcpStream::connect(addr.as_str())
             .map(drop)

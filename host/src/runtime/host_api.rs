@@ -28,8 +28,12 @@ pub fn add_to_linker(
 impl types::Host for PluginState {}
 
 impl host::Host for PluginState {
-    fn log(&mut self, level: Level, message: String) {
+    fn log(&mut self, level: Level, mut message: String) {
         let plugin = tracing::field::display(&self.scope().plugin);
+        if message.len() > self.max_guest_output {
+            message.truncate(message.floor_char_boundary(self.max_guest_output));
+            message.push_str(" [truncated]");
+        }
         let message = message.escape_debug();
         match level {
             Level::Trace => tracing::trace!(plugin, "{message}"),
@@ -45,6 +49,19 @@ impl host::Host for PluginState {
     }
 
     async fn call(&mut self, function: String, args: Vec<u8>) -> Result<Vec<u8>, CallError> {
+        if function.len().saturating_add(args.len()) > self.max_guest_output {
+            return Err(CallError {
+                code: types::ErrorCode::ResourceExhausted,
+                message: format!(
+                    "plugin `{}` handed the host more than the {} KiB of data allowed per call",
+                    self.scope().plugin,
+                    self.max_guest_output >> 10
+                ),
+                region: Some(self.scope().region.to_string()),
+                processed: types::Processed::No,
+                detail: None,
+            });
+        }
         let args: Vec<Value> =
             ciborium::de::from_reader_with_recursion_limit(args.as_slice(), ARGS_NESTING).map_err(
                 |e| CallError {

@@ -251,11 +251,15 @@ impl Shared {
             plugin.name.clone(),
             limits.memory_limit,
             limits.table_limit,
+            limits.max_guest_output,
             scope,
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| state.limiter());
-        // Hostcall fuel counts host memory: one `Val` per value lifted.
+        // Hostcall fuel caps the host memory lifting may take: wasmtime
+        // charges a `Val` per list element lifted dynamically. What the guest
+        // hands over is measured in bytes after lifting: the result in
+        // `run_guest`, import arguments in `host_api`.
         store.set_hostcall_fuel(
             limits
                 .max_guest_output

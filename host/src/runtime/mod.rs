@@ -612,6 +612,13 @@ async fn run_guest(
             shared.release(&plugin, ready, false, reuse);
             Err(output_limit(&func.name, limits))
         }
+        // Hostcall fuel caps what lifting may allocate, not the data itself:
+        // wasmtime charges a `Val` per list element but a byte per character
+        // of a string. The result is measured here, in bytes.
+        Ok(Output::Dynamic(Some(val))) if value::data_len(&val) > limits.max_guest_output => {
+            shared.release(&plugin, ready, false, reuse);
+            Err(output_limit(&func.name, limits))
+        }
         Ok(output) => {
             shared.release(&plugin, ready, true, reuse);
             match output {

@@ -38,6 +38,8 @@ pub struct PluginState {
     scope: Option<CallScope>,
     /// Where a guest panic message seen on stderr is noted.
     panic_note: Arc<std::sync::Mutex<Option<String>>>,
+    /// Bytes the guest may hand the host in one host import call.
+    pub max_guest_output: usize,
 }
 
 /// What the running guest's host imports need to know about the call.
@@ -79,6 +81,7 @@ impl PluginState {
         plugin: Arc<str>,
         memory_limit: usize,
         table_limit: usize,
+        max_guest_output: usize,
         scope: CallScope,
     ) -> Self {
         PluginState {
@@ -92,6 +95,7 @@ impl PluginState {
             },
             scope: Some(scope),
             panic_note: Arc::new(std::sync::Mutex::new(None)),
+            max_guest_output,
         }
     }
 

@@ -378,6 +378,33 @@ pub fn from_val(val: Val, ty: &Type) -> Result<Value, ValueError> {
     })
 }
 
+/// Bytes of data in a lifted value, the measure of `max_guest_output`:
+/// strings by their UTF-8 length, lists by their elements, scalars by their
+/// size in the canonical ABI, flags by a bit per flag set, and the
+/// discriminant of a variant, enum, option or result by one byte. Names (of a record's fields, a variant's cases) are
+/// the type's, not data, and count nothing.
+pub fn data_len(val: &Val) -> usize {
+    let sum = |vals: &mut dyn Iterator<Item = &Val>| {
+        vals.fold(0usize, |total, val| total.saturating_add(data_len(val)))
+    };
+    let payload = |val: &Option<Box<Val>>| val.as_deref().map_or(0, data_len).saturating_add(1);
+    match val {
+        Val::Bool(_) | Val::S8(_) | Val::U8(_) => 1,
+        Val::S16(_) | Val::U16(_) => 2,
+        Val::S32(_) | Val::U32(_) | Val::Float32(_) | Val::Char(_) => 4,
+        Val::S64(_) | Val::U64(_) | Val::Float64(_) => 8,
+        Val::String(text) => text.len(),
+        Val::List(vals) | Val::Tuple(vals) | Val::FixedLengthList(vals) => sum(&mut vals.iter()),
+        Val::Map(pairs) => sum(&mut pairs.iter().flat_map(|(k, v)| [k, v])),
+        Val::Record(fields) => sum(&mut fields.iter().map(|(_, val)| val)),
+        Val::Variant(_, val) | Val::Option(val) => payload(val),
+        Val::Result(Ok(val) | Err(val)) => payload(val),
+        Val::Enum(_) => 1,
+        Val::Flags(flags) => flags.len().div_ceil(8),
+        Val::Resource(_) | Val::Future(_) | Val::Stream(_) | Val::ErrorContext(_) => 4,
+    }
+}
+
 fn elements(items: &[Value], elem: &Type) -> Result<Vec<Val>, ValueError> {
     items
         .iter()
@@ -459,5 +486,38 @@ pub fn describe(value: &Value) -> String {
         Value::Array(items) => format!("an array of {} elements", items.len()),
         Value::Map(entries) => format!("a map of {} entries", entries.len()),
         _ => "an unsupported CBOR item".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_len_counts_bytes_not_values() {
+        assert_eq!(data_len(&Val::String("héllo".into())), 6);
+        assert_eq!(data_len(&Val::List(vec![Val::U8(1); 1000])), 1000);
+        assert_eq!(data_len(&Val::List(vec![Val::U64(1); 10])), 80);
+        let record = Val::Record(vec![
+            ("a-long-field-name".into(), Val::String("abc".into())),
+            ("n".into(), Val::S32(-1)),
+        ]);
+        assert_eq!(data_len(&record), 3 + 4);
+        assert_eq!(data_len(&Val::Option(None)), 1);
+        assert_eq!(
+            data_len(&Val::Result(Err(Some(Box::new(Val::String("no".into())))))),
+            1 + 2
+        );
+        assert_eq!(
+            data_len(&Val::Variant(
+                "case".into(),
+                Some(Box::new(Val::Float64(1.0)))
+            )),
+            1 + 8
+        );
+        assert_eq!(
+            data_len(&Val::Tuple(vec![Val::Bool(true), Val::Char('x')])),
+            5
+        );
     }
 }
