@@ -9,6 +9,7 @@
 //! steal it: a thread wake-up, and a second run of the connection's task,
 //! for every forwarded call.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,8 +26,9 @@ pub(super) struct Pending<T> {
     /// The waker of each slot, made once and kept for the slot's next calls.
     slots: Vec<Arc<Slot>>,
     free: Vec<usize>,
-    /// Woken slots taken from [`Woken::slots`], not polled yet.
-    ready: Vec<usize>,
+    /// Woken slots taken from [`Woken::slots`], not polled yet, oldest
+    /// first.
+    ready: VecDeque<usize>,
     woken: Arc<Woken>,
     len: usize,
 }
@@ -65,7 +67,7 @@ impl<T> Pending<T> {
             calls: Vec::new(),
             slots: Vec::new(),
             free: Vec::new(),
-            ready: Vec::new(),
+            ready: VecDeque::new(),
             woken: Arc::default(),
             len: 0,
         }
@@ -93,7 +95,7 @@ impl<T> Pending<T> {
         // Queued without waking the task: it is the one pushing, and polls
         // the set next.
         self.slots[index].queued.store(true, Ordering::Release);
-        self.ready.push(index);
+        self.ready.push_back(index);
     }
 }
 
@@ -108,8 +110,8 @@ impl<T> Stream for Pending<T> {
         this.woken.task.register(cx.waker());
         // Calls woken from here on wake the task, and wait for its next poll.
         this.ready
-            .append(&mut this.woken.slots.lock().expect("pending lock"));
-        while let Some(index) = this.ready.pop() {
+            .extend(this.woken.slots.lock().expect("pending lock").drain(..));
+        while let Some(index) = this.ready.pop_front() {
             let slot = &this.slots[index];
             slot.queued.store(false, Ordering::Release);
             let Some(call) = this.calls[index].as_mut() else {
@@ -206,6 +208,32 @@ mod tests {
         done.sort_unstable();
         assert_eq!(done, [1, 7]);
         assert!(pending.is_empty());
+    }
+
+    #[test]
+    fn calls_woken_together_finish_oldest_wake_first() {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let mut pending = Pending::new();
+        let mut senders = Vec::new();
+        for id in 0..4u32 {
+            let (tx, rx) = oneshot::channel::<()>();
+            senders.push(Some(tx));
+            pending.push(Box::pin(async move {
+                rx.await.unwrap();
+                id
+            }));
+        }
+        assert!(poll(&mut pending, &count).is_pending());
+        for id in [2, 0, 3, 1] {
+            senders[id].take().unwrap().send(()).unwrap();
+        }
+        let done: Vec<u32> = (0..4)
+            .map(|_| match poll(&mut pending, &count) {
+                Poll::Ready(Some(id)) => id,
+                other => panic!("expected a finished call, got {other:?}"),
+            })
+            .collect();
+        assert_eq!(done, [2, 0, 3, 1]);
     }
 
     #[test]
