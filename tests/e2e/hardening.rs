@@ -413,6 +413,33 @@ async fn the_output_limit_counts_text_and_nested_call_arguments_in_bytes() {
 }
 
 #[tokio::test]
+async fn a_log_message_longer_than_the_output_limit_is_cut() {
+    let host = HostProcess::start_with(&["relay"], &["--max-guest-output-kib", "1"]);
+    let client = host.client().await;
+    // A function name over the limit: the nested call is refused, and
+    // `relay.call` logs that, name first.
+    let function = format!("f{}", "x".repeat(3000));
+    let err = client
+        .call(
+            "relay.call",
+            vec![Value::Text(function), Value::Bytes(vec![0x80])],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::HandlerError);
+    assert_eq!(
+        err.message,
+        "plugin `relay` handed the host more than the 1 KiB of data allowed per call"
+    );
+    host.wait_for_log(
+        &format!("f{} [truncated] plugin=relay", "x".repeat(1023)),
+        1,
+        Duration::from_secs(5),
+    );
+    assert!(!host.log().contains(&"x".repeat(1024)), "{}", host.log());
+}
+
+#[tokio::test]
 async fn a_guest_gets_no_socket() {
     let host = HostProcess::start(&["misbehave"]);
     let client = host.client().await;

@@ -25,7 +25,10 @@ impl Guest for Relay {
     }
 
     fn call(function: String, args: Vec<u8>) -> Result<Vec<u8>, String> {
-        call(&function, &args).map_err(|e| e.message)
+        call(&function, &args).map_err(|e| {
+            log(Level::Warn, &format!("{function} failed: {}", e.message));
+            e.message
+        })
     }
 }
 
