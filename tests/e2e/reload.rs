@@ -209,7 +209,13 @@ async fn broken_replacements_never_displace_the_working_version() {
         .map(|_| tokio::spawn(version_stream(client.clone(), stop.clone())))
         .collect();
     for (refusals, (what, bytes, reason)) in cases.iter().enumerate() {
-        WriteStyle::InPlace.to(&path, bytes);
+        // Renamed into place, so that the host sees each file whole and
+        // refuses it once. Written in place, a file is empty between the
+        // truncation and the write: once, on a loaded machine, the host read
+        // it then and refused the empty file before the broken one (the
+        // loaded version kept serving, but this test counts refusals).
+        // In-place writes are covered by the tests above.
+        WriteStyle::Rename.to(&path, bytes);
         host.wait_for_log("refused `", refusals + 1, Duration::from_secs(3));
         let log = host.log();
         let line = log
