@@ -155,6 +155,16 @@ mod tests {
         Pin::new(pending).poll_next(&mut Context::from_waker(&waker))
     }
 
+    /// Adds a call that finishes with `id` once the returned sender sends.
+    fn push_waiting(pending: &mut Pending<u32>, id: u32) -> oneshot::Sender<()> {
+        let (tx, rx) = oneshot::channel::<()>();
+        pending.push(Box::pin(async move {
+            rx.await.unwrap();
+            id
+        }));
+        tx
+    }
+
     #[test]
     fn a_waiting_call_does_not_wake_the_task_that_polls_it() {
         let count = Arc::new(Count(AtomicUsize::new(0)));
@@ -176,27 +186,14 @@ mod tests {
     fn calls_finish_in_the_order_they_are_woken_and_slots_are_reused() {
         let count = Arc::new(Count(AtomicUsize::new(0)));
         let mut pending = Pending::new();
-        let mut senders = Vec::new();
-        for id in 0..3u32 {
-            let (tx, rx) = oneshot::channel::<()>();
-            senders.push(tx);
-            pending.push(Box::pin(async move {
-                rx.await.unwrap();
-                id
-            }));
-        }
+        let mut senders: Vec<_> = (0..3).map(|id| push_waiting(&mut pending, id)).collect();
         assert!(poll(&mut pending, &count).is_pending());
         senders.remove(2).send(()).unwrap();
         assert_eq!(poll(&mut pending, &count), Poll::Ready(Some(2)));
         senders.remove(0).send(()).unwrap();
         assert_eq!(poll(&mut pending, &count), Poll::Ready(Some(0)));
-        // A new call takes a freed slot; the old calls' wakers do not
-        // reach it.
-        let (tx, rx) = oneshot::channel::<()>();
-        pending.push(Box::pin(async move {
-            rx.await.unwrap();
-            7
-        }));
+        // A new call takes a freed slot.
+        let tx = push_waiting(&mut pending, 7);
         assert!(poll(&mut pending, &count).is_pending());
         assert_eq!(pending.slots.len(), 3);
         tx.send(()).unwrap();
@@ -214,15 +211,9 @@ mod tests {
     fn calls_woken_together_finish_oldest_wake_first() {
         let count = Arc::new(Count(AtomicUsize::new(0)));
         let mut pending = Pending::new();
-        let mut senders = Vec::new();
-        for id in 0..4u32 {
-            let (tx, rx) = oneshot::channel::<()>();
-            senders.push(Some(tx));
-            pending.push(Box::pin(async move {
-                rx.await.unwrap();
-                id
-            }));
-        }
+        let mut senders: Vec<_> = (0..4)
+            .map(|id| Some(push_waiting(&mut pending, id)))
+            .collect();
         assert!(poll(&mut pending, &count).is_pending());
         for id in [2, 0, 3, 1] {
             senders[id].take().unwrap().send(()).unwrap();

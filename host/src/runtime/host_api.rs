@@ -50,17 +50,10 @@ impl host::Host for PluginState {
 
     async fn call(&mut self, function: String, args: Vec<u8>) -> Result<Vec<u8>, CallError> {
         if function.len().saturating_add(args.len()) > self.max_guest_output {
-            return Err(CallError {
-                code: types::ErrorCode::ResourceExhausted,
-                message: format!(
-                    "plugin `{}` handed the host more than the {} KiB of data allowed per call",
-                    self.scope().plugin,
-                    self.max_guest_output >> 10
-                ),
-                region: Some(self.scope().region.to_string()),
-                processed: types::Processed::No,
-                detail: None,
-            });
+            let scope = self.scope();
+            let who = format!("plugin `{}`", scope.plugin);
+            let error = super::data_limit(&who, self.max_guest_output, Processed::No);
+            return Err(to_wit_error(error.in_region(&scope.region)));
         }
         let args: Vec<Value> =
             ciborium::de::from_reader_with_recursion_limit(args.as_slice(), ARGS_NESTING).map_err(

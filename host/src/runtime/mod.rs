@@ -608,14 +608,7 @@ async fn run_guest(
         None => Err(wasmtime::format_err!("export `{}` vanished", func.name)),
     };
     match outcome {
-        Ok(Output::Typed(out)) if out.len() > limits.max_guest_output => {
-            shared.release(&plugin, ready, false, reuse);
-            Err(output_limit(&func.name, limits))
-        }
-        // Hostcall fuel caps what lifting may allocate, not the data itself:
-        // wasmtime charges a `Val` per list element but a byte per character
-        // of a string. The result is measured here, in bytes.
-        Ok(Output::Dynamic(Some(val))) if value::data_len(&val) > limits.max_guest_output => {
+        Ok(output) if output.data_len() > limits.max_guest_output => {
             shared.release(&plugin, ready, false, reuse);
             Err(output_limit(&func.name, limits))
         }
@@ -648,14 +641,36 @@ enum Output {
     Typed(bytes::Out),
 }
 
-/// The error of a guest that handed the host more data than allowed.
+impl Output {
+    /// Bytes of data the guest handed over, the measure of
+    /// `max_guest_output`. Hostcall fuel caps what lifting may allocate, not
+    /// the data itself: wasmtime charges a `Val` per list element but a byte
+    /// per character of a string.
+    fn data_len(&self) -> usize {
+        match self {
+            Output::Dynamic(val) => val.as_ref().map_or(0, value::data_len),
+            Output::Typed(out) => out.len(),
+        }
+    }
+}
+
+/// The error of a call whose guest handed the host more data than allowed.
 fn output_limit(function: &str, config: &RuntimeConfig) -> CallError {
+    data_limit(
+        &format!("`{function}`"),
+        config.max_guest_output,
+        Processed::Maybe,
+    )
+}
+
+/// The error for data over `limit` bytes handed to the host by `who`.
+fn data_limit(who: &str, limit: usize, processed: Processed) -> CallError {
     CallError::new(
         ErrorCode::ResourceExhausted,
-        Processed::Maybe,
+        processed,
         format!(
-            "`{function}` handed the host more than the {} KiB of data allowed per call",
-            config.max_guest_output >> 10
+            "{who} handed the host more than the {} KiB of data allowed per call",
+            limit >> 10
         ),
     )
 }
