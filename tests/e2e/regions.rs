@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ciborium::Value;
+use wasmrpc::protocol::{Call, Message, encode_message};
 use wasmrpc::{CallOptions, Client, ErrorCode, Processed};
-use wasmrpc_tests::{Cluster, HostProcess, Proxy, RegionSpec, cbor, json};
+use wasmrpc_tests::{Cluster, HostProcess, Proxy, Read2, RegionSpec, cbor, json};
 
 /// Waits until `client`'s catalog lists `function` in exactly `regions`.
 async fn wait_for(client: &Client, function: &str, regions: &[&str]) {
@@ -439,6 +440,94 @@ async fn a_non_idempotent_function_never_runs_twice_across_failover() {
         maybe <= 6,
         "{maybe} calls failed; at most one per worker was in flight"
     );
+}
+
+/// A batch of calls read in one go is forwarded in one write to the peer
+/// (the connection corks its thread); every call still gets its own exact
+/// answer, errors included, and the host goes on serving others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_forwarded_calls_in_one_write_answers_every_call_exactly() {
+    let cluster = Cluster::new(
+        &[
+            RegionSpec {
+                name: "edge",
+                hosts: 1,
+                plugins: &[],
+            },
+            RegionSpec {
+                name: "core",
+                hosts: 1,
+                plugins: &["math"],
+            },
+        ],
+        &[],
+        &[],
+    );
+    let hosts = cluster.start_all_linked();
+    let edge = Client::connect(cluster.listed("edge", 0)).await.unwrap();
+    wait_for(&edge, "math.add", &["core"]).await;
+
+    let mut conn = wasmrpc_tests::RawConn::handshake(cluster.listed("edge", 0));
+    let call = |id: u64, function: &str, a: i64, b: i64| {
+        let message = Message::Call(Call {
+            id,
+            function: function.into(),
+            args: vec![Value::from(a), Value::from(b)],
+            deadline_ms: None,
+            hops: 0,
+            visited: Vec::new(),
+            metadata: Default::default(),
+        });
+        encode_message(&message, 1 << 20).unwrap()
+    };
+    for round in 0..3i64 {
+        // 100 calls in one write: every tenth divides by zero.
+        let mut batch = Vec::new();
+        for id in 1..=100u64 {
+            let n = round * 1000 + id as i64;
+            if id % 10 == 0 {
+                batch.extend_from_slice(&call(id, "math.divide", n, 0));
+            } else {
+                batch.extend_from_slice(&call(id, "math.add", n, 7));
+            }
+        }
+        conn.send(&batch);
+        let mut answered = HashMap::new();
+        while answered.len() < 100 {
+            match conn.read(Duration::from_secs(10)) {
+                Read2::Message(Message::Reply(reply)) => {
+                    assert!(answered.insert(reply.id, Ok(reply.value)).is_none());
+                }
+                Read2::Message(Message::Error(error)) => {
+                    let id = error.id.expect("a call's error");
+                    assert!(answered.insert(id, Err(error)).is_none());
+                }
+                other => panic!("round {round}: {} answers, then {other:?}", answered.len()),
+            }
+        }
+        for id in 1..=100u64 {
+            let n = round * 1000 + id as i64;
+            match &answered[&id] {
+                Ok(value) if id % 10 != 0 => assert_eq!(value, &Value::from(n + 7), "call {id}"),
+                Err(error) if id % 10 == 0 => {
+                    assert_eq!(error.code, ErrorCode::HandlerError, "call {id}");
+                    assert_eq!(error.region.as_deref(), Some("core"), "call {id}");
+                    assert_eq!(error.message, "division by zero", "call {id}");
+                    assert_eq!(error.processed, Processed::Yes, "call {id}");
+                    assert_eq!(error.detail, Some(text("division by zero")), "call {id}");
+                }
+                other => panic!("call {id}: {other:?}"),
+            }
+        }
+    }
+    // The edge host serves other callers as before.
+    assert_eq!(
+        edge.call("math.add", vec![Value::from(40), Value::from(2)])
+            .await
+            .unwrap(),
+        Value::from(42)
+    );
+    drop(hosts);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

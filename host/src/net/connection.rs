@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
-use super::outbound::Outbound;
+use super::outbound::{self, Outbound};
 use super::server::ServerConfig;
 use crate::protocol::{
     Call, CallError, Catalog, CatalogUpdate, Drain, ErrorCode, ErrorReply, FrameCodec, Hello,
@@ -211,6 +211,10 @@ impl Connection {
         let overflowed = tx.overflowed();
         let shutdown = self.shutdown.cancelled();
         tokio::pin!(overflowed, shutdown);
+        // Calls of one batch are corked (see `outbound::cork`), so that
+        // their forwarded requests share one write per peer; however this
+        // loop ends, the thread is left uncorked.
+        let _uncork = outbound::Uncork;
         let result = loop {
             if draining && in_flight.is_empty() {
                 break Ok(());
@@ -220,6 +224,14 @@ impl Connection {
                 Some((id, outcome)) = pending.next(), if !pending.is_empty() => {
                     in_flight.remove(&id);
                     self.reply(tx, id, outcome);
+                    // Calls that finished together (a batch of replies from
+                    // a peer) answer in one write: take every finished one
+                    // before the flush below. `poll!` never suspends; it
+                    // polls with this task's waker, as the select does.
+                    while let Poll::Ready(Some((id, outcome))) = futures::poll!(pending.next()) {
+                        in_flight.remove(&id);
+                        self.reply(tx, id, outcome);
+                    }
                 }
                 () = &mut overflowed => break Err(ProtocolError::SlowReader(self.config.max_outbound)),
                 _ = tick.tick() => {
@@ -255,6 +267,10 @@ impl Connection {
                     };
                     match message {
                         Message::Call(call) => {
+                            // Lifted at the flush below, which comes before
+                            // this task can be suspended: the loop does not
+                            // wait while a complete frame is buffered.
+                            outbound::cork();
                             if let Err(error) =
                                 self.start_call(call, draining, &mut in_flight, &mut pending, tx).await
                             {
@@ -308,6 +324,7 @@ impl Connection {
             // once no complete frame is left to read.
             if !frames.decoder().holds_frame(frames.read_buffer()) {
                 tx.flush();
+                outbound::uncork();
             }
         };
         // The caller is gone or broke the protocol: stop the work it asked for.

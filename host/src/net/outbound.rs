@@ -8,7 +8,13 @@
 //! block, a background task waits until it is writable and writes the rest.
 //! Bytes not yet written are bounded: past the bound, frames are refused and
 //! [`Outbound::overflowed`] fires (a peer that does not read).
+//!
+//! A connection serving a batch of calls read in one go corks its thread
+//! ([`cork`]): requests its calls send to peers meanwhile are queued, and
+//! written when it uncorks, one write per peer for the whole batch, instead
+//! of one per forwarded call.
 
+use std::cell::RefCell;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -77,12 +83,15 @@ impl Outbound {
     }
 
     /// Queues `frame` and writes what is queued, unless someone else is
-    /// writing (they take it along). False when the frame was refused: the
-    /// bound was exceeded (and [`Outbound::overflowed`] fires), the outbound
-    /// is closed, or the socket failed.
-    pub fn send(&self, frame: &[u8]) -> bool {
+    /// writing (they take it along), or this thread is corked (see [`cork`]).
+    /// False when the frame was refused: the bound was exceeded (and
+    /// [`Outbound::overflowed`] fires), the outbound is closed, or the
+    /// socket failed.
+    pub fn send(self: &Arc<Self>, frame: &[u8]) -> bool {
         self.queue(frame) && {
-            self.flush();
+            if !CORKED.with_borrow_mut(|corked| corked.hold(self)) {
+                self.flush();
+            }
             true
         }
     }
@@ -236,6 +245,60 @@ impl Outbound {
     }
 }
 
+thread_local! {
+    static CORKED: RefCell<Corked> = const {
+        RefCell::new(Corked {
+            active: false,
+            held: Vec::new(),
+        })
+    };
+}
+
+/// This thread's cork: whether it is in place, and the outbounds with
+/// frames held back by it.
+struct Corked {
+    active: bool,
+    held: Vec<Arc<Outbound>>,
+}
+
+impl Corked {
+    /// Whether `outbound`'s queued frames wait for [`uncork`].
+    fn hold(&mut self, outbound: &Arc<Outbound>) -> bool {
+        if self.active && !self.held.iter().any(|h| Arc::ptr_eq(h, outbound)) {
+            self.held.push(outbound.clone());
+        }
+        self.active
+    }
+}
+
+/// Until [`uncork`] on this thread, [`Outbound::send`] queues without
+/// writing. The caller must uncork before its task can be suspended (the
+/// cork belongs to the thread, not to the task) and keep an [`Uncork`]
+/// guard for early exits and panics.
+pub(crate) fn cork() {
+    CORKED.with_borrow_mut(|corked| corked.active = true);
+}
+
+/// Lifts this thread's cork and writes what it held back.
+pub(crate) fn uncork() {
+    let held = CORKED.with_borrow_mut(|corked| {
+        corked.active = false;
+        std::mem::take(&mut corked.held)
+    });
+    for outbound in held {
+        outbound.flush();
+    }
+}
+
+/// Uncorks the thread when dropped: however the corking scope ends.
+pub(crate) struct Uncork;
+
+impl Drop for Uncork {
+    fn drop(&mut self) {
+        uncork();
+    }
+}
+
 /// The background writer of an [`Outbound`].
 pub(crate) struct WriterTask(tokio::task::JoinHandle<()>);
 
@@ -266,4 +329,86 @@ fn write_now(socket: &OwnedWriteHalf, chunk: &mut BytesMut) -> io::Result<usize>
         }
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// An outbound writing to one end of a loopback connection, and the
+    /// other end.
+    async fn pair() -> (Arc<Outbound>, WriterTask, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let connecting = TcpStream::connect(listener.local_addr().unwrap());
+        let (ours, theirs) = tokio::join!(connecting, listener.accept());
+        let (_, writer) = ours.unwrap().into_split();
+        let (outbound, task) = Outbound::start(writer, 1 << 20);
+        (outbound, task, theirs.unwrap().0)
+    }
+
+    /// Whatever `peer` can read without waiting.
+    fn readable_now(peer: &TcpStream) -> Vec<u8> {
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 1024];
+        loop {
+            match peer.try_read(&mut chunk) {
+                Ok(0) => return got,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return got,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    /// Reads until `want` bytes arrived, or a second passed.
+    async fn read_bytes(peer: &mut TcpStream, want: usize) -> Vec<u8> {
+        let mut got = vec![0u8; want];
+        tokio::time::timeout(Duration::from_secs(1), peer.read_exact(&mut got))
+            .await
+            .expect("the bytes arrive")
+            .unwrap();
+        got
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_send_writes_at_once_and_a_corked_send_waits_for_uncork() {
+        let (first, _task1, mut peer1) = pair().await;
+        let (second, _task2, mut peer2) = pair().await;
+
+        assert!(first.send(b"now"));
+        assert_eq!(read_bytes(&mut peer1, 3).await, b"now");
+
+        cork();
+        assert!(first.send(b"one,"));
+        assert!(second.send(b"two,"));
+        assert!(first.send(b"three"));
+        // Nothing written while corked (loopback delivers a write at once).
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(readable_now(&peer1), b"");
+        assert_eq!(readable_now(&peer2), b"");
+        uncork();
+        assert_eq!(read_bytes(&mut peer1, 9).await, b"one,three");
+        assert_eq!(read_bytes(&mut peer2, 4).await, b"two,");
+
+        // Uncorked again: sends write at once.
+        assert!(second.send(b"after"));
+        assert_eq!(read_bytes(&mut peer2, 5).await, b"after");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn dropping_the_guard_uncorks_even_when_unwinding() {
+        let (outbound, _task, mut peer) = pair().await;
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _uncork = Uncork;
+            cork();
+            assert!(outbound.send(b"held"));
+            panic!("the serving loop failed");
+        }));
+        assert!(unwound.is_err());
+        assert_eq!(read_bytes(&mut peer, 4).await, b"held");
+        assert!(outbound.send(b"free"));
+        assert_eq!(read_bytes(&mut peer, 4).await, b"free");
+    }
 }
