@@ -153,6 +153,11 @@ pub enum Availability {
 }
 
 impl Host {
+    /// The host's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// A new connection to the host.
     pub async fn connect(&self) -> anyhow::Result<Client> {
         Ok(Client::connect(self.addr).await?)

@@ -5,6 +5,7 @@
 //! builds what is needed, runs it and writes `BENCHMARKS.md`. The criterion
 //! benchmarks in `benches/` reuse [`micro`].
 
+pub mod cpu;
 pub mod floor;
 pub mod grpc;
 pub mod hosts;

@@ -16,6 +16,8 @@ pub struct Summary {
     pub p99_us: f64,
     pub p999_us: f64,
     pub calls_per_sec: f64,
+    /// CPU time per call, where it was measured.
+    pub cpu: Option<CpuPerCall>,
 }
 
 impl From<&Measurement> for Summary {
@@ -26,8 +28,17 @@ impl From<&Measurement> for Summary {
             p99_us: m.quantile_us(0.99),
             p999_us: m.quantile_us(0.999),
             calls_per_sec: m.calls_per_sec(),
+            cpu: None,
         }
     }
+}
+
+/// CPU time per call, in µs: of the processes serving the calls, and of the
+/// caller (the load generator and the system's client library).
+#[derive(Debug, Clone, Copy)]
+pub struct CpuPerCall {
+    pub servers_us: Option<f64>,
+    pub client_us: Option<f64>,
 }
 
 /// What became of one row.
@@ -232,6 +243,40 @@ impl Report {
                     Outcome::Failed(error) => format!("failed: {} | | | | ", one_line(error)),
                 };
                 let _ = writeln!(md, "| {} | {} | {cells} |", row.system, row.load);
+            }
+        }
+
+        let measured = self
+            .sections
+            .iter()
+            .flat_map(|s| &s.rows)
+            .filter_map(|row| match &row.outcome {
+                Outcome::Measured(Summary { cpu: Some(cpu), .. }) => Some((row, cpu)),
+                _ => None,
+            });
+        let mut cpu_rows = measured.peekable();
+        if cpu_rows.peek().is_some() {
+            md.push_str(
+                "\n## CPU per call\n\n\
+                 CPU time per completed call in the interleaved rounds above, in µs, \
+                 from the kernel's per-thread accounting: of the processes serving the \
+                 calls (every host of a forwarded call; the relay and the floor server \
+                 for the relayed floor), and of the caller (this benchmark's process: \
+                 the load generator and the system's client). It includes work done \
+                 after a reply, such as a host's instance teardown. On a machine with \
+                 two cores, servers and caller share them.\n\n\
+                 | system | load | servers µs | caller µs |\n|---|---|---:|---:|\n",
+            );
+            let us = |v: Option<f64>| v.map_or_else(|| "–".to_owned(), |v| format!("{v:.1}"));
+            for (row, cpu) in cpu_rows {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} |",
+                    row.system,
+                    row.load,
+                    us(cpu.servers_us),
+                    us(cpu.client_us)
+                );
             }
         }
 

@@ -16,10 +16,13 @@ use tokio::process::{Child, Command};
 use crate::hosts::{Availability, Host, Lab};
 use futures::future::BoxFuture;
 
+use crate::cpu::Usage;
 use crate::load::{self, Load, Measurement};
 use crate::micro;
 use crate::prepare::Paths;
-use crate::report::{Goal, Machine, Outcome, Report, Row, Section, Summary, Target, thousands};
+use crate::report::{
+    CpuPerCall, Goal, Machine, Outcome, Report, Row, Section, Summary, Target, thousands,
+};
 use crate::{floor, grpc};
 
 /// The example plugins loaded by the local host (all of them).
@@ -448,7 +451,7 @@ fn calls_per_sec(row: &Row) -> Option<f64> {
 
 /// A comparison server (`floor` or `grpc`) in a child process of this binary.
 struct ServerProcess {
-    _child: Child,
+    child: Child,
     addr: SocketAddr,
 }
 
@@ -477,10 +480,11 @@ impl ServerProcess {
             .strip_prefix("listening on ")
             .context("unexpected server output")?
             .parse()?;
-        Ok(ServerProcess {
-            _child: child,
-            addr,
-        })
+        Ok(ServerProcess { child, addr })
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 }
 
@@ -528,15 +532,25 @@ struct System {
     call: CallFn,
     /// Also measured open loop.
     open_loop: bool,
+    /// The processes serving its calls, whose CPU time the calls cost.
+    servers: Vec<u32>,
 }
 
 impl System {
-    fn new(kind: Kind, name: &str, call: CallFn) -> System {
+    fn new(kind: Kind, name: &str, call: CallFn, servers: &[Option<u32>]) -> System {
+        // A server that has exited has no CPU time to read: leave the
+        // system's CPU unmeasured rather than undercounted.
+        let servers = if servers.iter().all(Option::is_some) {
+            servers.iter().flatten().copied().collect()
+        } else {
+            Vec::new()
+        };
         System {
             kind,
             name: name.into(),
             call,
             open_loop: !matches!(kind, Kind::FloorConnections | Kind::FloorRelayed),
+            servers,
         }
     }
 }
@@ -623,6 +637,7 @@ impl Started {
                 Kind::Floor,
                 "raw TCP floor",
                 floor_call(floor.client.clone()),
+                &[floor.server.pid()],
             ));
             let clients = floor.clients.clone();
             systems.push(System::new(
@@ -632,14 +647,16 @@ impl Started {
                     let clients = clients.clone();
                     Box::pin(async move { floor_add(&clients[lane % clients.len()], lane).await })
                 }),
+                &[floor.server.pid()],
             ));
             systems.push(System::new(
                 Kind::FloorRelayed,
                 "raw TCP floor relayed one hop",
                 floor_call(floor.relayed.clone()),
+                &[floor.relay.pid(), floor.server.pid()],
             ));
         }
-        if let (Some((_, client)), true) = (&self.grpc, plan.runs(Group::Grpc)) {
+        if let (Some((server, client)), true) = (&self.grpc, plan.runs(Group::Grpc)) {
             let client = client.clone();
             systems.push(System::new(
                 Kind::Grpc,
@@ -653,6 +670,7 @@ impl Started {
                         Ok(())
                     })
                 }),
+                &[server.pid()],
             ));
         }
         if let (Some(local), true) = (&self.local, plan.runs(Group::Local)) {
@@ -660,20 +678,24 @@ impl Started {
                 Kind::Local,
                 "wasmrpc local `math.add`",
                 wasmrpc_add(local.client.clone(), "math.add"),
+                &[local.host.pid()],
             ));
         }
-        if let Some((_, client)) = &self.reuse {
+        if let Some((host, client)) = &self.reuse {
             systems.push(System::new(
                 Kind::Reuse,
                 "wasmrpc local `math.add`, instance reuse",
                 wasmrpc_add(client.clone(), "math.add"),
+                &[host.pid()],
             ));
         }
-        if let Some((_, client)) = &self.forwarded {
+        if let Some((hosts, client)) = &self.forwarded {
+            let pids: Vec<_> = hosts.iter().map(Host::pid).collect();
             systems.push(System::new(
                 Kind::Forwarded,
                 "wasmrpc forwarded a → b `math.add`",
                 wasmrpc_add(client.clone(), "math.add"),
+                &pids,
             ));
         }
         if let (Some(local), true) = (&self.local, plan.runs(Group::Nested)) {
@@ -681,6 +703,7 @@ impl Started {
                 Kind::Nested,
                 "wasmrpc nested `relay.add` → `math.add`",
                 wasmrpc_add(local.client.clone(), "relay.add"),
+                &[local.host.pid()],
             ));
         }
         systems
@@ -689,8 +712,8 @@ impl Started {
 
 /// The floor server, a relay in front of it, and their clients.
 struct Floor {
-    _server: ServerProcess,
-    _relay: ServerProcess,
+    server: ServerProcess,
+    relay: ServerProcess,
     client: floor::Client,
     /// One per call in flight.
     clients: Arc<Vec<floor::Client>>,
@@ -708,8 +731,8 @@ async fn start_floor(plan: &Plan) -> anyhow::Result<Floor> {
     }
     let relayed = floor::Client::connect(relay.addr).await?;
     Ok(Floor {
-        _server: server,
-        _relay: relay,
+        server,
+        relay,
         client,
         clients: Arc::new(clients),
         relayed,
@@ -793,6 +816,11 @@ async fn interleave(
     let per_round = (calls / plan.rounds.max(1)).max(1);
     let mut merged: Vec<Result<Option<Measurement>, String>> =
         systems.iter().map(|_| Ok(None)).collect();
+    let nothing = Usage {
+        servers: Some(Duration::ZERO),
+        client: Some(Duration::ZERO),
+    };
+    let mut used = vec![nothing; systems.len()];
     let closed = |calls| Load::Closed { calls, in_flight };
     for (system, merged) in systems.iter().zip(&mut merged) {
         if measured(system) {
@@ -804,14 +832,21 @@ async fn interleave(
         }
     }
     for _ in 0..plan.rounds.max(1) {
-        for (system, merged) in systems.iter().zip(&mut merged) {
+        for ((system, merged), used) in systems.iter().zip(&mut merged).zip(&mut used) {
             let Ok(so_far) = merged else { continue };
             if !measured(system) {
                 continue;
             }
             let call = system.call.clone();
             let call = move |lane| call(lane);
-            match load::run(&call, closed(per_round)).await {
+            let before = Usage::now(&system.servers);
+            let outcome = load::run(&call, closed(per_round)).await;
+            let mut round = Usage::now(&system.servers).since(before);
+            if system.servers.is_empty() {
+                round.servers = None;
+            }
+            used.add(round);
+            match outcome {
                 Ok(m) => match so_far {
                     Some(so_far) => so_far.merge(m),
                     None => *so_far = Some(m),
@@ -823,14 +858,25 @@ async fn interleave(
     systems
         .iter()
         .zip(merged)
-        .map(|(system, merged)| {
+        .zip(used)
+        .map(|((system, merged), used)| {
             let load = match (in_flight, system.kind) {
                 (1, _) => "1 in flight".to_owned(),
                 (n, Kind::FloorConnections) => format!("{n} in flight, {n} connections"),
                 (n, _) => format!("{n} in flight, 1 connection"),
             };
             let outcome = match merged {
-                Ok(Some(m)) => Outcome::Measured(Summary::from(&m)),
+                Ok(Some(m)) => {
+                    let per_call = |d: Option<Duration>| {
+                        d.map(|d| d.as_secs_f64() * 1e6 / m.calls.max(1) as f64)
+                    };
+                    let mut summary = Summary::from(&m);
+                    summary.cpu = Some(CpuPerCall {
+                        servers_us: per_call(used.servers),
+                        client_us: per_call(used.client),
+                    });
+                    Outcome::Measured(summary)
+                }
                 Ok(None) => return None,
                 Err(e) => Outcome::Failed(e),
             };
