@@ -192,8 +192,13 @@ impl Client {
             ended: CancellationToken::new(),
             catalog: watch::Sender::new(None),
         });
-        let reader =
-            tokio::spawn(read_responses(frames, pending.clone(), name.clone())).abort_handle();
+        let reader = tokio::spawn(read_responses(
+            frames,
+            pending.clone(),
+            tx.clone(),
+            name.clone(),
+        ))
+        .abort_handle();
         let slots = Semaphore::new(
             hello
                 .max_in_flight
@@ -478,13 +483,45 @@ impl Drop for PendingGuard<'_> {
     }
 }
 
+/// Ends [`Outbound::hold`] when dropped.
+struct Release<'a>(&'a Outbound);
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
+/// Replies read together past which the requests of the callers they wake
+/// are held for one write (see [`read_responses`]). Below it, letting those
+/// callers run first costs more than the writes it saves (measured with 2
+/// to 64 calls in flight on a 2-core machine).
+const HOLD_AT: usize = 4;
+
 /// Routes every incoming frame to the caller waiting for its id.
+///
+/// Replies read together wake their callers together. When more than
+/// [`HOLD_AT`] came in one read, the requests those callers make next are
+/// held (see [`Outbound::hold`]) until they have run, and go out in one
+/// write: with many calls in flight, one write per batch instead of one per
+/// call. Fewer replies hold nothing back.
 async fn read_responses(
     mut frames: FramedRead<tokio::net::tcp::OwnedReadHalf, crate::protocol::FrameCodec>,
     pending: Arc<Pending>,
+    tx: Arc<Outbound>,
     addr: String,
 ) {
+    // However this task ends (even aborted), nothing stays held.
+    let _release = Release(&tx);
+    let mut holding = false;
     let reason = loop {
+        if holding && !frames.decoder().holds_frame(frames.read_buffer()) {
+            // The batch is delivered: let the woken callers run, then send
+            // what they asked for at once.
+            tokio::task::yield_now().await;
+            holding = false;
+            tx.release();
+        }
         let body = match frames.next().await {
             Some(Ok(body)) => body,
             Some(Err(error)) => break format!("connection to `{addr}` failed: {error}"),
@@ -520,6 +557,10 @@ async fn read_responses(
             Ok(other) => break format!("host `{addr}` sent an unexpected `{}`", other.kind()),
             Err(error) => break format!("host `{addr}` sent a bad frame: {error}"),
         };
+        if !holding && frames.decoder().frames_held(frames.read_buffer(), HOLD_AT) >= HOLD_AT {
+            tx.hold();
+            holding = true;
+        }
         let waiter = pending.waiting.lock().expect("client lock").remove(&id);
         if let Some(waiter) = waiter {
             let _ = waiter.send(response);

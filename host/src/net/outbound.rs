@@ -45,6 +45,9 @@ struct State {
     writer: Writer,
     /// Set by [`Outbound::close`]: nothing more is accepted.
     closed: bool,
+    /// Between [`Outbound::hold`] and [`Outbound::release`]: sends queue
+    /// without writing.
+    held: bool,
     /// Writing failed: queued bytes were dropped and nothing more is accepted.
     failed: bool,
 }
@@ -88,29 +91,50 @@ impl Outbound {
     /// [`Outbound::overflowed`] fires), the outbound is closed, or the
     /// socket failed.
     pub fn send(self: &Arc<Self>, frame: &[u8]) -> bool {
-        self.queue(frame) && {
-            if !CORKED.with_borrow_mut(|corked| corked.hold(self)) {
-                self.flush();
-            }
-            true
+        let Some(held) = self.queue_frame(frame) else {
+            return false;
+        };
+        if !held && !CORKED.with_borrow_mut(|corked| corked.hold(self)) {
+            self.flush();
         }
+        true
+    }
+
+    /// Until [`Outbound::release`], [`Outbound::send`] queues without
+    /// writing, from any thread. For a client that has just woken a batch
+    /// of callers with the replies it read together: their next requests
+    /// share one write.
+    pub fn hold(&self) {
+        self.state().held = true;
+    }
+
+    /// Ends [`Outbound::hold`] and writes what was queued meanwhile.
+    pub fn release(&self) {
+        self.state().held = false;
+        self.flush();
     }
 
     /// Queues `frame` without writing it yet (see [`Outbound::send`]); call
     /// [`Outbound::flush`] after the last of a batch.
     pub fn queue(&self, frame: &[u8]) -> bool {
+        self.queue_frame(frame).is_some()
+    }
+
+    /// [`Outbound::queue`]; `Some(held)` when accepted, with whether the
+    /// outbound is held (see [`Outbound::hold`]).
+    fn queue_frame(&self, frame: &[u8]) -> Option<bool> {
         let mut state = self.state();
         if state.closed || state.failed {
-            return false;
+            return None;
         }
         if state.unsent + frame.len() > self.limit {
             drop(state);
             self.overflow.cancel();
-            return false;
+            return None;
         }
         state.buf.extend_from_slice(frame);
         state.unsent += frame.len();
-        true
+        Some(state.held)
     }
 
     /// Writes what is queued, now, as far as the socket takes it without
@@ -395,6 +419,23 @@ mod tests {
         // Uncorked again: sends write at once.
         assert!(second.send(b"after"));
         assert_eq!(read_bytes(&mut peer2, 5).await, b"after");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn sends_while_held_wait_for_release_from_any_thread() {
+        let (outbound, _task, mut peer) = pair().await;
+        outbound.hold();
+        assert!(outbound.send(b"here,"));
+        let elsewhere = outbound.clone();
+        std::thread::spawn(move || assert!(elsewhere.send(b"there")))
+            .join()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(readable_now(&peer), b"");
+        outbound.release();
+        assert_eq!(read_bytes(&mut peer, 10).await, b"here,there");
+        assert!(outbound.send(b"now"));
+        assert_eq!(read_bytes(&mut peer, 3).await, b"now");
     }
 
     #[tokio::test(flavor = "current_thread")]

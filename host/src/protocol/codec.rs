@@ -39,6 +39,24 @@ impl FrameCodec {
         }
     }
 
+    /// How many complete frames `buf` starts with, counting up to `most`.
+    pub fn frames_held(&self, buf: &[u8], most: usize) -> usize {
+        let mut rest = buf;
+        let mut count = 0;
+        while count < most {
+            let Some(len) = rest.first_chunk::<4>() else {
+                break;
+            };
+            let len = u32::from_be_bytes(*len) as usize;
+            if len > self.max_frame || rest.len() - 4 < len {
+                break;
+            }
+            rest = &rest[4 + len..];
+            count += 1;
+        }
+        count
+    }
+
     /// Since when a frame has been arriving without completing, if one is.
     pub fn partial_since(&self) -> Option<std::time::Instant> {
         self.partial_since
@@ -223,6 +241,24 @@ mod tests {
                 max: 4194304
             }
         ));
+    }
+
+    #[test]
+    fn frames_held_counts_complete_frames_up_to_a_cap() {
+        let codec = FrameCodec::new(64);
+        let mut buf = Vec::new();
+        for body in [&b"ab"[..], b"", b"cde"] {
+            buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
+            buf.extend_from_slice(body);
+        }
+        assert_eq!(codec.frames_held(&buf, 10), 3);
+        assert_eq!(codec.frames_held(&buf, 2), 2);
+        // A partial frame after them is not counted, nor is a short prefix.
+        buf.extend_from_slice(&[0, 0, 0, 9, 1]);
+        assert_eq!(codec.frames_held(&buf, 10), 3);
+        assert_eq!(codec.frames_held(&[0, 0], 10), 0);
+        // Counting stops at a length over the limit.
+        assert_eq!(codec.frames_held(&[0, 0, 0, 65, 0], 10), 0);
     }
 
     #[test]
