@@ -216,7 +216,10 @@ async fn broken_replacements_never_displace_the_working_version() {
         // loaded version kept serving, but this test counts refusals).
         // In-place writes are covered by the tests above.
         WriteStyle::Rename.to(&path, bytes);
-        host.wait_for_log("refused `", refusals + 1, Duration::from_secs(3));
+        // An empty file is waited for as a write in progress (5 s) before
+        // it is read and refused.
+        let wait = if bytes.is_empty() { 10 } else { 3 };
+        host.wait_for_log("refused `", refusals + 1, Duration::from_secs(wait));
         let log = host.log();
         let line = log
             .lines()
@@ -255,6 +258,31 @@ async fn broken_replacements_never_displace_the_working_version() {
         Duration::from_secs(3),
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_file_is_waited_for_like_a_write_in_progress() {
+    let (host, path, client) = serving_version_one().await;
+    // A copy that stalls after creating the file: it is empty, closed, and
+    // holds still for longer than the settling period.
+    std::fs::write(&path, b"").unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(
+        client.call("version.version", vec![]).await.unwrap(),
+        Value::from(1),
+        "the loaded version keeps serving"
+    );
+    WriteStyle::InPlace.to(&path, &component_returning(2));
+    until_answers(
+        &client,
+        "version.version",
+        &Value::from(2),
+        Duration::from_secs(3),
+    )
+    .await;
+    let log = host.log();
+    assert_eq!(log.matches("refused `").count(), 0, "{log}");
+    assert_eq!(log.matches("replaced from `").count(), 1, "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,9 @@
 //! the compiler thread and validated, and only then swapped in; removed files
 //! leave the catalog. A file is read only once it is complete: a write in
 //! progress (modified, not yet closed or renamed into place) is waited for,
-//! and the size and mtime must hold still for a settling period. A file that
+//! and the size and mtime must hold still for a settling period. An empty
+//! file is a copy that has not written its bytes yet: it is waited for like
+//! a write in progress, and refused only if it stays empty. A file that
 //! fails never replaces a working version. Calls in flight keep the version
 //! they started with.
 
@@ -32,7 +34,8 @@ pub struct ReloadConfig {
     pub debounce: Duration,
     /// How long a file's size and mtime must hold still before it is read.
     pub settle: Duration,
-    /// A file modified but never closed is read anyway after this long.
+    /// A file modified but never closed, or left empty, is read anyway
+    /// after this long.
     pub write_timeout: Duration,
     /// A full rescan happens this often even without events.
     pub rescan: Duration,
@@ -73,6 +76,8 @@ pub struct Reloader {
     config: ReloadConfig,
     /// Files being written: modified, not yet closed or renamed into place.
     writing: HashMap<PathBuf, Instant>,
+    /// Empty plugin files, and since when they have been seen empty.
+    empty: HashMap<PathBuf, Instant>,
     /// Changed files waiting to settle: the fingerprint and since when.
     settling: HashMap<PathBuf, (Fingerprint, Instant)>,
     /// The fingerprint each file had when it was last handled.
@@ -96,6 +101,7 @@ impl Reloader {
             registry,
             config,
             writing: HashMap::new(),
+            empty: HashMap::new(),
             settling: HashMap::new(),
             handled: HashMap::new(),
             refused: HashMap::new(),
@@ -258,6 +264,17 @@ impl Reloader {
                 continue;
             }
             if !immediate {
+                // Created and closed before its bytes came (a copy that
+                // stalled, or wrote in two steps): no component is empty.
+                if print.0 == 0 {
+                    let since = *self.empty.entry(path.clone()).or_insert_with(Instant::now);
+                    if since.elapsed() < self.config.write_timeout {
+                        later(since + self.config.write_timeout);
+                        continue;
+                    }
+                } else {
+                    self.empty.remove(&path);
+                }
                 if let Some(since) = self.writing.get(&path) {
                     if since.elapsed() < self.config.write_timeout {
                         later(*since + self.config.write_timeout);
@@ -285,6 +302,8 @@ impl Reloader {
                 updates.insert(name, Some(loaded));
             }
         }
+        self.empty
+            .retain(|path, _| path.metadata().is_ok_and(|m| m.len() == 0));
         for loaded in catalog.plugins() {
             let name = loaded.plugin.name.to_string();
             if !present.contains(&name) {
