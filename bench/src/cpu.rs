@@ -37,7 +37,8 @@ fn on_cpu_ns(schedstat: &str) -> Option<u64> {
 /// CPU time used by some server processes and by this process.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Usage {
-    /// Summed over the servers; `None` if one could not be read.
+    /// Summed over the servers; `None` if one could not be read, or none
+    /// was given.
     pub servers: Option<Duration>,
     /// This process (the load generator and the client).
     pub client: Option<Duration>,
@@ -46,10 +47,11 @@ pub struct Usage {
 impl Usage {
     /// The CPU time used so far by `servers` and by this process.
     pub fn now(servers: &[u32]) -> Usage {
-        let servers = servers
-            .iter()
-            .map(|&pid| process_time(pid))
-            .sum::<Option<Duration>>();
+        let servers = if servers.is_empty() {
+            None
+        } else {
+            servers.iter().map(|&pid| process_time(pid)).sum()
+        };
         Usage {
             servers,
             client: own_time(),
@@ -112,6 +114,7 @@ mod tests {
     fn a_server_that_cannot_be_read_makes_the_servers_unknown() {
         let usage = Usage::now(&[std::process::id(), u32::MAX]);
         assert_eq!(usage.servers, None);
+        assert_eq!(Usage::now(&[]).servers, None);
         assert!(usage.client.is_some());
         let mut total = Usage::now(&[std::process::id()]);
         assert!(total.servers.is_some());

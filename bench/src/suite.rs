@@ -841,11 +841,7 @@ async fn interleave(
             let call = move |lane| call(lane);
             let before = Usage::now(&system.servers);
             let outcome = load::run(&call, closed(per_round)).await;
-            let mut round = Usage::now(&system.servers).since(before);
-            if system.servers.is_empty() {
-                round.servers = None;
-            }
-            used.add(round);
+            used.add(Usage::now(&system.servers).since(before));
             match outcome {
                 Ok(m) => match so_far {
                     Some(so_far) => so_far.merge(m),

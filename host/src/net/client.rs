@@ -483,15 +483,6 @@ impl Drop for PendingGuard<'_> {
     }
 }
 
-/// Ends [`Outbound::hold`] when dropped.
-struct Release<'a>(&'a Outbound);
-
-impl Drop for Release<'_> {
-    fn drop(&mut self) {
-        self.0.release();
-    }
-}
-
 /// Replies read together past which the requests of the callers they wake
 /// are held for one write (see [`read_responses`]). Below it, letting those
 /// callers run first costs more than the writes it saves (measured with 2
@@ -511,16 +502,14 @@ async fn read_responses(
     tx: Arc<Outbound>,
     addr: String,
 ) {
-    // However this task ends (even aborted), nothing stays held.
-    let _release = Release(&tx);
-    let mut holding = false;
+    // However this task ends (even aborted), dropping the hold ends it.
+    let mut hold = None;
     let reason = loop {
-        if holding && !frames.decoder().holds_frame(frames.read_buffer()) {
+        if hold.is_some() && !frames.decoder().holds_frame(frames.read_buffer()) {
             // The batch is delivered: let the woken callers run, then send
             // what they asked for at once.
             tokio::task::yield_now().await;
-            holding = false;
-            tx.release();
+            hold = None;
         }
         let body = match frames.next().await {
             Some(Ok(body)) => body,
@@ -557,9 +546,9 @@ async fn read_responses(
             Ok(other) => break format!("host `{addr}` sent an unexpected `{}`", other.kind()),
             Err(error) => break format!("host `{addr}` sent a bad frame: {error}"),
         };
-        if !holding && frames.decoder().frames_held(frames.read_buffer(), HOLD_AT) >= HOLD_AT {
-            tx.hold();
-            holding = true;
+        if hold.is_none() && frames.decoder().frames_held(frames.read_buffer(), HOLD_AT) >= HOLD_AT
+        {
+            hold = Some(tx.hold());
         }
         let waiter = pending.waiting.lock().expect("client lock").remove(&id);
         if let Some(waiter) = waiter {

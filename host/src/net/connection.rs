@@ -221,16 +221,19 @@ impl Connection {
             }
             tokio::select! {
                 biased;
-                Some((id, outcome)) = pending.next(), if !pending.is_empty() => {
-                    in_flight.remove(&id);
-                    self.reply(tx, id, outcome);
+                Some(first) = pending.next(), if !pending.is_empty() => {
                     // Calls that finished together (a batch of replies from
                     // a peer) answer in one write: take every finished one
                     // before the flush below. `poll!` never suspends; it
                     // polls with this task's waker, as the select does.
-                    while let Poll::Ready(Some((id, outcome))) = futures::poll!(pending.next()) {
+                    let mut finished = Some(first);
+                    while let Some((id, outcome)) = finished {
                         in_flight.remove(&id);
                         self.reply(tx, id, outcome);
+                        finished = match futures::poll!(pending.next()) {
+                            Poll::Ready(next) => next,
+                            Poll::Pending => None,
+                        };
                     }
                 }
                 () = &mut overflowed => break Err(ProtocolError::SlowReader(self.config.max_outbound)),

@@ -45,8 +45,7 @@ struct State {
     writer: Writer,
     /// Set by [`Outbound::close`]: nothing more is accepted.
     closed: bool,
-    /// Between [`Outbound::hold`] and [`Outbound::release`]: sends queue
-    /// without writing.
+    /// While a [`Hold`] lives: sends queue without writing.
     held: bool,
     /// Writing failed: queued bytes were dropped and nothing more is accepted.
     failed: bool,
@@ -100,18 +99,13 @@ impl Outbound {
         true
     }
 
-    /// Until [`Outbound::release`], [`Outbound::send`] queues without
-    /// writing, from any thread. For a client that has just woken a batch
-    /// of callers with the replies it read together: their next requests
-    /// share one write.
-    pub fn hold(&self) {
+    /// Until the returned guard is dropped, [`Outbound::send`] queues
+    /// without writing, from any thread; dropping it writes what was queued.
+    /// For a client that has just woken a batch of callers with the replies
+    /// it read together: their next requests share one write.
+    pub fn hold(&self) -> Hold<'_> {
         self.state().held = true;
-    }
-
-    /// Ends [`Outbound::hold`] and writes what was queued meanwhile.
-    pub fn release(&self) {
-        self.state().held = false;
-        self.flush();
+        Hold(self)
     }
 
     /// Queues `frame` without writing it yet (see [`Outbound::send`]); call
@@ -323,6 +317,18 @@ impl Drop for Uncork {
     }
 }
 
+/// An [`Outbound::hold`]: dropping it (however its holder ends) writes what
+/// was queued meanwhile.
+#[must_use = "the hold ends when the guard is dropped"]
+pub(crate) struct Hold<'a>(&'a Outbound);
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        self.0.state().held = false;
+        self.0.flush();
+    }
+}
+
 /// The background writer of an [`Outbound`].
 pub(crate) struct WriterTask(tokio::task::JoinHandle<()>);
 
@@ -422,9 +428,9 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
-    async fn sends_while_held_wait_for_release_from_any_thread() {
+    async fn sends_while_held_wait_for_the_hold_to_end_from_any_thread() {
         let (outbound, _task, mut peer) = pair().await;
-        outbound.hold();
+        let hold = outbound.hold();
         assert!(outbound.send(b"here,"));
         let elsewhere = outbound.clone();
         std::thread::spawn(move || assert!(elsewhere.send(b"there")))
@@ -432,7 +438,7 @@ mod tests {
             .unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(readable_now(&peer), b"");
-        outbound.release();
+        drop(hold);
         assert_eq!(read_bytes(&mut peer, 10).await, b"here,there");
         assert!(outbound.send(b"now"));
         assert_eq!(read_bytes(&mut peer, 3).await, b"now");

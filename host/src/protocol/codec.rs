@@ -30,13 +30,7 @@ impl FrameCodec {
     /// Whether `buf` starts with a complete frame (or with a length over the
     /// limit, which the next decode reports).
     pub fn holds_frame(&self, buf: &[u8]) -> bool {
-        match buf.first_chunk::<4>() {
-            Some(len) => {
-                let len = u32::from_be_bytes(*len) as usize;
-                len > self.max_frame || buf.len() - 4 >= len
-            }
-            None => false,
-        }
+        matches!(self.first_frame(buf), Some(Ok(_)) | Some(Err(())))
     }
 
     /// How many complete frames `buf` starts with, counting up to `most`.
@@ -44,17 +38,25 @@ impl FrameCodec {
         let mut rest = buf;
         let mut count = 0;
         while count < most {
-            let Some(len) = rest.first_chunk::<4>() else {
+            let Some(Ok(len)) = self.first_frame(rest) else {
                 break;
             };
-            let len = u32::from_be_bytes(*len) as usize;
-            if len > self.max_frame || rest.len() - 4 < len {
-                break;
-            }
-            rest = &rest[4 + len..];
+            rest = &rest[len..];
             count += 1;
         }
         count
+    }
+
+    /// The first frame of `buf`: `Ok` with its whole length (prefix
+    /// included) when complete, `Err` when its length is over the limit,
+    /// `None` while incomplete.
+    fn first_frame(&self, buf: &[u8]) -> Option<Result<usize, ()>> {
+        let len = u32::from_be_bytes(*buf.first_chunk::<4>()?) as usize;
+        if len > self.max_frame {
+            Some(Err(()))
+        } else {
+            (buf.len() - 4 >= len).then_some(Ok(4 + len))
+        }
     }
 
     /// Since when a frame has been arriving without completing, if one is.
