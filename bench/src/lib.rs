@@ -5,6 +5,13 @@
 //! builds what is needed, runs it and writes `BENCHMARKS.md`. The criterion
 //! benchmarks in `benches/` reuse [`micro`].
 
+/// The allocator of the wasmrpc host (`host/src/main.rs`), in every process
+/// the bench runs: the load generator and the clients, the floor, relay and
+/// gRPC servers, and the in-process measurements of the host's runtime. No
+/// system gains or loses by its allocator alone.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod cpu;
 pub mod floor;
 pub mod grpc;
