@@ -359,6 +359,31 @@ async fn a_guest_handing_back_more_data_than_allowed_is_stopped() {
 }
 
 #[tokio::test]
+async fn a_reply_larger_than_a_frame_is_an_error_and_the_connection_goes_on() {
+    let host = HostProcess::start_with(&["misbehave"], &["--max-frame-kib", "64"]);
+    let client = host.client().await;
+    let err = client
+        .call("misbehave.big", vec![Value::from(100_000)])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::ResourceExhausted);
+    assert_eq!(err.processed, Processed::Yes);
+    assert_eq!(
+        err.message,
+        "the reply does not fit in a frame: frame of 100023 bytes exceeds the limit of 65536 bytes"
+    );
+    // The refused reply left nothing behind in the connection's queue: the
+    // next replies on the same connection arrive whole.
+    for len in [65_000, 10] {
+        let reply = client
+            .call("misbehave.big", vec![Value::from(len)])
+            .await
+            .unwrap();
+        assert_eq!(reply, Value::Bytes(vec![7; len as usize]));
+    }
+}
+
+#[tokio::test]
 async fn the_output_limit_counts_text_and_nested_call_arguments_in_bytes() {
     let host = HostProcess::start_with(
         &["misbehave", "relay", "greeter"],

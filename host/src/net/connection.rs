@@ -425,49 +425,41 @@ impl Connection {
                     .in_region(&self.config.region),
             )
         });
-        if let Some(frame) = reply_frame(id, outcome, self.config.max_frame, &self.config.region) {
-            tx.queue(&frame);
-        }
+        queue_reply(tx, id, outcome, self.config.max_frame, &self.config.region);
     }
 
     /// Queues `message`; the serving loop flushes once no complete frame is
     /// left to read.
     fn send(&self, tx: &Outbound, message: Message) {
-        match encode_message(&message, self.config.max_frame) {
-            Ok(frame) => {
-                tx.queue(&frame);
-            }
-            Err(error) => tracing::error!("cannot encode `{}`: {error}", message.kind()),
+        if let Err(error) = tx.queue_message(&message, self.config.max_frame) {
+            tracing::error!("cannot encode `{}`: {error}", message.kind());
         }
     }
 }
 
-/// The frame answering call `id`: its value or error, or `resource_exhausted`
-/// when the value does not fit in a frame.
-fn reply_frame(
+/// Queues the frame answering call `id`: its value or error, or
+/// `resource_exhausted` when the value does not fit in a frame.
+fn queue_reply(
+    tx: &Outbound,
     id: u64,
     outcome: Result<ciborium::Value, CallError>,
     max_frame: usize,
     region: &str,
-) -> Option<bytes::Bytes> {
+) {
     let message = match outcome {
         Ok(value) => Message::Reply(Reply { id, value }),
         Err(error) => Message::Error(ErrorReply::for_call(id, error)),
     };
-    let frame = encode_message(&message, max_frame).or_else(|error| {
+    let queued = tx.queue_message(&message, max_frame).or_else(|error| {
         let error = CallError::new(
             ErrorCode::ResourceExhausted,
             Processed::Yes,
             format!("the reply does not fit in a frame: {error}"),
         )
         .in_region(region);
-        encode_message(&Message::Error(ErrorReply::for_call(id, error)), max_frame)
+        tx.queue_message(&Message::Error(ErrorReply::for_call(id, error)), max_frame)
     });
-    match frame {
-        Ok(frame) => Some(frame),
-        Err(error) => {
-            tracing::error!("cannot encode the reply to call {id}: {error}");
-            None
-        }
+    if let Err(error) = queued {
+        tracing::error!("cannot encode the reply to call {id}: {error}");
     }
 }

@@ -25,6 +25,8 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::protocol::{Message, ProtocolError, encode_message_into};
+
 /// The write side of a connection, shared by everyone who sends on it.
 pub(crate) struct Outbound {
     socket: OwnedWriteHalf,
@@ -108,13 +110,41 @@ impl Outbound {
         Hold(self)
     }
 
-    /// Queues `frame` without writing it yet (see [`Outbound::send`]); call
-    /// [`Outbound::flush`] after the last of a batch.
-    pub fn queue(&self, frame: &[u8]) -> bool {
-        self.queue_frame(frame).is_some()
+    /// Queues `message` without writing it yet (see [`Outbound::send`]);
+    /// call [`Outbound::flush`] after the last of a batch. The message is
+    /// encoded straight into the queue: no frame of its own to allocate and
+    /// copy from, which for a large reply is a copy of every byte into memory
+    /// the cache does not hold. The lock is held while encoding, so this is
+    /// for an outbound with one sender, a connection's replies.
+    ///
+    /// `Ok(false)` when the frame was refused, as by [`Outbound::send`].
+    ///
+    /// # Errors
+    ///
+    /// When `message` cannot be encoded (see [`encode_message_into`]);
+    /// nothing is queued then.
+    pub fn queue_message(
+        &self,
+        message: &Message,
+        max_frame: usize,
+    ) -> Result<bool, ProtocolError> {
+        let mut state = self.state();
+        if state.closed || state.failed {
+            return Ok(false);
+        }
+        let start = state.buf.len();
+        let len = encode_message_into(message, max_frame, &mut state.buf)?;
+        if state.unsent + len > self.limit {
+            state.buf.truncate(start);
+            drop(state);
+            self.overflow.cancel();
+            return Ok(false);
+        }
+        state.unsent += len;
+        Ok(true)
     }
 
-    /// [`Outbound::queue`]; `Some(held)` when accepted, with whether the
+    /// [`Outbound::send`]'s queueing; `Some(held)` when accepted, with whether the
     /// outbound is held (see [`Outbound::hold`]).
     fn queue_frame(&self, frame: &[u8]) -> Option<bool> {
         let mut state = self.state();

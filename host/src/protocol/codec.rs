@@ -143,18 +143,41 @@ pub fn decode_message(body: &[u8]) -> Result<Message, ProtocolError> {
 /// [`ProtocolError::FrameTooLarge`] when the body exceeds `max_frame`.
 pub fn encode_message(message: &Message, max_frame: usize) -> Result<Bytes, ProtocolError> {
     let mut buf = BytesMut::with_capacity(64);
+    encode_message_into(message, max_frame, &mut buf)?;
+    Ok(buf.freeze())
+}
+
+/// Appends `message` to `buf` as a complete frame (length prefix included)
+/// and returns the frame's length. A writer's queue can take a frame this way
+/// without a buffer of its own to copy from.
+///
+/// # Errors
+///
+/// As [`encode_message`]; `buf` is then as it was.
+pub fn encode_message_into(
+    message: &Message,
+    max_frame: usize,
+    buf: &mut BytesMut,
+) -> Result<usize, ProtocolError> {
+    let start = buf.len();
     buf.put_u32(0);
-    ciborium::ser::into_writer(message, (&mut buf).writer())
-        .map_err(|e| ProtocolError::Malformed(format!("cannot encode message: {e}")))?;
-    let len = buf.len() - 4;
+    let encoded = ciborium::ser::into_writer(message, (&mut *buf).writer());
+    let len = buf.len() - start - 4;
+    if let Err(e) = encoded {
+        buf.truncate(start);
+        return Err(ProtocolError::Malformed(format!(
+            "cannot encode message: {e}"
+        )));
+    }
     if len > max_frame {
+        buf.truncate(start);
         return Err(ProtocolError::FrameTooLarge {
             len,
             max: max_frame,
         });
     }
-    buf[..4].copy_from_slice(&(len as u32).to_be_bytes());
-    Ok(buf.freeze())
+    buf[start..start + 4].copy_from_slice(&(len as u32).to_be_bytes());
+    Ok(len + 4)
 }
 
 /// Nesting depth of a value: scalars are 0, `[1]` is 1, `[[1]]` is 2.
@@ -214,6 +237,28 @@ mod tests {
         let body = FrameCodec::new(1 << 20).decode(&mut buf).unwrap().unwrap();
         assert!(buf.is_empty());
         assert_eq!(decode_message(&body).unwrap(), msg);
+    }
+
+    #[test]
+    fn a_frame_is_appended_to_what_the_buffer_holds_or_not_at_all() {
+        let ping = Message::Ping(crate::protocol::Ping { nonce: 3 });
+        let mut buf = BytesMut::from(&b"queued"[..]);
+        let len = encode_message_into(&ping, 1 << 20, &mut buf).unwrap();
+        assert_eq!(&buf[..6], b"queued");
+        assert_eq!(&buf[6..], &frame(&ping)[..]);
+        assert_eq!(len, buf.len() - 6);
+
+        let big = Message::Reply(crate::protocol::Reply {
+            id: 4,
+            value: Value::Bytes(vec![7; 100]),
+        });
+        let refused = encode_message_into(&big, 64, &mut buf);
+        assert!(
+            matches!(refused, Err(ProtocolError::FrameTooLarge { max: 64, .. })),
+            "{refused:?}"
+        );
+        assert_eq!(&buf[6..], &frame(&ping)[..]);
+        assert_eq!(buf.len(), 6 + len);
     }
 
     #[test]

@@ -10,7 +10,7 @@ mod error;
 pub mod json;
 mod message;
 
-pub use codec::{FrameCodec, decode_message, encode_message};
+pub use codec::{FrameCodec, decode_message, encode_message, encode_message_into};
 pub use error::{CallError, ErrorCode, Processed, ProtocolError};
 pub use message::{
     Call, Cancel, Catalog, CatalogUpdate, Drain, ErrorReply, FunctionInfo, Hello, ListFunctions,
