@@ -92,6 +92,9 @@ impl FrameCodec {
             });
         }
         if src.len() < 4 + len {
+            // Room for the whole frame at once: a large frame read into a
+            // buffer that doubles as it fills is copied at each doubling.
+            src.reserve(4 + len - src.len());
             return Ok(None);
         }
         src.advance(4);
@@ -259,6 +262,17 @@ mod tests {
         );
         assert_eq!(&buf[6..], &frame(&ping)[..]);
         assert_eq!(buf.len(), 6 + len);
+    }
+
+    #[test]
+    fn a_partial_frame_makes_room_for_the_whole_frame() {
+        let mut codec = FrameCodec::new(1 << 20);
+        let mut buf = BytesMut::new();
+        buf.put_u32(100_000);
+        buf.put_bytes(7, 10);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        assert!(buf.capacity() >= 100_004, "capacity {}", buf.capacity());
+        assert_eq!(buf.len(), 14);
     }
 
     #[test]
