@@ -92,9 +92,13 @@ impl FrameCodec {
             });
         }
         if src.len() < 4 + len {
-            // Room for the whole frame at once: a large frame read into a
-            // buffer that doubles as it fills is copied at each doubling.
-            src.reserve(4 + len - src.len());
+            // Once a sixteenth of the frame is here, room for all of it at
+            // once: a buffer that doubles as it fills copies what it holds
+            // at each doubling. Not sooner, so that a length prefix alone
+            // cannot make the host set aside a frame's worth of memory.
+            if src.len() >= (4 + len) / 16 {
+                src.reserve(4 + len - src.len());
+            }
             return Ok(None);
         }
         src.advance(4);
@@ -265,14 +269,17 @@ mod tests {
     }
 
     #[test]
-    fn a_partial_frame_makes_room_for_the_whole_frame() {
+    fn a_partial_frame_makes_room_for_the_whole_frame_once_a_sixteenth_is_here() {
         let mut codec = FrameCodec::new(1 << 20);
         let mut buf = BytesMut::new();
         buf.put_u32(100_000);
         buf.put_bytes(7, 10);
         assert!(codec.decode(&mut buf).unwrap().is_none());
+        assert!(buf.capacity() < 100_004, "capacity {}", buf.capacity());
+        buf.put_bytes(7, 6_250 - 14);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
         assert!(buf.capacity() >= 100_004, "capacity {}", buf.capacity());
-        assert_eq!(buf.len(), 14);
+        assert_eq!(buf.len(), 6_250);
     }
 
     #[test]
