@@ -92,7 +92,11 @@ impl Outbound {
     /// [`Outbound::overflowed`] fires), the outbound is closed, or the
     /// socket failed.
     pub fn send(self: &Arc<Self>, frame: &[u8]) -> bool {
-        let Some(held) = self.queue_frame(frame) else {
+        let appended = self.append(|buf| {
+            buf.extend_from_slice(frame);
+            Ok::<_, std::convert::Infallible>(frame.len())
+        });
+        let Ok(Some(held)) = appended else {
             return false;
         };
         if !held && !CORKED.with_borrow_mut(|corked| corked.hold(self)) {
@@ -128,37 +132,33 @@ impl Outbound {
         message: &Message,
         max_frame: usize,
     ) -> Result<bool, ProtocolError> {
+        Ok(self
+            .append(|buf| encode_message_into(message, max_frame, buf))?
+            .is_some())
+    }
+
+    /// Appends a frame with `write`, which returns its length, unless the
+    /// outbound is closed or failed. Past the bound the frame is taken back
+    /// and [`Outbound::overflowed`] fires. `Some(held)` when accepted, with
+    /// whether the outbound is held (see [`Outbound::hold`]).
+    fn append<E>(
+        &self,
+        write: impl FnOnce(&mut BytesMut) -> Result<usize, E>,
+    ) -> Result<Option<bool>, E> {
         let mut state = self.state();
         if state.closed || state.failed {
-            return Ok(false);
+            return Ok(None);
         }
         let start = state.buf.len();
-        let len = encode_message_into(message, max_frame, &mut state.buf)?;
+        let len = write(&mut state.buf)?;
         if state.unsent + len > self.limit {
             state.buf.truncate(start);
             drop(state);
             self.overflow.cancel();
-            return Ok(false);
+            return Ok(None);
         }
         state.unsent += len;
-        Ok(true)
-    }
-
-    /// [`Outbound::send`]'s queueing; `Some(held)` when accepted, with whether the
-    /// outbound is held (see [`Outbound::hold`]).
-    fn queue_frame(&self, frame: &[u8]) -> Option<bool> {
-        let mut state = self.state();
-        if state.closed || state.failed {
-            return None;
-        }
-        if state.unsent + frame.len() > self.limit {
-            drop(state);
-            self.overflow.cancel();
-            return None;
-        }
-        state.buf.extend_from_slice(frame);
-        state.unsent += frame.len();
-        Some(state.held)
+        Ok(Some(state.held))
     }
 
     /// Writes what is queued, now, as far as the socket takes it without
