@@ -94,6 +94,65 @@ async fn a_guest_past_the_inline_budget_moves_off_the_network_thread() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_call_held_up_by_the_os_keeps_its_function_inline() {
+    // The budget is wall time, so a short call whose thread the OS stops
+    // for a while passes it too. Stopping the whole host (SIGSTOP) for 5 ms
+    // at a time while adds run does that; once a stopped add is moved to the
+    // pool, it has next to no work left there, and `math.add` stays inline.
+    let plugins = plugin_dir(&["math"]);
+    let host = host_with(&plugins, &[]);
+    let client = host.client().await;
+    assert_adds(&client, 1, 2).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let adders: Vec<_> = (0..4)
+        .map(|_| {
+            let (client, stop) = (client.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut i = 0i64;
+                while !stop.load(Ordering::Relaxed) {
+                    let sum = client
+                        .call("math.add", vec![Value::from(i), Value::from(2)])
+                        .await
+                        .unwrap();
+                    assert_eq!(sum, Value::from(i + 2));
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    let pid = i32::try_from(host.pid()).unwrap();
+    let moved = "`math.add` ran past the inline budget of 1ms; moved to the guest pool";
+    let mut stops = 0;
+    while !host.log().contains(moved) {
+        assert!(
+            stops < 3_000,
+            "no add was stopped while inline in {stops} stops"
+        );
+        stops += 1;
+        // SAFETY: signals to our own child process.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        std::thread::sleep(Duration::from_millis(5));
+        unsafe { libc::kill(pid, libc::SIGCONT) };
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    host.wait_for_log("`math.add` needed ", 1, Duration::from_secs(5));
+    stop.store(true, Ordering::Relaxed);
+    for adder in adders {
+        adder.await.unwrap();
+    }
+    let log = host.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("`math.add` needed "))
+        .unwrap();
+    assert!(
+        line.ends_with("of CPU time after its move; its calls stay inline"),
+        "{line}"
+    );
+    eprintln!("{stops} stops; {line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_no_inline_budget_every_guest_runs_on_the_pool() {
     let plugins = plugin_dir(&["math", "misbehave"]);
     let host = host_with(&plugins, &["--inline-budget", "0s"]);

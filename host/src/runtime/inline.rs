@@ -10,7 +10,10 @@
 //! ([`preempt`]), the poll returns, and the call continues on the guest pool.
 //! So a guest holds a network thread for at most the budget plus one ticker
 //! step, and a function that outlasted the budget is served from the pool
-//! for a while (see `Function::prefers_pool`).
+//! for a while (see `Function::prefers_pool`). The budget is wall time; a
+//! short call whose thread the OS set aside (both CPUs busy) passes it too,
+//! so the move is judged again by the CPU time the call still needed on the
+//! pool ([`CpuTimed`]): under the budget, the function's calls stay inline.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -246,6 +249,60 @@ pub(crate) async fn poll_inline<F: Future + Unpin>(
     }
 }
 
+/// CPU time the calling thread has used so far.
+///
+/// A system call (about 1 µs here), unlike the wall clock: used only for calls
+/// that left the inline path.
+pub(crate) fn thread_cpu_time() -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, writable timespec; the clock id is a
+    // constant every Linux supports.
+    let status = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    if status != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(
+        u64::try_from(now.tv_sec).unwrap_or(0),
+        u32::try_from(now.tv_nsec).unwrap_or(0),
+    )
+}
+
+/// A future that counts the CPU time its polls take, whichever thread runs
+/// them: how much work a call really did, apart from the time its thread
+/// waited for a CPU.
+pub(crate) struct CpuTimed<F> {
+    future: F,
+    used: Duration,
+}
+
+impl<F> CpuTimed<F> {
+    pub fn new(future: F) -> CpuTimed<F> {
+        CpuTimed {
+            future,
+            used: Duration::ZERO,
+        }
+    }
+
+    /// CPU time taken by the polls so far.
+    pub fn used(&self) -> Duration {
+        self.used
+    }
+}
+
+impl<F: Future + Unpin> Future for CpuTimed<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let began = thread_cpu_time();
+        let poll = Pin::new(&mut self.future).poll(cx);
+        self.used += thread_cpu_time().saturating_sub(began);
+        poll
+    }
+}
+
 /// Pending once, without asking to be woken: whoever polled it moves the
 /// call to the guest pool, which polls it again at once.
 struct YieldOnce(bool);
@@ -277,6 +334,59 @@ mod tests {
         assert!(watch.overdue(start + Duration::from_millis(2), budget));
         watch.release(slot);
         assert!(!watch.overdue(start + Duration::from_millis(2), budget));
+    }
+
+    /// Polls `future` to completion on this thread.
+    fn finish<F: Future + Unpin>(future: &mut F) -> F::Output {
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        loop {
+            if let Poll::Ready(output) = Pin::new(&mut *future).poll(&mut cx) {
+                return output;
+            }
+        }
+    }
+
+    #[test]
+    fn cpu_timed_counts_work_and_not_waiting() {
+        // Waiting for 50 ms (as a thread does when the OS runs another one)
+        // takes next to no CPU time.
+        let mut waits = CpuTimed::new(std::future::poll_fn(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            Poll::Ready(7)
+        }));
+        assert_eq!(finish(&mut waits), 7);
+        assert!(
+            waits.used() < Duration::from_millis(10),
+            "{:?}",
+            waits.used()
+        );
+
+        // Computing for 30 ms over three polls takes 30 ms of CPU time.
+        let mut polls = 0;
+        let mut works = CpuTimed::new(std::future::poll_fn(|_| {
+            let began = thread_cpu_time();
+            while thread_cpu_time() - began < Duration::from_millis(10) {
+                std::hint::black_box(());
+            }
+            polls += 1;
+            if polls == 3 {
+                Poll::Ready(polls)
+            } else {
+                Poll::Pending
+            }
+        }));
+        assert_eq!(finish(&mut works), 3);
+        assert!(
+            works.used() >= Duration::from_millis(30),
+            "{:?}",
+            works.used()
+        );
+        assert!(
+            works.used() < Duration::from_millis(60),
+            "{:?}",
+            works.used()
+        );
     }
 
     #[test]

@@ -130,10 +130,20 @@ impl Function {
     }
 
     /// A call ran (or would have run) too long inline: serve the next calls
-    /// from the guest pool for a while.
-    fn send_to_pool(&self) {
-        self.pool_until
-            .store(clock_ms() + POOL_FOR_MS, Ordering::Relaxed);
+    /// from the guest pool for a while. Returns the mark, for
+    /// [`Function::back_inline`].
+    fn send_to_pool(&self) -> u64 {
+        let until = clock_ms() + POOL_FOR_MS;
+        self.pool_until.store(until, Ordering::Relaxed);
+        until
+    }
+
+    /// Withdraws the mark `until` set by [`Function::send_to_pool`], unless a
+    /// later move has set another.
+    fn back_inline(&self, until: u64) {
+        let _ = self
+            .pool_until
+            .compare_exchange(until, 0, Ordering::Relaxed, Ordering::Relaxed);
     }
 }
 
@@ -446,12 +456,13 @@ impl Runtime {
         // call finishes, awaits something, or outlasts the budget. The epoch
         // callback checks deadline and cancellation meanwhile.
         let budget = self.shared.config.inline_budget;
+        let mut moved = None;
         if !budget.is_zero() && !func.prefers_pool() {
             match inline::poll_inline(&self.shared.watch, &mut run).await {
                 Inline::Done(output) => return output,
                 Inline::Panicked => return Err(panicked()),
                 Inline::Pending { preempted: true } => {
-                    func.send_to_pool();
+                    moved = Some(func.send_to_pool());
                     tracing::debug!(
                         "`{}` ran past the inline budget of {budget:?}; moved to the guest pool",
                         func.name
@@ -466,9 +477,28 @@ impl Runtime {
             let cancel = cancel.clone();
             // Epoch ticks run while guests run on the pool.
             let running = self.shared.watch.pool_run();
+            let plugin = plugin.clone();
             async move {
                 let _running = running;
-                bounded(run, deadline, &cancel).await
+                let Some(until) = moved else {
+                    return bounded(run, deadline, &cancel).await;
+                };
+                // The budget is wall time: a thread the OS set aside for a
+                // while (both CPUs busy) can pass it in a short call. Such a
+                // call has little left to do once moved, and the function's
+                // next calls stay inline.
+                let mut timed = inline::CpuTimed::new(run);
+                let outcome = bounded(&mut timed, deadline, &cancel).await;
+                if timed.used() < budget {
+                    let func = &plugin.functions[function];
+                    func.back_inline(until);
+                    tracing::debug!(
+                        "`{}` needed {:?} of CPU time after its move; its calls stay inline",
+                        func.name,
+                        timed.used()
+                    );
+                }
+                outcome
             }
         };
         let mut task = AbortOnDropHandle::new(self.guests().spawn(guarded));
