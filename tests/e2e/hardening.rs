@@ -384,6 +384,27 @@ async fn a_reply_larger_than_a_frame_is_an_error_and_the_connection_goes_on() {
 }
 
 #[tokio::test]
+async fn a_catalog_larger_than_a_frame_is_an_error_and_the_connection_goes_on() {
+    // The catalog of these 47 functions takes several KiB: more than a
+    // 1 KiB frame.
+    let host = HostProcess::start_with(
+        &["math", "greeter", "inventory", "orders", "misbehave"],
+        &["--max-frame-kib", "1"],
+    );
+    let client = host.client().await;
+    let err = client.list().await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::ResourceExhausted);
+    assert_eq!(err.processed, Processed::Yes);
+    assert_eq!(err.message, "the catalog does not fit in one frame");
+    // Nothing of the refused catalog was queued: the next answers on the
+    // same connection arrive whole.
+    assert_adds(&client, 40, 2).await;
+    let err = client.list().await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::ResourceExhausted);
+    assert_adds(&client, 41, 2).await;
+}
+
+#[tokio::test]
 async fn the_output_limit_counts_text_and_nested_call_arguments_in_bytes() {
     let host = HostProcess::start_with(
         &["misbehave", "relay", "greeter"],

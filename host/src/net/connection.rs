@@ -298,9 +298,8 @@ impl Connection {
                         Message::List(list) => {
                             let functions = self.service.catalog();
                             let catalog = Message::Catalog(Catalog { id: list.id, functions });
-                            if encode_message(&catalog, self.config.max_frame).is_ok() {
-                                self.send(tx, catalog);
-                            } else {
+                            // A refused frame leaves nothing queued.
+                            if tx.queue_message(&catalog, self.config.max_frame).is_err() {
                                 let error = CallError::new(
                                     ErrorCode::ResourceExhausted,
                                     Processed::Yes,
