@@ -84,7 +84,13 @@ async fn a_guest_past_the_inline_budget_moves_off_the_network_thread() {
         .await
         .unwrap();
     assert_eq!(again, Value::from(20));
-    assert_eq!(host.log().matches("ran past the inline budget").count(), 1);
+    // (An add the OS held up on a loaded machine may log a move of its own.)
+    assert_eq!(
+        host.log()
+            .matches("`misbehave.busy` ran past the inline budget")
+            .count(),
+        1
+    );
     let (busy, slowest) = running.await.unwrap();
     assert_eq!(busy, Value::from(300));
     assert!(
