@@ -3,7 +3,7 @@
 //! instances made ahead of calls are still fresh.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ciborium::Value;
@@ -110,9 +110,10 @@ async fn a_short_call_held_up_by_the_os_keeps_its_function_inline() {
     let client = host.client().await;
     assert_adds(&client, 1, 2).await;
     let stop = Arc::new(AtomicBool::new(false));
+    let added = Arc::new(AtomicU64::new(0));
     let adders: Vec<_> = (0..4)
         .map(|_| {
-            let (client, stop) = (client.clone(), stop.clone());
+            let (client, stop, added) = (client.clone(), stop.clone(), added.clone());
             tokio::spawn(async move {
                 let mut i = 0i64;
                 while !stop.load(Ordering::Relaxed) {
@@ -122,6 +123,7 @@ async fn a_short_call_held_up_by_the_os_keeps_its_function_inline() {
                         .unwrap();
                     assert_eq!(sum, Value::from(i + 2));
                     i += 1;
+                    added.fetch_add(1, Ordering::Relaxed);
                 }
             })
         })
@@ -142,6 +144,18 @@ async fn a_short_call_held_up_by_the_os_keeps_its_function_inline() {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     host.wait_for_log("`math.add` needed ", 1, Duration::from_secs(5));
+    // Within the second the move would have sent `math.add` to the pool
+    // for, the adds run inline: the guest pool's threads stay idle.
+    let (pool_before, adds_before) = (guest_pool_cpu(host.pid()), added.load(Ordering::Relaxed));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pool_used = guest_pool_cpu(host.pid()) - pool_before;
+    let adds = added.load(Ordering::Relaxed) - adds_before;
+    eprintln!("the guest pool ran for {pool_used:?} during {adds} adds");
+    assert!(adds >= 100, "only {adds} adds in 300 ms");
+    assert!(
+        pool_used < Duration::from_millis(20),
+        "the guest pool ran for {pool_used:?} during {adds} adds"
+    );
     stop.store(true, Ordering::Relaxed);
     for adder in adders {
         adder.await.unwrap();
@@ -196,6 +210,24 @@ async fn instances_made_ahead_of_calls_are_fresh_for_every_call() {
         assert_eq!(tally, Value::from(1));
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+}
+
+/// CPU time the guest pool's threads (`wasm-guest`) of process `pid` have
+/// used so far, from the kernel's per-thread accounting.
+fn guest_pool_cpu(pid: u32) -> Duration {
+    let nanos = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| {
+            let task = task.ok()?.path();
+            let name = std::fs::read_to_string(task.join("comm")).ok()?;
+            if name.trim_end() != "wasm-guest" {
+                return None;
+            }
+            let schedstat = std::fs::read_to_string(task.join("schedstat")).ok()?;
+            schedstat.split_whitespace().next()?.parse::<u64>().ok()
+        })
+        .sum();
+    Duration::from_nanos(nanos)
 }
 
 /// Context switches of all the threads of process `pid` so far.
