@@ -158,6 +158,11 @@ impl Host {
         self.child.id()
     }
 
+    /// The address the host listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// A new connection to the host.
     pub async fn connect(&self) -> anyhow::Result<Client> {
         Ok(Client::connect(self.addr).await?)

@@ -260,8 +260,8 @@ impl Report {
                 "\n## CPU per call\n\n\
                  CPU time per completed call in the interleaved rounds above, in µs, \
                  from the kernel's per-thread accounting: of the processes serving the \
-                 calls (every host of a forwarded call; the relay and the floor server \
-                 for the relayed floor), and of the caller (this benchmark's process: \
+                 calls (every host of a forwarded call; the relay and the server behind \
+                 it for the relayed rows), and of the caller (this benchmark's process: \
                  the load generator and the system's client). It includes work done \
                  after a reply, such as a host's instance teardown. On a machine with \
                  two cores, servers and caller share them.\n\n\

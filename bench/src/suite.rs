@@ -39,6 +39,10 @@ const ALL_PLUGINS: &[&str] = &[
 /// Payload sizes of the echo sweep.
 const PAYLOADS: &[(usize, &str)] = &[(1 << 10, "1 KiB"), (64 << 10, "64 KiB"), (1 << 20, "1 MiB")];
 
+/// The forwarded calls' target host reached through a byte relay instead of
+/// the forwarding host: what the hop costs with no work in it.
+const RELAYED: &str = "wasmrpc `math.add` on b through a raw TCP relay";
+
 /// The sidecar that turns on instance reuse for `math` (a host opt-in).
 const REUSE_SIDECAR: &str = "reuse_instances = true\n";
 
@@ -220,6 +224,7 @@ struct Results {
     reuse_p50: Option<f64>,
     reuse_pipelined: Option<f64>,
     forwarded_p50: Option<f64>,
+    relayed_p50: Option<f64>,
     fresh_median: Option<f64>,
     fresh_whole_median: Option<f64>,
 }
@@ -245,6 +250,7 @@ impl Results {
                 self.reuse_pipelined = many_rate;
             }
             Kind::Forwarded => self.forwarded_p50 = one_p50,
+            Kind::Relayed => self.relayed_p50 = one_p50,
             Kind::FloorConnections | Kind::Nested => {}
         }
         let rows = [one, many, open].into_iter().flatten();
@@ -278,16 +284,26 @@ impl Results {
                 us(self.forwarded_p50, "forwarded"),
                 us(self.local_p50, "local"),
             )
-            .noting(
-                // What one more hop costs with no work at all, for scale.
-                match (self.floor_relayed_p50, self.floor_p50) {
+            .noting({
+                // What one more hop costs with no work in it, for scale: b
+                // behind a byte relay in a's place, and the floor relayed.
+                let behind_relay = match (self.relayed_p50, self.local_p50) {
+                    (Some(relayed), Some(local)) if local > 0.0 => Some(format!(
+                        "b behind a raw TCP relay instead of a: {:.2} ({relayed:.1} µs / {local:.1} µs local)",
+                        relayed / local
+                    )),
+                    _ => None,
+                };
+                let floor_hop = match (self.floor_relayed_p50, self.floor_p50) {
                     (Some(relayed), Some(floor)) if floor > 0.0 => Some(format!(
                         "a raw TCP relay hop: {:.2} ({relayed:.1} µs relayed floor / {floor:.1} µs floor)",
                         relayed / floor
                     )),
                     _ => None,
-                },
-            ),
+                };
+                let notes: Vec<String> = [behind_relay, floor_hop].into_iter().flatten().collect();
+                (!notes.is_empty()).then(|| notes.join("; "))
+            }),
             Target {
                 name: "fresh instantiation + call, median (µs)".into(),
                 goal: Goal::AtMost(10.0),
@@ -522,6 +538,9 @@ enum Kind {
     Local,
     Reuse,
     Forwarded,
+    /// The forwarded call's target host behind a byte-for-byte TCP relay,
+    /// in place of the forwarding host.
+    Relayed,
     Nested,
 }
 
@@ -549,7 +568,10 @@ impl System {
             kind,
             name: name.into(),
             call,
-            open_loop: !matches!(kind, Kind::FloorConnections | Kind::FloorRelayed),
+            open_loop: !matches!(
+                kind,
+                Kind::FloorConnections | Kind::FloorRelayed | Kind::Relayed
+            ),
             servers,
         }
     }
@@ -570,6 +592,9 @@ struct Started {
     local: Option<LocalHost>,
     reuse: Option<(Host, wasmrpc::Client)>,
     forwarded: Option<(Vec<Host>, wasmrpc::Client)>,
+    /// A relay in front of the forwarded calls' target host, and a client
+    /// of it.
+    relayed: Option<(ServerProcess, wasmrpc::Client)>,
 }
 
 impl Started {
@@ -624,6 +649,18 @@ impl Started {
             match forwarded.await {
                 Ok(forwarded) => started.forwarded = Some(forwarded),
                 Err(e) => results.add.push(failed("wasmrpc forwarded", &e)),
+            }
+            if let Some((hosts, _)) = &started.forwarded {
+                let relayed = async {
+                    let target = hosts[0].addr().to_string();
+                    let relay = ServerProcess::start_with("floor-relay", &[&target]).await?;
+                    let client = wasmrpc::Client::connect(relay.addr).await?;
+                    anyhow::Ok((relay, client))
+                };
+                match relayed.await {
+                    Ok(relayed) => started.relayed = Some(relayed),
+                    Err(e) => results.add.push(failed(RELAYED, &e)),
+                }
             }
         }
         started
@@ -696,6 +733,14 @@ impl Started {
                 "wasmrpc forwarded a → b `math.add`",
                 wasmrpc_add(client.clone(), "math.add"),
                 &pids,
+            ));
+        }
+        if let (Some((relay, client)), Some((hosts, _))) = (&self.relayed, &self.forwarded) {
+            systems.push(System::new(
+                Kind::Relayed,
+                RELAYED,
+                wasmrpc_add(client.clone(), "math.add"),
+                &[relay.pid(), hosts[0].pid()],
             ));
         }
         if let (Some(local), true) = (&self.local, plan.runs(Group::Nested)) {
