@@ -14,6 +14,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod cpu;
 pub mod floor;
+pub mod frame_relay;
 pub mod grpc;
 pub mod hosts;
 pub mod load;

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use wasmrpc_bench::prepare::{self, Paths};
 use wasmrpc_bench::suite::{self, Plan};
-use wasmrpc_bench::{floor, grpc};
+use wasmrpc_bench::{floor, frame_relay, grpc};
 
 /// Side-by-side benchmarks of wasmrpc, a raw TCP floor and gRPC.
 #[derive(Parser)]
@@ -29,7 +29,7 @@ enum Command {
     #[command(hide = true)]
     Serve {
         system: Server,
-        /// The server a `floor-relay` forwards to.
+        /// The server a `floor-relay` or `frame-relay` forwards to.
         upstream: Option<std::net::SocketAddr>,
     },
 }
@@ -39,6 +39,9 @@ enum Server {
     Floor,
     /// A byte-for-byte TCP relay in front of a floor server.
     FloorRelay,
+    /// A relay that decodes and re-encodes every wasmrpc frame, in front of
+    /// a wasmrpc host.
+    FrameRelay,
     Grpc,
 }
 
@@ -145,6 +148,10 @@ async fn serve(system: Server, upstream: Option<std::net::SocketAddr>) -> anyhow
         Server::FloorRelay => {
             let upstream = upstream.context("`floor-relay` needs the upstream address")?;
             floor::relay(listener, upstream).await?
+        }
+        Server::FrameRelay => {
+            let upstream = upstream.context("`frame-relay` needs the upstream address")?;
+            frame_relay::serve(listener, upstream).await?
         }
         Server::Grpc => grpc::serve(listener).await?,
     }

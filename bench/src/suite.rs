@@ -43,6 +43,11 @@ const PAYLOADS: &[(usize, &str)] = &[(1 << 10, "1 KiB"), (64 << 10, "64 KiB"), (
 /// the forwarding host: what the hop costs with no work in it.
 const RELAYED: &str = "wasmrpc `math.add` on b through a raw TCP relay";
 
+/// The forwarded calls' target host reached through a relay that decodes and
+/// re-encodes every frame: what the hop costs with only the protocol's
+/// codec in it.
+const FRAME_RELAYED: &str = "wasmrpc `math.add` on b through a decoding frame relay";
+
 /// The sidecar that turns on instance reuse for `math` (a host opt-in).
 const REUSE_SIDECAR: &str = "reuse_instances = true\n";
 
@@ -225,6 +230,7 @@ struct Results {
     reuse_pipelined: Option<f64>,
     forwarded_p50: Option<f64>,
     relayed_p50: Option<f64>,
+    frame_relayed_p50: Option<f64>,
     fresh_median: Option<f64>,
     fresh_whole_median: Option<f64>,
 }
@@ -251,6 +257,7 @@ impl Results {
             }
             Kind::Forwarded => self.forwarded_p50 = one_p50,
             Kind::Relayed => self.relayed_p50 = one_p50,
+            Kind::FrameRelayed => self.frame_relayed_p50 = one_p50,
             Kind::FloorConnections | Kind::Nested => {}
         }
         let rows = [one, many, open].into_iter().flatten();
@@ -286,14 +293,17 @@ impl Results {
             )
             .noting({
                 // What one more hop costs with no work in it, for scale: b
-                // behind a byte relay in a's place, and the floor relayed.
-                let behind_relay = match (self.relayed_p50, self.local_p50) {
+                // behind a byte relay in a's place, b behind a relay that
+                // only decodes and re-encodes frames, and the floor relayed.
+                let behind = |relay: &str, relayed: Option<f64>| match (relayed, self.local_p50) {
                     (Some(relayed), Some(local)) if local > 0.0 => Some(format!(
-                        "b behind a raw TCP relay instead of a: {:.2} ({relayed:.1} µs / {local:.1} µs local)",
+                        "b behind {relay} instead of a: {:.2} ({relayed:.1} µs / {local:.1} µs local)",
                         relayed / local
                     )),
                     _ => None,
                 };
+                let behind_relay = behind("a raw TCP relay", self.relayed_p50);
+                let behind_frame_relay = behind("a decoding frame relay", self.frame_relayed_p50);
                 let floor_hop = match (self.floor_relayed_p50, self.floor_p50) {
                     (Some(relayed), Some(floor)) if floor > 0.0 => Some(format!(
                         "a raw TCP relay hop: {:.2} ({relayed:.1} µs relayed floor / {floor:.1} µs floor)",
@@ -301,7 +311,10 @@ impl Results {
                     )),
                     _ => None,
                 };
-                let notes: Vec<String> = [behind_relay, floor_hop].into_iter().flatten().collect();
+                let notes: Vec<String> = [behind_relay, behind_frame_relay, floor_hop]
+                    .into_iter()
+                    .flatten()
+                    .collect();
                 (!notes.is_empty()).then(|| notes.join("; "))
             }),
             Target {
@@ -541,6 +554,8 @@ enum Kind {
     /// The forwarded call's target host behind a byte-for-byte TCP relay,
     /// in place of the forwarding host.
     Relayed,
+    /// The same host behind a relay that decodes and re-encodes frames.
+    FrameRelayed,
     Nested,
 }
 
@@ -570,7 +585,7 @@ impl System {
             call,
             open_loop: !matches!(
                 kind,
-                Kind::FloorConnections | Kind::FloorRelayed | Kind::Relayed
+                Kind::FloorConnections | Kind::FloorRelayed | Kind::Relayed | Kind::FrameRelayed
             ),
             servers,
         }
@@ -595,6 +610,8 @@ struct Started {
     /// A relay in front of the forwarded calls' target host, and a client
     /// of it.
     relayed: Option<(ServerProcess, wasmrpc::Client)>,
+    /// A decoding frame relay in front of the same host, and a client of it.
+    frame_relayed: Option<(ServerProcess, wasmrpc::Client)>,
 }
 
 impl Started {
@@ -651,15 +668,22 @@ impl Started {
                 Err(e) => results.add.push(failed("wasmrpc forwarded", &e)),
             }
             if let Some((hosts, _)) = &started.forwarded {
-                let relayed = async {
-                    let target = hosts[0].addr().to_string();
-                    let relay = ServerProcess::start_with("floor-relay", &[&target]).await?;
-                    let client = wasmrpc::Client::connect(relay.addr).await?;
-                    anyhow::Ok((relay, client))
+                let target = hosts[0].addr().to_string();
+                let relayed = |system: &'static str| {
+                    let target = target.clone();
+                    async move {
+                        let relay = ServerProcess::start_with(system, &[&target]).await?;
+                        let client = wasmrpc::Client::connect(relay.addr).await?;
+                        anyhow::Ok((relay, client))
+                    }
                 };
-                match relayed.await {
+                match relayed("floor-relay").await {
                     Ok(relayed) => started.relayed = Some(relayed),
                     Err(e) => results.add.push(failed(RELAYED, &e)),
+                }
+                match relayed("frame-relay").await {
+                    Ok(relayed) => started.frame_relayed = Some(relayed),
+                    Err(e) => results.add.push(failed(FRAME_RELAYED, &e)),
                 }
             }
         }
@@ -735,13 +759,21 @@ impl Started {
                 &pids,
             ));
         }
-        if let (Some((relay, client)), Some((hosts, _))) = (&self.relayed, &self.forwarded) {
-            systems.push(System::new(
-                Kind::Relayed,
-                RELAYED,
-                wasmrpc_add(client.clone(), "math.add"),
-                &[relay.pid(), hosts[0].pid()],
-            ));
+        if let Some((hosts, _)) = &self.forwarded {
+            let relays = [
+                (Kind::Relayed, RELAYED, &self.relayed),
+                (Kind::FrameRelayed, FRAME_RELAYED, &self.frame_relayed),
+            ];
+            for (kind, name, relayed) in relays {
+                if let Some((relay, client)) = relayed {
+                    systems.push(System::new(
+                        kind,
+                        name,
+                        wasmrpc_add(client.clone(), "math.add"),
+                        &[relay.pid(), hosts[0].pid()],
+                    ));
+                }
+            }
         }
         if let (Some(local), true) = (&self.local, plan.runs(Group::Nested)) {
             systems.push(System::new(
