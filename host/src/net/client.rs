@@ -15,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 use super::outbound::Outbound;
 use crate::protocol::{
     Call, CallError, Cancel, DEFAULT_MAX_FRAME, DEFAULT_MAX_IN_FLIGHT, ErrorCode, FunctionInfo,
-    Hello, ListFunctions, Message, PROTOCOL_VERSION, Ping, Processed, Role, decode_message,
-    encode_message,
+    Hello, ListFunctions, Message, PROTOCOL_VERSION, Ping, Processed, RetryPolicy, Role,
+    decode_message, encode_message, retry,
 };
 
 /// How a client introduces itself and how long it waits.
@@ -30,6 +30,9 @@ pub struct ClientOptions {
     /// Deadline of calls made without one.
     pub default_timeout: Duration,
     pub max_frame: usize,
+    /// Backoff between the attempts of calls made with
+    /// [`CallOptions::retries`].
+    pub retry: RetryPolicy,
 }
 
 impl Default for ClientOptions {
@@ -41,6 +44,7 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(5),
             default_timeout: Duration::from_secs(5),
             max_frame: DEFAULT_MAX_FRAME,
+            retry: RetryPolicy::default(),
         }
     }
 }
@@ -55,12 +59,12 @@ pub struct CallOptions {
     /// Regions already visited (for forwarding hosts).
     pub visited: Vec<String>,
     pub metadata: BTreeMap<String, String>,
-    /// Extra attempts after a failure that is safe to retry (default 0).
-    /// A call that certainly did not run (`processed: no`) and failed on a
-    /// limit (`resource_exhausted`) or a moment of unavailability is
-    /// retried; one that may have run (`processed: maybe`) only when
-    /// `idempotent` is set. Attempts back off (25 ms × 2ⁿ ± 20%) and never
-    /// outlive the deadline.
+    /// Extra attempts after a failure that is safe to retry (default 0), by
+    /// the rule of [`retry::retryable`]: a call that certainly did not run
+    /// (`processed: no`) and failed on a limit (`resource_exhausted`) or a
+    /// moment of unavailability is retried; one that may have run
+    /// (`processed: maybe`) only when `idempotent` is set. Attempts back off
+    /// as [`ClientOptions::retry`] says and never outlive the deadline.
     pub retries: u32,
     /// The function is safe to run more than once.
     pub idempotent: bool,
@@ -89,6 +93,8 @@ struct Pending {
     ended: CancellationToken,
     /// The latest `catalog_update` pushed by the host (peer connections).
     catalog: watch::Sender<Option<Arc<Vec<FunctionInfo>>>>,
+    /// Frames read from the host so far: a sign of life.
+    received: AtomicU64,
 }
 
 struct Shared {
@@ -191,6 +197,7 @@ impl Client {
             closed: Mutex::new(None),
             ended: CancellationToken::new(),
             catalog: watch::Sender::new(None),
+            received: AtomicU64::new(0),
         });
         let reader = tokio::spawn(read_responses(
             frames,
@@ -227,6 +234,13 @@ impl Client {
     /// failed); calls made after that fail with `unavailable`.
     pub async fn closed(&self) {
         self.shared.pending.ended.cancelled().await;
+    }
+
+    /// How many frames the host has sent since the handshake. A count that
+    /// stops moving while pings are out means the host (or the network to
+    /// it) has gone silent.
+    pub fn frames_received(&self) -> u64 {
+        self.shared.pending.received.load(Ordering::Relaxed)
     }
 
     /// The host's own functions as it last pushed them with `catalog_update`
@@ -274,21 +288,10 @@ impl Client {
                 Ok(value) => return Ok(value),
                 Err(error) => error,
             };
-            let transient = matches!(
-                error.code,
-                ErrorCode::ResourceExhausted | ErrorCode::Unavailable
-            );
-            let retryable = match error.processed {
-                Processed::No => transient,
-                Processed::Maybe => transient && options.idempotent,
-                Processed::Yes => false,
-            };
-            if !retryable || attempt >= options.retries {
+            if !retry::retryable(&error, options.idempotent) || attempt >= options.retries {
                 return Err(error);
             }
-            let backoff = Duration::from_millis(25 << attempt.min(4))
-                .min(Duration::from_millis(250))
-                .mul_f64(0.8 + fastrand::f64() * 0.4);
+            let backoff = self.shared.options.retry.backoff(attempt, fastrand::f64());
             if Instant::now() + backoff >= deadline {
                 return Err(error);
             }
@@ -516,6 +519,7 @@ async fn read_responses(
             Some(Err(error)) => break format!("connection to `{addr}` failed: {error}"),
             None => break format!("connection to `{addr}` closed by the host"),
         };
+        pending.received.fetch_add(1, Ordering::Relaxed);
         let (id, response) = match decode_message(&body) {
             Ok(Message::Reply(reply)) => (reply.id, Response::Value(reply.value)),
             Ok(Message::Error(error)) => match error.id {

@@ -9,6 +9,7 @@ mod codec;
 mod error;
 pub mod json;
 mod message;
+pub mod retry;
 
 pub use codec::{FrameCodec, decode_message, encode_message, encode_message_into};
 pub use error::{CallError, ErrorCode, Processed, ProtocolError};
@@ -16,6 +17,7 @@ pub use message::{
     Call, Cancel, Catalog, CatalogUpdate, Drain, ErrorReply, FunctionInfo, Hello, ListFunctions,
     Message, Ping, Pong, Reply, Role,
 };
+pub use retry::RetryPolicy;
 
 /// The protocol version this build speaks, sent in every `hello`.
 pub const PROTOCOL_VERSION: u32 = 1;
