@@ -8,12 +8,17 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use ciborium::Value;
+use tokio::sync::watch;
+
 use crate::net::{ServerConfig, serve};
 use crate::plugins::{Catalog, Registry, ReloadConfig, Reloader};
-use crate::protocol::DEFAULT_HOP_LIMIT;
-use crate::region::{Identity, PeerConfig, Peers, Router, watch_topology};
+use crate::protocol::{CallError, FunctionInfo};
+use crate::region::{
+    Identity, Local, PeerConfig, Peers, Placement, Router, RoutingConfig, watch_topology,
+};
 use crate::runtime::{Runtime, RuntimeConfig};
-use crate::service::Service;
+use crate::service::{CallRequest, Service};
 
 /// Everything needed to start a host.
 #[derive(Debug, Clone)]
@@ -27,7 +32,8 @@ pub struct HostOptions {
     /// Server limits; `region` and `host_id` are filled in by [`Host::start`].
     pub server: ServerConfig,
     pub runtime: RuntimeConfig,
-    pub hop_limit: u32,
+    /// Hop limit, failover, retry budget and hedging.
+    pub routing: RoutingConfig,
     /// The other hosts: `(region, address)`, one link each.
     pub peers: Vec<(String, String)>,
     /// `[routes]` of `regions.toml`: (pattern, preferred regions).
@@ -48,13 +54,45 @@ impl HostOptions {
             listen,
             plugins: plugins.into(),
             runtime: RuntimeConfig::default(),
-            hop_limit: DEFAULT_HOP_LIMIT,
+            routing: RoutingConfig::default(),
             peers: Vec::new(),
             routes: Vec::new(),
             peer_config: PeerConfig::default(),
             reload: ReloadConfig::default(),
             topology_file: None,
         }
+    }
+}
+
+/// The plugins this host serves, run by its runtime: what the router calls
+/// local.
+struct Plugins {
+    runtime: Arc<Runtime>,
+    registry: Arc<Registry>,
+}
+
+impl Local for Plugins {
+    fn run(
+        &self,
+        request: CallRequest,
+        nested: Arc<dyn Service>,
+        region: Arc<str>,
+    ) -> Placement<impl Future<Output = Result<Value, CallError>> + Send> {
+        match self.registry.snapshot().lookup(&request.function) {
+            Some((plugin, index, reuse)) => Placement::Here(
+                self.runtime
+                    .call(plugin, index, request, nested, region, reuse),
+            ),
+            None => Placement::Elsewhere(request),
+        }
+    }
+
+    fn catalog(&self, region: &str) -> Vec<FunctionInfo> {
+        self.registry.snapshot().function_infos(region)
+    }
+
+    fn changes(&self) -> watch::Receiver<u64> {
+        self.registry.changes()
     }
 }
 
@@ -102,11 +140,10 @@ impl Host {
         );
         let router = Arc::new(Router::new(
             &options.region,
-            runtime,
-            registry,
+            Plugins { runtime, registry },
             peers,
             options.routes.clone(),
-            options.hop_limit,
+            options.routing.clone(),
         ));
         if let Some(path) = &options.topology_file {
             let me = Identity {

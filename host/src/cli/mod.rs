@@ -146,6 +146,27 @@ struct HostArgs {
     /// Plugin files larger than this are refused, in MiB.
     #[arg(long, default_value_t = 50)]
     max_plugin_mib: u64,
+    /// How often each peer link is pinged.
+    #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
+    ping_interval: Duration,
+    /// Ping intervals in a row with nothing received from a peer before it
+    /// is declared dead: its calls in flight fail at once (`unavailable`,
+    /// `processed: maybe`; idempotent ones fail over) and the link is
+    /// redialled.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    missed_pings: u32,
+    /// Attempts per forwarded call, the first and any hedge included.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    max_attempts: u32,
+    /// Shortest hedge delay: an idempotent call forwarded to a peer that has
+    /// not answered within the peer's usual latency (mean + 4 deviations)
+    /// is also sent to the next host serving it, but never sooner than this.
+    #[arg(long, default_value = "10ms", value_parser = humantime::parse_duration)]
+    hedge_min: Duration,
+    /// Longest hedge delay (and the delay before the peer's latency is
+    /// known); `0s` turns hedging off.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    hedge_max: Duration,
 }
 
 #[derive(Debug, clap::Args)]
@@ -281,6 +302,11 @@ async fn run_host(args: HostArgs) -> anyhow::Result<ExitCode> {
     options.server.max_cancels = args.max_cancels;
     options.server.max_outbound = (args.max_outbound_kib << 10).max(options.server.max_frame);
     options.reload.max_plugin_size = args.max_plugin_mib << 20;
+    options.peer_config.ping_interval = args.ping_interval;
+    options.peer_config.missed_pings = args.missed_pings;
+    options.routing.retry.max_attempts = args.max_attempts;
+    options.routing.hedge_min = args.hedge_min;
+    options.routing.hedge_max = args.hedge_max;
     let host = Host::start(options).await?;
     let (functions, plugin_count) = host.loaded();
     println!(

@@ -1,13 +1,19 @@
 //! Links to the other hosts in `regions.toml`: one multiplexed connection to
 //! each, reconnected with backoff, with the peer's catalog, a smoothed RTT
-//! from pings, and outlier ejection after consecutive failures.
+//! from pings, the latency of the calls it answers, outlier ejection after
+//! consecutive host-level failures, and a dead-peer check that fails the
+//! calls in flight on a link that has gone silent.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ciborium::Value;
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::net::{CallOptions, Client, ClientOptions};
@@ -20,14 +26,16 @@ pub struct PeerConfig {
     pub connect_timeout: Duration,
     /// How often each link is pinged.
     pub ping_interval: Duration,
-    /// Pings missed in a row before the link is dropped and redialled.
+    /// Ping intervals in a row in which nothing at all arrives on a link
+    /// (no pong, no reply) before the peer is declared dead: its calls in
+    /// flight fail at once and the link is redialled.
     pub missed_pings: u32,
     /// First and largest wait between reconnection attempts (±20% jitter).
     pub backoff_min: Duration,
     pub backoff_max: Duration,
-    /// Consecutive failed calls before a host is ejected.
+    /// Consecutive host-level failures before a host is ejected.
     pub eject_after: u32,
-    /// Ejection time: `eject_base` × number of ejections, at most `eject_max`.
+    /// Ejection time: `eject_base` × ejections in a row, at most `eject_max`.
     pub eject_base: Duration,
     pub eject_max: Duration,
 }
@@ -47,6 +55,45 @@ impl Default for PeerConfig {
     }
 }
 
+impl PeerConfig {
+    /// How long a link may stay silent before its peer is declared dead.
+    pub fn dead_after(&self) -> Duration {
+        self.ping_interval * self.missed_pings
+    }
+}
+
+/// What a [`Peer`] needs of its connection: a [`Client`] in a host, a fake in
+/// the router's tests.
+pub trait Link: Send + Sync + 'static {
+    /// Makes one call over the link. Dropping the future cancels the call on
+    /// the peer.
+    fn call<'a>(
+        &'a self,
+        function: &'a str,
+        args: Vec<Value>,
+        options: CallOptions,
+    ) -> BoxFuture<'a, Result<Value, CallError>>;
+}
+
+impl Link for Client {
+    fn call<'a>(
+        &'a self,
+        function: &'a str,
+        args: Vec<Value>,
+        options: CallOptions,
+    ) -> BoxFuture<'a, Result<Value, CallError>> {
+        Box::pin(self.call_with(function, args, options))
+    }
+}
+
+/// One live link: the connection and the token that fails its calls in
+/// flight when the peer is declared dead or the link ends.
+#[derive(Clone)]
+struct Linked {
+    link: Arc<dyn Link>,
+    ended: CancellationToken,
+}
+
 /// One other host.
 pub struct Peer {
     /// The address dialled, as written in `regions.toml`.
@@ -61,15 +108,56 @@ pub struct Peer {
 
 #[derive(Default)]
 struct PeerState {
-    client: Option<Client>,
+    linked: Option<Linked>,
+    /// Why the last link ended, for the errors of calls it failed.
+    ended_because: Option<String>,
     /// The peer's own functions as last pushed; kept while the link is down
     /// so its callers get `unavailable` rather than `not_found`.
     functions: Arc<HashMap<String, FunctionInfo>>,
-    /// Smoothed round-trip time (RFC 6298 style, gain 1/8).
+    /// Smoothed ping round-trip time (RFC 6298 style, gain 1/8).
     srtt: Option<Duration>,
+    /// How long the peer takes to answer calls.
+    latency: Latency,
+    /// Host-level failures in a row (see [`host_failure`]).
     failures: u32,
+    /// Ejections in a row: each lasts longer. Reset by an answer after the
+    /// last ejection ended.
     ejections: u32,
     ejected_until: Option<Instant>,
+}
+
+/// Smoothed latency of answered calls and its mean deviation (the RFC 6298
+/// estimator, applied to whole calls): what a hedge delay is made of.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Latency {
+    mean: Option<Duration>,
+    deviation: Duration,
+}
+
+impl Latency {
+    /// Takes in one call's latency.
+    pub fn observe(&mut self, sample: Duration) {
+        match self.mean {
+            None => {
+                self.mean = Some(sample);
+                self.deviation = sample / 2;
+            }
+            Some(mean) => {
+                let error = mean.abs_diff(sample);
+                self.deviation = self.deviation.mul_f64(0.75) + error.mul_f64(0.25);
+                self.mean = Some(mean.mul_f64(0.875) + sample.mul_f64(0.125));
+            }
+        }
+    }
+
+    /// How long a call may take before it looks late: mean + 4 × deviation,
+    /// within `[min, max]`; `max` while nothing has been measured.
+    pub fn late_after(&self, min: Duration, max: Duration) -> Duration {
+        match self.mean {
+            Some(mean) => (mean + self.deviation * 4).clamp(min, max.max(min)),
+            None => max.max(min),
+        }
+    }
 }
 
 /// How usable a peer is right now, best first.
@@ -78,6 +166,50 @@ pub enum Health {
     Up,
     Ejected,
     Down,
+}
+
+/// Counts a call in flight to a peer for as long as it lives, however its
+/// future ends (answered, failed, or dropped by a caller that went away).
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn start(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        InFlight(count)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Whether `error`, from a call to a host of `region`, says the host (or the
+/// link to it) is failing, rather than the handler or the caller: ejection
+/// counts these.
+///
+/// - Errors without a region come from our side of the link: the peer could
+///   not be reached, the link broke or was declared dead, or the peer did not
+///   answer within the deadline.
+/// - From the peer itself: `internal`, `unavailable` (draining, no capacity),
+///   and `resource_exhausted` when nothing ran (its in-flight limit or its
+///   instance pool; a guest over its memory limit is the handler's doing).
+/// - Handler errors, traps, bad arguments, deadlines the handler ran into,
+///   and errors from hosts further along are not the peer's failures.
+pub fn host_failure(error: &CallError, region: &str) -> bool {
+    match error.region.as_deref() {
+        None => matches!(
+            error.code,
+            ErrorCode::Unavailable | ErrorCode::DeadlineExceeded | ErrorCode::Internal
+        ),
+        Some(from) if from == region => match error.code {
+            ErrorCode::Internal | ErrorCode::Unavailable => true,
+            ErrorCode::ResourceExhausted => error.processed == Processed::No,
+            _ => false,
+        },
+        Some(_) => false,
+    }
 }
 
 impl Peer {
@@ -90,6 +222,22 @@ impl Peer {
             in_flight: AtomicUsize::new(0),
             stop,
         }
+    }
+
+    /// A peer reached through `link`, serving `functions`, with no link task
+    /// behind it: for tests of the routing decision.
+    #[cfg(test)]
+    pub(crate) fn linked(
+        region: &str,
+        addr: &str,
+        config: PeerConfig,
+        link: Arc<dyn Link>,
+        functions: Vec<FunctionInfo>,
+    ) -> Arc<Peer> {
+        let peer = Peer::new(region.into(), addr.into(), config, CancellationToken::new());
+        peer.set_functions(functions);
+        peer.link_up(link);
+        Arc::new(peer)
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, PeerState> {
@@ -106,9 +254,14 @@ impl Peer {
         self.state().functions.clone()
     }
 
+    fn set_functions(&self, functions: Vec<FunctionInfo>) {
+        let index = functions.into_iter().map(|f| (f.name.clone(), f)).collect();
+        self.state().functions = Arc::new(index);
+    }
+
     pub fn health(&self) -> Health {
         let state = self.state();
-        if state.client.is_none() {
+        if state.linked.is_none() {
             Health::Down
         } else if state
             .ejected_until
@@ -124,15 +277,36 @@ impl Peer {
     /// to this peer. Unmeasured peers count as 1 s.
     pub fn score(&self) -> f64 {
         let srtt = self.state().srtt.map_or(1.0, |d| d.as_secs_f64());
-        srtt * (1.0 + self.in_flight.load(Ordering::Relaxed) as f64 / 4.0)
+        srtt * (1.0 + self.in_flight() as f64 / 4.0)
+    }
+
+    /// Calls in flight to this peer now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// When a call to this peer has been waiting long enough that a second
+    /// attempt elsewhere is worth it: from the latency of the calls it
+    /// answered, within `[min, max]`.
+    pub fn hedge_delay(&self, min: Duration, max: Duration) -> Duration {
+        self.state().latency.late_after(min, max)
+    }
+
+    /// Until when the peer is ejected, if it is now.
+    pub fn ejected_until(&self) -> Option<Instant> {
+        self.state()
+            .ejected_until
+            .filter(|until| Instant::now() < *until)
     }
 
     /// Forwards a call to this peer.
     ///
     /// # Errors
     ///
-    /// The peer's error, or `unavailable` when there is no connection
-    /// (`processed: no`) or it broke during the call (`processed: maybe`).
+    /// The peer's error; `unavailable` when there is no connection
+    /// (`processed: no`), or when the link broke or the peer was declared
+    /// dead during the call (`processed: maybe`); `cancelled` (`processed:
+    /// maybe`) when `cancel` fires.
     pub async fn call(
         &self,
         function: &str,
@@ -140,45 +314,95 @@ impl Peer {
         options: CallOptions,
         cancel: &CancellationToken,
     ) -> Result<Value, CallError> {
-        let client = self.state().client.clone().ok_or_else(|| {
-            CallError::new(
+        let Some(Linked { link, ended }) = self.state().linked.clone() else {
+            return Err(CallError::new(
                 ErrorCode::Unavailable,
                 Processed::No,
                 format!(
                     "no connection to `{}` (region `{}`)",
                     self.addr, self.region
                 ),
-            )
-        })?;
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+            ));
+        };
+        let _in_flight = InFlight::start(&self.in_flight);
+        let start = Instant::now();
         let result = tokio::select! {
-            result = client.call_with(function, args, options) => result,
+            result = link.call(function, args, options) => result,
+            () = ended.cancelled() => Err(self.link_ended_error()),
             () = cancel.cancelled() => Err(CallError::cancelled(Processed::Maybe)),
         };
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.record(&result);
+        self.record(&result, start.elapsed());
         result
     }
 
-    /// Counts transport failures towards ejection; anything the peer itself
-    /// answered (even an error) shows it is alive.
-    fn record(&self, result: &Result<Value, CallError>) {
-        // Errors without a region come from our side of the link: the peer
-        // could not be reached or did not answer in time.
-        let failed = matches!(result, Err(e) if e.region.is_none()
-            && matches!(e.code, ErrorCode::Unavailable | ErrorCode::DeadlineExceeded));
+    /// The error of a call whose link ended under it.
+    fn link_ended_error(&self) -> CallError {
+        let why = self
+            .state()
+            .ended_because
+            .clone()
+            .unwrap_or_else(|| "the link ended".into());
+        CallError::new(
+            ErrorCode::Unavailable,
+            Processed::Maybe,
+            format!(
+                "lost `{}` (region `{}`) during the call: {why}",
+                self.addr, self.region
+            ),
+        )
+    }
+
+    /// Counts host-level failures towards ejection (see [`host_failure`]);
+    /// any other answer shows the host is alive and feeds its latency.
+    fn record(&self, result: &Result<Value, CallError>, took: Duration) {
+        let failed = matches!(result, Err(e) if host_failure(e, &self.region));
+        let cancelled =
+            matches!(result, Err(e) if e.code == ErrorCode::Cancelled && e.region.is_none());
+        let now = Instant::now();
         let mut state = self.state();
+        if cancelled {
+            return;
+        }
         if !failed {
             state.failures = 0;
+            state.latency.observe(took);
+            if state.ejected_until.is_some_and(|until| until <= now) {
+                state.ejected_until = None;
+                state.ejections = 0;
+            }
             return;
         }
         state.failures += 1;
+        let ejected = state.ejected_until.is_some_and(|until| now < until);
         let config = &self.config;
-        if state.failures >= config.eject_after && state.ejected_until.is_none() {
+        if state.failures >= config.eject_after && !ejected {
             state.ejections += 1;
+            state.failures = 0;
             let time = (config.eject_base * state.ejections).min(config.eject_max);
-            state.ejected_until = Some(Instant::now() + time);
-            tracing::warn!(peer = %self.addr, region = %self.region, "ejected for {time:?} after {} failures", state.failures);
+            state.ejected_until = Some(now + time);
+            tracing::warn!(peer = %self.addr, region = %self.region, "ejected for {time:?} after {} host-level failures in a row (ejection {} in a row)", config.eject_after, state.ejections);
+        }
+    }
+
+    /// Puts `link` in service.
+    fn link_up(&self, link: Arc<dyn Link>) {
+        let mut state = self.state();
+        state.linked = Some(Linked {
+            link,
+            ended: CancellationToken::new(),
+        });
+        state.ended_because = None;
+        state.failures = 0;
+        state.ejected_until = None;
+    }
+
+    /// Takes the link out of service and fails the calls in flight on it
+    /// with `why`.
+    pub(crate) fn link_down(&self, why: String) {
+        let mut state = self.state();
+        state.ended_because = Some(why);
+        if let Some(linked) = state.linked.take() {
+            linked.ended.cancel();
         }
     }
 }
@@ -216,6 +440,18 @@ impl Peers {
         });
         all.set(peers);
         all
+    }
+
+    /// A fixed set of peers with no link tasks: for tests of the routing
+    /// decision.
+    #[cfg(test)]
+    pub(crate) fn fixed(peers: Vec<Arc<Peer>>) -> Arc<Peers> {
+        Arc::new(Peers {
+            peers: RwLock::new(Arc::new(peers)),
+            options: ClientOptions::default(),
+            config: PeerConfig::default(),
+            shutdown: CancellationToken::new(),
+        })
     }
 
     /// The peers now.
@@ -257,10 +493,15 @@ impl Peers {
         *guard = Arc::new(next);
     }
 
-    /// Every function the peers serve, with their regions.
+    /// Every function the linked peers serve, with their regions. A peer
+    /// whose link is down is left out until it is back: `list` shows what
+    /// can be called now.
     pub fn functions(&self) -> BTreeMap<String, FunctionInfo> {
         let mut all: BTreeMap<String, FunctionInfo> = BTreeMap::new();
         for peer in self.list().iter() {
+            if peer.health() == Health::Down {
+                continue;
+            }
             for info in peer.functions().values() {
                 merge_served(&mut all, info, &peer.region);
             }
@@ -320,49 +561,60 @@ async fn maintain(peer: Arc<Peer>, options: ClientOptions, config: PeerConfig) {
     }
 }
 
-/// Serves one live connection until it fails.
+/// Serves one live connection until it fails or the peer is declared dead.
+///
+/// Pings go out every `ping_interval` without waiting for each other. Any
+/// frame from the peer (a pong, a reply, a catalog push) shows it is alive;
+/// `missed_pings` intervals in a row with nothing at all declare it dead.
 async fn follow(peer: &Peer, client: Client, config: &PeerConfig, shutdown: &CancellationToken) {
     let mut updates = client.catalog_updates();
-    {
-        let mut state = peer.state();
-        state.client = Some(client.clone());
-        state.failures = 0;
-        state.ejected_until = None;
-    }
+    peer.link_up(Arc::new(client.clone()));
     tracing::info!(peer = %peer.addr, region = %peer.region, "linked to peer");
     let mut ticker = tokio::time::interval(config.ping_interval);
-    let mut missed = 0;
-    loop {
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pings = FuturesUnordered::new();
+    let mut heard = client.frames_received();
+    let mut silent = 0;
+    let why = loop {
         tokio::select! {
-            () = shutdown.cancelled() => break,
-            () = client.closed() => break,
+            () = shutdown.cancelled() => break "the host is shutting down".to_owned(),
+            () = client.closed() => break "the connection closed".to_owned(),
             Ok(()) = updates.changed() => {
                 let pushed = updates.borrow_and_update().clone();
                 if let Some(functions) = pushed {
-                    let index = functions.iter().map(|f| (f.name.clone(), f.clone())).collect();
-                    peer.state().functions = Arc::new(index);
                     tracing::debug!(peer = %peer.addr, functions = functions.len(), "peer catalog updated");
+                    peer.set_functions(functions.to_vec());
+                }
+            }
+            Some(pong) = pings.next() => {
+                let pong: Result<Duration, CallError> = pong;
+                if let Ok(rtt) = pong {
+                    let mut state = peer.state();
+                    state.srtt = Some(match state.srtt {
+                        Some(srtt) => srtt.mul_f64(0.875) + rtt.mul_f64(0.125),
+                        None => rtt,
+                    });
                 }
             }
             _ = ticker.tick() => {
-                match tokio::time::timeout(config.ping_interval * 2, client.ping()).await {
-                    Ok(Ok(rtt)) => {
-                        missed = 0;
-                        let mut state = peer.state();
-                        state.srtt = Some(match state.srtt {
-                            Some(srtt) => srtt.mul_f64(0.875) + rtt.mul_f64(0.125),
-                            None => rtt,
-                        });
+                let now = client.frames_received();
+                if now == heard {
+                    silent += 1;
+                    if silent >= config.missed_pings {
+                        let why = format!(
+                            "nothing received for {:?} (no pong to {silent} pings); declared dead",
+                            config.dead_after()
+                        );
+                        tracing::warn!(peer = %peer.addr, region = %peer.region, in_flight = peer.in_flight(), "{why}; failing its calls in flight and redialling");
+                        break why;
                     }
-                    _ => {
-                        missed += 1;
-                        if missed >= config.missed_pings {
-                            break;
-                        }
-                    }
+                } else {
+                    silent = 0;
+                    heard = now;
                 }
+                pings.push(client.ping());
             }
         }
-    }
-    peer.state().client = None;
+    };
+    peer.link_down(why);
 }

@@ -10,7 +10,7 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::route::{Router, Routes};
+use super::route::{Local, Router, Routes};
 use crate::config::Topology;
 
 /// Who this host is in the topology.
@@ -38,10 +38,10 @@ pub fn peers_and_routes(topology: &Topology, me: &Identity) -> (Vec<(String, Str
 /// # Errors
 ///
 /// When the folder holding the file cannot be watched.
-pub fn watch_topology(
+pub fn watch_topology<L: Local>(
     path: PathBuf,
     me: Identity,
-    router: Arc<Router>,
+    router: Arc<Router<L>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let file_name = path.file_name().map(|n| n.to_owned());
@@ -97,7 +97,7 @@ pub fn watch_topology(
     Ok(())
 }
 
-fn apply(path: &std::path::Path, me: &Identity, router: &Router) {
+fn apply<L: Local>(path: &std::path::Path, me: &Identity, router: &Router<L>) {
     let topology = match Topology::from_file(path).and_then(|t| t.validate().map(|()| t)) {
         Ok(topology) => topology,
         Err(error) => {

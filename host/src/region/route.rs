@@ -14,49 +14,90 @@
 //!    backoff and a retry budget bound this, and the deadline always wins.
 //! 5. No candidate at all: `not_found`.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ciborium::Value;
+use futures::StreamExt;
 use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
 use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::peers::{Peer, Peers, merge_served};
 use crate::net::CallOptions;
-use crate::plugins::Registry;
-use crate::protocol::{CallError, ErrorCode, FunctionInfo, Processed};
-use crate::runtime::Runtime;
+use crate::protocol::retry::{RetryPolicy, retryable};
+use crate::protocol::{CallError, DEFAULT_HOP_LIMIT, ErrorCode, FunctionInfo, Processed};
 use crate::service::{CallRequest, Service};
 
-/// Bounds on failover.
+/// What runs calls on this host: the loaded plugins in a host, a fake in the
+/// router's tests. The router decides; this executes.
+pub trait Local: Send + Sync + 'static {
+    /// Starts `request` here when this host serves its function, else hands
+    /// the request back. Nested calls the handler makes go to `nested`;
+    /// `region` is this host's region.
+    fn run(
+        &self,
+        request: CallRequest,
+        nested: Arc<dyn Service>,
+        region: Arc<str>,
+    ) -> Placement<impl Future<Output = Result<Value, CallError>> + Send>;
+
+    /// The functions this host runs itself, as served by `region`.
+    fn catalog(&self, region: &str) -> Vec<FunctionInfo>;
+
+    /// Changes whenever [`Local::catalog`] does.
+    fn changes(&self) -> watch::Receiver<u64>;
+}
+
+/// Where [`Local::run`] put a call.
+pub enum Placement<F> {
+    /// It runs here: the call's future.
+    Here(F),
+    /// This host does not serve the function: the request, to forward.
+    Elsewhere(CallRequest),
+}
+
+/// How the router forwards, retries and hedges.
 #[derive(Debug, Clone)]
-pub struct RetryPolicy {
-    /// Attempts per call, the first included.
-    pub max_attempts: u32,
-    /// Backoff before retrying a call that may have run: `base` × 2ⁿ ± 20%,
-    /// at most `max`. Calls that certainly did not run fail over at once.
-    pub backoff_base: Duration,
-    pub backoff_max: Duration,
-    /// Retries allowed per window: `budget_min` plus `budget_ratio` of calls.
+pub struct RoutingConfig {
+    /// Forwards a call may make before `loop_detected`.
+    pub hop_limit: u32,
+    /// Attempts per call and the backoff before a call that may have run is
+    /// tried again elsewhere.
+    pub retry: RetryPolicy,
+    /// Retries and hedges allowed per `budget_window`: `budget_min` plus
+    /// `budget_ratio` of the calls forwarded in it.
     pub budget_ratio: f64,
     pub budget_min: u32,
     pub budget_window: Duration,
+    /// Hedging of idempotent calls: a second attempt goes to the next
+    /// candidate when the first has not answered within the first peer's
+    /// usual latency (mean + 4 deviations of its answered calls), bounded by
+    /// `hedge_min` and `hedge_max`. `hedge_max` of zero turns hedging off.
+    pub hedge_min: Duration,
+    pub hedge_max: Duration,
 }
 
-impl Default for RetryPolicy {
+impl Default for RoutingConfig {
     fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 4,
-            backoff_base: Duration::from_millis(25),
-            backoff_max: Duration::from_millis(250),
+        RoutingConfig {
+            hop_limit: DEFAULT_HOP_LIMIT,
+            retry: RetryPolicy::default(),
             budget_ratio: 0.2,
             budget_min: 10,
             budget_window: Duration::from_secs(10),
+            hedge_min: Duration::from_millis(10),
+            hedge_max: Duration::from_secs(1),
         }
     }
 }
 
-/// Counts forwarded calls and retries in a window (Envoy/Linkerd-style budget).
+/// Counts forwarded calls and extra attempts (retries and hedges) in a
+/// window, and refuses extra attempts past `budget_min` + `budget_ratio` of
+/// the calls: under a wide failure, retries cannot multiply the load.
 struct RetryBudget {
     window: Mutex<(Instant, u32, u32)>,
 }
@@ -68,22 +109,22 @@ impl RetryBudget {
         }
     }
 
-    fn with_window<T>(&self, policy: &RetryPolicy, f: impl FnOnce(&mut u32, &mut u32) -> T) -> T {
+    fn with_window<T>(&self, config: &RoutingConfig, f: impl FnOnce(&mut u32, &mut u32) -> T) -> T {
         let mut window = self.window.lock().expect("budget lock");
-        if window.0.elapsed() >= policy.budget_window {
+        if window.0.elapsed() >= config.budget_window {
             *window = (Instant::now(), 0, 0);
         }
         let (_, calls, retries) = &mut *window;
         f(calls, retries)
     }
 
-    fn record_call(&self, policy: &RetryPolicy) {
-        self.with_window(policy, |calls, _| *calls += 1);
+    fn record_call(&self, config: &RoutingConfig) {
+        self.with_window(config, |calls, _| *calls += 1);
     }
 
-    fn try_retry(&self, policy: &RetryPolicy) -> bool {
-        self.with_window(policy, |calls, retries| {
-            let allowed = policy.budget_min + (f64::from(*calls) * policy.budget_ratio) as u32;
+    fn try_retry(&self, config: &RoutingConfig) -> bool {
+        self.with_window(config, |calls, retries| {
+            let allowed = config.budget_min + (f64::from(*calls) * config.budget_ratio) as u32;
             let ok = *retries < allowed;
             if ok {
                 *retries += 1;
@@ -93,58 +134,80 @@ impl RetryBudget {
     }
 }
 
-/// `[routes]`: (pattern, preferred regions), in file order.
+/// `[routes]`: (pattern, preferred regions).
 pub type Routes = Vec<(String, Vec<String>)>;
+
+/// The `[routes]` entry for `function`: the most specific pattern that
+/// matches it wins (the function's own name, then the longest prefix, then
+/// `*`), whatever the order of the file.
+fn route_for<'r>(routes: &'r Routes, function: &str) -> Option<&'r [String]> {
+    routes
+        .iter()
+        .filter_map(|(pattern, regions)| {
+            let specificity = match pattern.strip_suffix('*') {
+                Some(prefix) if function.starts_with(prefix) => prefix.len(),
+                None if pattern == function => usize::MAX,
+                _ => return None,
+            };
+            Some((specificity, regions))
+        })
+        .max_by_key(|(specificity, _)| *specificity)
+        .map(|(_, regions)| regions.as_slice())
+}
 
 /// Routes calls for one host. Implements [`Service`] for the server and for
 /// the guests' nested calls.
-pub struct Router {
+pub struct Router<L> {
     region: Arc<str>,
-    runtime: Arc<Runtime>,
-    registry: Arc<Registry>,
+    local: L,
     peers: Arc<Peers>,
     routes: RwLock<Arc<Routes>>,
-    hop_limit: u32,
-    retry: RetryPolicy,
+    config: RoutingConfig,
     budget: RetryBudget,
 }
 
-impl Router {
+/// How the attempts of one forwarded call went, for its final error.
+#[derive(Default)]
+struct Attempts {
+    /// `region` (address) of every host that failed.
+    tried: Vec<String>,
+    all_not_found: bool,
+    may_have_run: bool,
+    last: Option<CallError>,
+    /// Retries made after failures that may have run: their backoff grows.
+    maybe_retries: u32,
+}
+
+impl<L: Local> Router<L> {
     pub fn new(
         region: &str,
-        runtime: Arc<Runtime>,
-        registry: Arc<Registry>,
+        local: L,
         peers: Arc<Peers>,
-        routes: Vec<(String, Vec<String>)>,
-        hop_limit: u32,
+        routes: Routes,
+        config: RoutingConfig,
     ) -> Self {
         Router {
             region: region.into(),
-            runtime,
-            registry,
+            local,
             peers,
             routes: RwLock::new(Arc::new(routes)),
-            hop_limit,
-            retry: RetryPolicy::default(),
+            config,
             budget: RetryBudget::new(),
         }
     }
 
     async fn route(self: Arc<Self>, request: CallRequest) -> Result<Value, CallError> {
-        if request.hops > self.hop_limit {
+        if request.hops > self.config.hop_limit {
             return Err(loop_detected(format!(
                 "`{}` arrived after {} hops, over the hop limit of {}",
-                request.function, request.hops, self.hop_limit
+                request.function, request.hops, self.config.hop_limit
             )));
         }
-        let local = self.registry.snapshot().lookup(&request.function);
-        if let Some((plugin, index, reuse)) = local {
-            let router: Arc<dyn Service> = self.clone();
-            return self
-                .runtime
-                .call(plugin, index, request, router, self.region.clone(), reuse)
-                .await;
-        }
+        let nested: Arc<dyn Service> = self.clone();
+        let request = match self.local.run(request, nested, self.region.clone()) {
+            Placement::Here(running) => return running.await,
+            Placement::Elsewhere(request) => request,
+        };
         let (candidates, idempotent) = self.plan(&request)?;
         self.forward(request, candidates, idempotent).await
     }
@@ -159,24 +222,12 @@ impl Router {
         &self.peers
     }
 
-    /// The preferred regions for `function` from `[routes]`, if any pattern matches.
-    fn preference(&self, function: &str) -> Option<Vec<String>> {
-        self.routes
-            .read()
-            .expect("routes lock")
-            .iter()
-            .find(|(pattern, _)| match pattern.strip_suffix('*') {
-                Some(prefix) => function.starts_with(prefix),
-                None => pattern == function,
-            })
-            .map(|(_, regions)| regions.clone())
-    }
-
-    /// The peers to try, best first, and whether the function is idempotent.
+    /// The peers to try, best first, and whether the function is idempotent
+    /// (every host listing it says so).
     fn plan(&self, request: &CallRequest) -> Result<(Vec<Arc<Peer>>, bool), CallError> {
         let function = &request.function;
-        let preference = self.preference(function);
-        let preference = preference.as_deref();
+        let routes = self.routes.read().expect("routes lock").clone();
+        let preference = route_for(&routes, function);
         let peers = self.peers.list();
         // A call that was just forwarded within this region stays here.
         let same_region_ok = request.visited.last().map(String::as_str) != Some(&*self.region);
@@ -188,17 +239,18 @@ impl Router {
             }
         };
 
-        let mut idempotent = false;
+        let mut idempotent = true;
         let mut by_route = false;
         let mut known: Vec<Arc<Peer>> = Vec::new();
         for peer in peers.iter() {
             if let Some(info) = peer.lookup(function) {
-                idempotent |= info.idempotent;
+                idempotent &= info.idempotent;
                 known.push(peer.clone());
             }
         }
         if known.is_empty() {
             // Nobody we know serves it; a matching route may know better.
+            idempotent = false;
             if let Some(regions) = preference {
                 by_route = true;
                 known = peers
@@ -229,10 +281,10 @@ impl Router {
                 request.visited.join(", ")
             )));
         }
-        if request.hops >= self.hop_limit {
+        if request.hops >= self.config.hop_limit {
             return Err(loop_detected(format!(
                 "forwarding `{function}` would exceed the hop limit of {}",
-                self.hop_limit
+                self.config.hop_limit
             )));
         }
         let rank = |peer: &Peer| {
@@ -250,6 +302,14 @@ impl Router {
         Ok((candidates, idempotent))
     }
 
+    /// Forwards `request` to `candidates` in order until one answers, the
+    /// failure is not safe to retry, or the attempts, the budget or the
+    /// deadline run out.
+    ///
+    /// Idempotent calls are hedged: when an attempt has not answered within
+    /// its peer's hedge delay, the next candidate gets one too, and the first
+    /// answer wins. The attempts still running when the call ends are
+    /// dropped, which cancels them on their hosts.
     async fn forward(
         &self,
         mut request: CallRequest,
@@ -260,111 +320,205 @@ impl Router {
         if visited.last().map(String::as_str) != Some(&*self.region) {
             visited.push(self.region.to_string());
         }
-        self.budget.record_call(&self.retry);
-        let mut tried: Vec<String> = Vec::new();
-        let mut all_not_found = true;
-        let mut may_have_run = false;
-        let mut last: Option<CallError> = None;
-        let mut maybe_retries = 0u32;
-        let attempts = candidates.len().min(self.retry.max_attempts as usize);
-        for (attempt, peer) in candidates.iter().take(attempts).enumerate() {
-            if attempt > 0 && !self.budget.try_retry(&self.retry) {
-                tracing::warn!(function = %request.function, "retry budget exhausted");
-                break;
-            }
-            if let Some(error) = &last
-                && error.processed != Processed::No
-            {
-                // It may have run: back off before running it again elsewhere.
-                let backoff = self.retry.backoff_base * 2u32.pow(maybe_retries.min(8));
-                let backoff = backoff
-                    .min(self.retry.backoff_max)
-                    .mul_f64(0.8 + fastrand::f64() * 0.4);
-                maybe_retries += 1;
-                if backoff >= request.remaining() {
+        self.budget.record_call(&self.config);
+        let max_attempts = candidates
+            .len()
+            .min(self.config.retry.max_attempts.max(1) as usize);
+        let hedging = idempotent && !self.config.hedge_max.is_zero();
+        let mut attempts = Attempts {
+            all_not_found: true,
+            ..Attempts::default()
+        };
+        let mut running = FuturesUnordered::new();
+        // When to start the next attempt while others run: the hedge delay,
+        // or the backoff after a failure.
+        let mut start_next: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+        let mut next = 0;
+        loop {
+            if running.is_empty() {
+                if next >= max_attempts || !self.may_retry(&request, &mut attempts, next).await {
                     break;
                 }
-                tokio::time::sleep(backoff).await;
+            } else {
+                let start_due = async {
+                    match start_next.as_mut() {
+                        Some(sleep) => sleep.await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    Some((index, result)) = running.next() => {
+                        let index: usize = index;
+                        let error = match result {
+                            Ok(value) => return Ok(value),
+                            Err(error) => error,
+                        };
+                        if !self.note_failure(&request, &candidates[index], error, idempotent, &mut attempts) {
+                            return Err(attempts.last.expect("failure noted"));
+                        }
+                        if !running.is_empty() && next < max_attempts {
+                            // Another attempt still runs: the next starts
+                            // beside it after the usual wait.
+                            let wait = self.retry_wait(&mut attempts);
+                            start_next = Some(Box::pin(tokio::time::sleep(wait)));
+                        }
+                        continue;
+                    }
+                    () = start_due => {
+                        start_next = None;
+                        if next >= max_attempts || !self.budget.try_retry(&self.config) {
+                            tracing::debug!(function = %request.function, "no further attempt: none left or the retry budget is spent");
+                            continue;
+                        }
+                        tracing::debug!(function = %request.function, peer = %candidates[next].addr, "starting another attempt beside the one running");
+                    }
+                }
             }
-            let remaining = request.remaining();
-            if remaining.is_zero() {
-                break;
-            }
-            tracing::debug!(function = %request.function, peer = %peer.addr, region = %peer.region, hops = request.hops + 1, "forwarding");
-            // The router does its own failover across hosts: one attempt each.
+            let peer = &candidates[next];
+            // The last attempt allowed takes the arguments; earlier ones copy.
+            let args = if next + 1 >= max_attempts {
+                std::mem::take(&mut request.args)
+            } else {
+                request.args.clone()
+            };
             let options = CallOptions {
-                timeout: Some(remaining),
+                timeout: Some(request.remaining()),
                 hops: request.hops + 1,
                 visited: visited.clone(),
                 metadata: request.metadata.clone(),
                 ..CallOptions::default()
             };
-            // The last attempt allowed takes the arguments; earlier ones copy.
-            let args = if attempt + 1 >= attempts {
-                std::mem::take(&mut request.args)
-            } else {
-                request.args.clone()
-            };
-            let result = peer
-                .call(&request.function, args, options, &request.cancel)
-                .await;
-            let error = match result {
-                Ok(value) => return Ok(value),
-                Err(error) => error,
-            };
-            tried.push(format!("`{}` ({})", peer.region, peer.addr));
-            let retryable = match error.processed {
-                Processed::No => matches!(
-                    error.code,
-                    ErrorCode::Unavailable | ErrorCode::ResourceExhausted | ErrorCode::NotFound
-                ),
-                Processed::Maybe => {
-                    idempotent
-                        && matches!(
-                            error.code,
-                            ErrorCode::Unavailable | ErrorCode::ResourceExhausted
-                        )
-                }
-                Processed::Yes => false,
-            };
-            if !retryable {
-                return Err(error);
+            tracing::debug!(function = %request.function, peer = %peer.addr, region = %peer.region, hops = request.hops + 1, "forwarding");
+            running.push(attempt(
+                next,
+                peer,
+                &request.function,
+                args,
+                options,
+                &request.cancel,
+            ));
+            start_next = (hedging && next + 1 < max_attempts).then(|| {
+                let delay = peer.hedge_delay(self.config.hedge_min, self.config.hedge_max);
+                Box::pin(tokio::time::sleep(delay))
+            });
+            next += 1;
+        }
+        if !running.is_empty() {
+            attempts.may_have_run = true;
+        }
+        Err(self.give_up(&request, attempts))
+    }
+
+    /// Whether attempt number `next` (from 0) may start now that no other
+    /// runs: the first always; a retry when the budget allows, after its
+    /// wait, and within the deadline.
+    async fn may_retry(&self, request: &CallRequest, attempts: &mut Attempts, next: usize) -> bool {
+        if next == 0 {
+            return true;
+        }
+        if !self.budget.try_retry(&self.config) {
+            tracing::warn!(function = %request.function, "retry budget exhausted");
+            return false;
+        }
+        let wait = self.retry_wait(attempts);
+        if wait >= request.remaining() {
+            return false;
+        }
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        true
+    }
+
+    /// How long to wait before trying again after the last failure: nothing
+    /// when it certainly did not run (another host is tried at once), a
+    /// growing, jittered backoff when it may have.
+    fn retry_wait(&self, attempts: &mut Attempts) -> Duration {
+        match &attempts.last {
+            Some(error) if error.processed != Processed::No => {
+                let wait = self
+                    .config
+                    .retry
+                    .backoff(attempts.maybe_retries, fastrand::f64());
+                attempts.maybe_retries += 1;
+                wait
             }
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// Records a failed attempt on `peer`; `false` when the error is final
+    /// (not safe or not worth retrying), which is then `attempts.last`.
+    fn note_failure(
+        &self,
+        request: &CallRequest,
+        peer: &Peer,
+        error: CallError,
+        idempotent: bool,
+        attempts: &mut Attempts,
+    ) -> bool {
+        // A host that no longer serves the function had a stale catalog
+        // entry: nothing ran, so another host may still serve it.
+        let stale = error.code == ErrorCode::NotFound && error.processed == Processed::No;
+        let go_on = stale || retryable(&error, idempotent);
+        if go_on {
             tracing::debug!(function = %request.function, peer = %peer.addr, "failing over: {error}");
-            all_not_found &= error.code == ErrorCode::NotFound;
-            may_have_run |= error.processed != Processed::No;
-            last = Some(error);
+            attempts
+                .tried
+                .push(format!("`{}` ({})", peer.region, peer.addr));
+            attempts.all_not_found &= stale;
+            attempts.may_have_run |= error.processed != Processed::No;
         }
-        if all_not_found && !tried.is_empty() {
+        attempts.last = Some(error);
+        go_on
+    }
+
+    /// The error of a call no attempt answered.
+    fn give_up(&self, request: &CallRequest, attempts: Attempts) -> CallError {
+        if attempts.all_not_found && !attempts.tried.is_empty() {
             // Every host asked had stopped serving it (catalogs were stale).
-            return Err(CallError::not_found(&request.function));
+            return CallError::not_found(&request.function);
         }
-        let processed = if may_have_run {
+        let processed = if attempts.may_have_run {
             Processed::Maybe
         } else {
             Processed::No
         };
         if request.remaining().is_zero() {
-            return Err(CallError::deadline_exceeded(processed));
+            return CallError::deadline_exceeded(processed);
         }
-        let why = last.map_or_else(String::new, |e| format!(": {}", e.message));
-        Err(CallError::new(
+        let why = attempts
+            .last
+            .map_or_else(String::new, |e| format!(": {}", e.message));
+        CallError::new(
             ErrorCode::Unavailable,
             processed,
             format!(
                 "no host serving `{}` answered; tried region {}{why}",
                 request.function,
-                tried.join(", ")
+                attempts.tried.join(", ")
             ),
-        ))
+        )
     }
+}
+
+/// One attempt on `peer`, tagged with its candidate index.
+async fn attempt(
+    index: usize,
+    peer: &Peer,
+    function: &str,
+    args: Vec<Value>,
+    options: CallOptions,
+    cancel: &CancellationToken,
+) -> (usize, Result<Value, CallError>) {
+    (index, peer.call(function, args, options, cancel).await)
 }
 
 fn loop_detected(message: String) -> CallError {
     CallError::new(ErrorCode::LoopDetected, Processed::No, message)
 }
 
-impl Service for Router {
+impl<L: Local> Service for Router<L> {
     fn call(self: Arc<Self>, request: CallRequest) -> BoxFuture<'static, Result<Value, CallError>> {
         Box::pin(async move {
             let region = self.region.clone();
@@ -386,10 +540,13 @@ impl Service for Router {
     }
 
     fn local_catalog(&self) -> Vec<FunctionInfo> {
-        self.registry.snapshot().function_infos(&self.region)
+        self.local.catalog(&self.region)
     }
 
     fn local_changes(&self) -> watch::Receiver<u64> {
-        self.registry.changes()
+        self.local.changes()
     }
 }
+
+#[cfg(test)]
+mod tests;
