@@ -398,7 +398,17 @@ async fn a_non_idempotent_function_never_runs_twice_across_failover() {
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    first.signal(libc::SIGKILL);
+    // Kill the host serving more of the calls now, so that the kill catches
+    // some in flight.
+    let recorded = |host: &HostProcess| host.log().matches("recorded ").count();
+    let before = (recorded(&first), recorded(&second));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (killed, survivor) = if recorded(&first) - before.0 >= recorded(&second) - before.1 {
+        (&first, &second)
+    } else {
+        (&second, &first)
+    };
+    killed.signal(libc::SIGKILL);
     tokio::time::sleep(Duration::from_millis(800)).await;
     stop.store(true, Ordering::Relaxed);
     let mut outcomes = Vec::new();
@@ -406,7 +416,7 @@ async fn a_non_idempotent_function_never_runs_twice_across_failover() {
         outcomes.extend(worker.await.unwrap());
     }
 
-    let logs = format!("{}\n{}", first.log(), second.log());
+    let logs = format!("{}\n{}", killed.log(), survivor.log());
     let mut executed: HashMap<&str, usize> = HashMap::new();
     for line in logs.lines() {
         if let Some(rest) = line.split("recorded ").nth(1) {
@@ -439,6 +449,18 @@ async fn a_non_idempotent_function_never_runs_twice_across_failover() {
     assert!(
         maybe <= 6,
         "{maybe} calls failed; at most one per worker was in flight"
+    );
+    // The kill caught calls in flight, and the router did not run them again
+    // elsewhere: had it retried them, they would have answered.
+    assert!(
+        maybe >= 1,
+        "no call was in flight on the killed host, or a call that may have run was retried"
+    );
+    let runs: usize = executed.values().sum();
+    assert!(
+        runs <= ok + maybe,
+        "{runs} executions of {} calls",
+        ok + maybe
     );
 }
 

@@ -50,6 +50,17 @@ impl Cluster {
         routes: &[(&str, &[&str])],
         behind_proxy: &[(&str, usize)],
     ) -> Cluster {
+        Cluster::with_addrs(regions, routes, behind_proxy, |_, _| free_addr())
+    }
+
+    /// [`Cluster::new`] with each host's address in the file chosen by
+    /// `addr(region, index)` (addresses in network namespaces, say).
+    pub fn with_addrs(
+        regions: &[RegionSpec],
+        routes: &[(&str, &[&str])],
+        behind_proxy: &[(&str, usize)],
+        mut addr: impl FnMut(&str, usize) -> SocketAddr,
+    ) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut toml = String::new();
         let mut hosts = Vec::new();
@@ -61,7 +72,7 @@ impl Cluster {
             }
             let mut addrs = Vec::new();
             for index in 0..region.hosts {
-                let listed = free_addr();
+                let listed = addr(region.name, index);
                 let bound = if behind_proxy.contains(&(region.name, index)) {
                     free_addr()
                 } else {
@@ -205,6 +216,18 @@ impl Cluster {
         extra: &[&str],
         log: &str,
     ) -> HostProcess {
+        self.start_in(region, index, extra, log, None)
+    }
+
+    /// [`Cluster::start_with_log`] inside network namespace `netns`.
+    pub fn start_in(
+        &self,
+        region: &str,
+        index: usize,
+        extra: &[&str],
+        log: &str,
+        netns: Option<&str>,
+    ) -> HostProcess {
         let (_, listed, bound) = self.host(region, index).clone();
         let listed = listed.to_string();
         let bound = bound.to_string();
@@ -216,7 +239,7 @@ impl Cluster {
             args.extend_from_slice(&["--bind", &bound]);
         }
         args.extend_from_slice(extra);
-        HostProcess::spawn_with_log(&args, None, log)
+        HostProcess::spawn_in(&args, None, log, netns)
     }
 
     /// Two regions of one host each.

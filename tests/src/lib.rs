@@ -4,10 +4,12 @@
 
 mod cluster;
 mod files;
+mod netns;
 mod proxy;
 
 pub use cluster::{Cluster, RegionSpec, free_addr};
 pub use files::{WriteStyle, component_returning, large_component};
+pub use netns::Network;
 pub use proxy::Proxy;
 
 use std::fs::File;
@@ -194,10 +196,30 @@ impl HostProcess {
 
     /// [`HostProcess::spawn`] with a `RUST_LOG` filter.
     pub fn spawn_with_log(args: &[&str], cwd: Option<&Path>, log_filter: &str) -> HostProcess {
+        HostProcess::spawn_in(args, cwd, log_filter, None)
+    }
+
+    /// [`HostProcess::spawn_with_log`], inside network namespace `netns`
+    /// when one is given (see [`Network`]).
+    pub fn spawn_in(
+        args: &[&str],
+        cwd: Option<&Path>,
+        log_filter: &str,
+        netns: Option<&str>,
+    ) -> HostProcess {
         let dir = tempfile::tempdir().expect("tempdir");
         let log_path = dir.path().join("host.log");
         let log = File::create(&log_path).expect("log file");
-        let mut command = Command::new(wasmrpc_bin());
+        // `ip netns exec` enters the namespace and executes the host in its
+        // place: the child's pid is the host's.
+        let mut command = match netns {
+            Some(netns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", netns]).arg(wasmrpc_bin());
+                command
+            }
+            None => Command::new(wasmrpc_bin()),
+        };
         command
             .args(args)
             .env("RUST_LOG", log_filter)

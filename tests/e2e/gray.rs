@@ -1,0 +1,276 @@
+//! Gray failures under load: a serving host that hangs (SIGSTOP) or is cut
+//! off the network (its packets dropped) while its TCP connections stay
+//! open. Calls go through a host of another region to the two hosts of the
+//! region serving `ledger`; one of them fails for 8 s.
+//!
+//! What must hold: no idempotent call fails (hedging and the dead-peer check
+//! move them to the other host); every non-idempotent call runs at most once
+//! (counted from the `ledger` plugin's log lines), and the ones caught by the
+//! fault fail with `processed: maybe` within about the dead-peer detection
+//! time, not at their deadline.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use ciborium::Value;
+use wasmrpc::{CallError, CallOptions, Client, ErrorCode, Processed};
+use wasmrpc_tests::{Cluster, HostProcess, Network, RegionSpec};
+
+/// The deadline of the idempotent calls (`ledger.locate`).
+const IDEMPOTENT_DEADLINE: Duration = Duration::from_secs(3);
+/// The deadline of the non-idempotent calls (`ledger.record`).
+const ONCE_DEADLINE: Duration = Duration::from_secs(5);
+/// How long a failed non-idempotent call may have taken: the dead-peer
+/// detection time (3 silent pings 500 ms apart, 1.5–2 s) plus a margin for a
+/// loaded machine, well short of its deadline.
+const DETECTION_BOUND: Duration = Duration::from_secs(3);
+/// Callers of each kind.
+const WORKERS: usize = 8;
+
+fn regions() -> [RegionSpec; 2] {
+    [
+        RegionSpec {
+            name: "eu-west",
+            hosts: 1,
+            plugins: &[],
+        },
+        RegionSpec {
+            name: "us-east",
+            hosts: 2,
+            plugins: &["ledger"],
+        },
+    ]
+}
+
+/// One call and how it ended.
+struct Outcome {
+    entry: String,
+    result: Result<Value, CallError>,
+    took: Duration,
+}
+
+/// Calls `function` back to back until `stop`, each with its own entry name.
+async fn caller(
+    client: Client,
+    function: &'static str,
+    worker: usize,
+    deadline: Duration,
+    stop: Arc<AtomicBool>,
+) -> Vec<Outcome> {
+    let mut outcomes = Vec::new();
+    let mut i = 0;
+    while !stop.load(Ordering::Relaxed) {
+        i += 1;
+        let entry = format!("{function}-{worker}-{i}");
+        let options = CallOptions {
+            timeout: Some(deadline),
+            ..CallOptions::default()
+        };
+        let start = Instant::now();
+        let args = vec![Value::Text(entry.clone()), Value::from(1)];
+        let result = client.call_with(function, args, options).await;
+        outcomes.push(Outcome {
+            entry,
+            result,
+            took: start.elapsed(),
+        });
+    }
+    outcomes
+}
+
+async fn wait_until_listed(client: &Client, function: &str) {
+    let start = Instant::now();
+    loop {
+        let catalog = client.list().await.expect("list");
+        if catalog
+            .iter()
+            .any(|f| f.name == function && f.regions == ["us-east"])
+        {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{function} never listed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Runs idempotent and non-idempotent callers through `edge`, applies
+/// `fault` after a second, `heal` 8 s later, stops 2 s after that, and
+/// checks what the module doc promises. `servers` are the two `us-east`
+/// hosts, whose logs count the executions.
+async fn calls_survive(
+    edge: SocketAddr,
+    servers: [&HostProcess; 2],
+    fault: impl FnOnce(),
+    heal: impl FnOnce(),
+) {
+    let client = Client::connect(edge)
+        .await
+        .expect("connect to the edge host");
+    wait_until_listed(&client, "ledger.locate").await;
+    wait_until_listed(&client, "ledger.record").await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let spawn = |function, deadline| {
+        (0..WORKERS)
+            .map(|w| tokio::spawn(caller(client.clone(), function, w, deadline, stop.clone())))
+            .collect::<Vec<_>>()
+    };
+    let idempotent = spawn("ledger.locate", IDEMPOTENT_DEADLINE);
+    let once = spawn("ledger.record", ONCE_DEADLINE);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    fault();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    heal();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut located = Vec::new();
+    for worker in idempotent {
+        located.extend(worker.await.unwrap());
+    }
+    let mut recorded = Vec::new();
+    for worker in once {
+        recorded.extend(worker.await.unwrap());
+    }
+
+    // Idempotent calls: none failed.
+    let failed: Vec<String> = located
+        .iter()
+        .filter_map(|o| o.result.as_ref().err().map(|e| format!("{}: {e}", o.entry)))
+        .collect();
+    eprintln!(
+        "idempotent: {} calls, {} failed",
+        located.len(),
+        failed.len()
+    );
+    assert_eq!(failed, Vec::<String>::new(), "idempotent calls failed");
+    assert!(
+        located
+            .iter()
+            .all(|o| o.result == Ok(Value::from("us-east")))
+    );
+
+    // Let the host that was hung or cut off run what it had received.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let logs = format!("{}\n{}", servers[0].log(), servers[1].log());
+    let mut executions: HashMap<&str, usize> = HashMap::new();
+    for line in logs.lines() {
+        if let Some(rest) = line.split("recorded ").nth(1) {
+            *executions
+                .entry(rest.split(' ').next().unwrap())
+                .or_default() += 1;
+        }
+    }
+    let (mut ok, mut caught, mut slowest) = (0, 0, Duration::ZERO);
+    for outcome in &recorded {
+        let runs = executions.get(outcome.entry.as_str()).copied().unwrap_or(0);
+        assert!(runs <= 1, "{} ran {runs} times", outcome.entry);
+        match &outcome.result {
+            Ok(region) => {
+                assert_eq!(*region, Value::from("us-east"));
+                assert_eq!(runs, 1, "{} answered but ran {runs} times", outcome.entry);
+                ok += 1;
+            }
+            Err(error) => {
+                assert_eq!(
+                    (error.code, error.processed),
+                    (ErrorCode::Unavailable, Processed::Maybe),
+                    "{}: {error}",
+                    outcome.entry
+                );
+                assert!(
+                    outcome.took < DETECTION_BOUND,
+                    "{} failed after {:?}, not within the dead-peer detection time: {error}",
+                    outcome.entry,
+                    outcome.took
+                );
+                slowest = slowest.max(outcome.took);
+                caught += 1;
+            }
+        }
+    }
+    let runs: usize = executions
+        .iter()
+        .filter(|(entry, _)| entry.starts_with("ledger.record-"))
+        .map(|(_, runs)| runs)
+        .sum();
+    eprintln!(
+        "non-idempotent: {} calls, {ok} answered, {caught} failed (processed: maybe, slowest after {slowest:?}), {runs} executions",
+        recorded.len()
+    );
+    assert!(
+        runs <= recorded.len(),
+        "{runs} executions of {} calls",
+        recorded.len()
+    );
+    assert!(
+        caught >= 1,
+        "no non-idempotent call was caught by the fault: the test did not test it"
+    );
+    assert!(ok > 100, "only {ok} non-idempotent calls answered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_host_fails_no_idempotent_call_and_runs_nothing_twice() {
+    let cluster = Cluster::new(&regions(), &[], &[]);
+    let hosts = cluster.start_all_linked();
+    let (edge, hung, other) = (&hosts[0], &hosts[1], &hosts[2]);
+    calls_survive(
+        edge.addr,
+        [hung, other],
+        || hung.signal(libc::SIGSTOP),
+        || hung.signal(libc::SIGCONT),
+    )
+    .await;
+    assert!(
+        edge.log().contains("declared dead"),
+        "the edge host never declared the hung host dead"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_host_fails_no_idempotent_call_and_runs_nothing_twice() {
+    let network = Network::new(3);
+    let netns = |region: &str, index: usize| match (region, index) {
+        ("eu-west", 0) => 0,
+        ("us-east", i) => 1 + i,
+        _ => unreachable!(),
+    };
+    let cluster = Cluster::with_addrs(&regions(), &[], &[], |region, index| {
+        SocketAddr::new(network.addr(netns(region, index)), 7100)
+    });
+    let start = |region, index| {
+        cluster.start_in(
+            region,
+            index,
+            &[],
+            "info",
+            Some(network.netns(netns(region, index))),
+        )
+    };
+    let hosts = [
+        start("eu-west", 0),
+        start("us-east", 0),
+        start("us-east", 1),
+    ];
+    for host in &hosts {
+        host.wait_for_log("linked to peer", 2, Duration::from_secs(10));
+    }
+    let (edge, cut, other) = (&hosts[0], &hosts[1], &hosts[2]);
+    calls_survive(
+        edge.addr,
+        [cut, other],
+        || network.cut(1),
+        || network.heal(1),
+    )
+    .await;
+    assert!(
+        edge.log().contains("declared dead"),
+        "the edge host never declared the cut-off host dead"
+    );
+}
