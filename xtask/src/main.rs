@@ -101,7 +101,12 @@ fn plugins(out: Option<&Path>) -> anyhow::Result<PathBuf> {
             "--target-dir",
         ])
         .arg(guests.join("target"))
-        .env_remove("CARGO_TARGET_DIR"))?;
+        // The host's flags are not the guests' (`-C target-cpu=native` means
+        // nothing to wasm32), and the test harness builds the guests without
+        // them too (`wasmrpc_tests::guests_dir`): with the same flags, one
+        // build is fresh for the other instead of redoing it.
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS"))?;
     let built = guests.join("target/wasm32-wasip2/release");
     let out = out.map_or_else(|| root.clone(), Path::to_path_buf);
     if out != root {
