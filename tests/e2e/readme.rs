@@ -1,10 +1,33 @@
-//! The README's start command brings up the sample regions and its tour
-//! works as printed: the demo layout (`cargo xtask plugins`) served by
-//! `wasmrpc up` from the sample `regions.toml`.
+//! The README's start command, run exactly as written, brings up every region
+//! of the sample `regions.toml` on its own ports, the tour prints what the
+//! README says against it, and Ctrl-C stops it all.
+//!
+//! This is the path a user takes: the command comes from the README's quick
+//! start, runs in the repository root, and is stopped the way a terminal
+//! stops it (SIGINT to its process group). So a README whose first command
+//! does not start what the tour needs fails here.
 
-use std::process::Command;
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use wasmrpc_tests::{wasmrpc_bin, workspace_root};
+use wasmrpc::config::Topology;
+use wasmrpc_tests::{eventually, wasmrpc_bin, workspace_root};
+
+/// How long the start command may take to build what it needs and start its
+/// first host (a cold build of the host and the plugins).
+const FIRST_HOST_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// How long the other hosts may take to follow the first one.
+const OTHER_HOSTS_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long Ctrl-C may take to stop everything (the hosts drain for at most
+/// 5 s, and nothing is in flight).
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// One `$ wasmrpc ...` line of the README and the output printed under it.
 struct Step {
@@ -35,8 +58,29 @@ fn tour_steps(readme: &str) -> Vec<Step> {
     steps
 }
 
+/// The start command: the first command of the first code block of the
+/// README's "Quick start" section, split into words.
+fn start_command(readme: &str) -> Vec<String> {
+    let section = readme
+        .split("\n## Quick start\n")
+        .nth(1)
+        .expect("the README has a `## Quick start` section");
+    let section = section.split("\n## ").next().expect("split yields a part");
+    let block = section
+        .split("```")
+        .nth(1)
+        .expect("the quick start has a code block");
+    block
+        .lines()
+        .skip(1) // the fence's info string, e.g. `sh`
+        .map(shell_words)
+        .find(|words| !words.is_empty())
+        .expect("the quick start's code block has a command")
+}
+
 /// Splits a command line the way a POSIX shell does for what the README
-/// uses: words separated by spaces, single quotes taken literally.
+/// uses: words separated by spaces, single quotes taken literally, and a
+/// `#` starting a word begins a comment.
 fn shell_words(line: &str) -> Vec<String> {
     let mut words = Vec::new();
     let mut word = String::new();
@@ -58,6 +102,7 @@ fn shell_words(line: &str) -> Vec<String> {
                 in_word = false;
             }
             ' ' => {}
+            '#' if !in_word => break,
             other => {
                 in_word = true;
                 word.push(other);
@@ -70,106 +115,229 @@ fn shell_words(line: &str) -> Vec<String> {
     words
 }
 
-/// `wasmrpc up` on the demo layout, with the sample's ports swapped for free
-/// ones; stopped with SIGTERM when dropped.
-struct Up {
-    child: std::process::Child,
-    /// Sample address (`127.0.0.1:7101`) → the address used here.
-    ports: Vec<(String, String)>,
+/// Variables `cargo test` sets for a test process that describe this test
+/// crate, not the user's shell; the start command runs without them.
+///
+/// None of them changes a fingerprint of the nested builds (measured: with
+/// the whole environment of `cargo test`, the nested `cargo build` of the
+/// host and the plugins found everything fresh), but the command should see
+/// what a user's shell has. `CARGO_HOME`, `CARGO_TARGET_DIR`, `RUSTUP_*` and
+/// the like stay: they are the user's, and the outer build used them too.
+fn is_test_only_variable(name: &str) -> bool {
+    name == "CARGO" || name.starts_with("CARGO_PKG_") || name.starts_with("CARGO_MANIFEST_")
 }
 
-impl Up {
-    fn start(demo: &std::path::Path) -> Up {
-        let config = demo.join("regions.toml");
-        let mut text = std::fs::read_to_string(&config).unwrap();
-        let mut ports = Vec::new();
-        for sample in [
-            "127.0.0.1:7101",
-            "127.0.0.1:7201",
-            "127.0.0.1:7202",
-            "127.0.0.1:7301",
-        ] {
-            assert!(
-                text.contains(sample),
-                "the sample regions.toml no longer has {sample}"
-            );
-            let free = wasmrpc_tests::free_addr().to_string();
-            text = text.replace(sample, &free);
-            ports.push((sample.to_owned(), free));
-        }
-        std::fs::write(&config, text).unwrap();
-        let log = std::fs::File::create(demo.join("up.log")).unwrap();
-        let mut command = Command::new(wasmrpc_bin());
+/// The start command running in its own process group, with its output
+/// collected; the whole group and every host are killed when dropped, so a
+/// failing test leaves nothing running.
+struct Demo {
+    child: Child,
+    /// Every line printed so far, stdout and stderr interleaved.
+    transcript: Arc<Mutex<Vec<String>>>,
+    lines: Receiver<String>,
+    exit: Option<ExitStatus>,
+}
+
+impl Demo {
+    fn start(words: &[String], root: &Path) -> Demo {
+        let mut command = Command::new(&words[0]);
         command
-            .args(["up", "--config", config.to_str().unwrap()])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(log);
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let mut child = command.spawn().expect("start wasmrpc up");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                let _ = tx.send(line);
+            .args(&words[1..])
+            .current_dir(root)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (name, _) in std::env::vars_os() {
+            if name.to_str().is_some_and(is_test_only_variable) {
+                command.env_remove(name);
             }
-        });
-        let mut seen = Vec::new();
-        while seen
-            .iter()
-            .filter(|l: &&String| l.contains("listening on"))
-            .count()
-            < 4
+        }
         {
-            match rx.recv_timeout(std::time::Duration::from_secs(120)) {
-                Ok(line) => seen.push(line),
-                Err(_) => panic!(
-                    "`wasmrpc up` did not bring up four hosts; stdout: {seen:#?}\nstderr:\n{}",
-                    std::fs::read_to_string(demo.join("up.log")).unwrap_or_default()
-                ),
+            use std::os::unix::process::CommandExt;
+            command.process_group(0);
+            // The command dies with the test thread, even if the test is
+            // killed; its hosts die with it (`wasmrpc up` sets the same).
+            // SAFETY: prctl is async-signal-safe and touches no memory.
+            unsafe {
+                command.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
             }
         }
-        Up { child, ports }
-    }
-
-    fn addr(&self, sample: &str) -> String {
-        self.ports
-            .iter()
-            .find(|(s, _)| s == sample)
-            .unwrap()
-            .1
-            .clone()
-    }
-
-    /// SIGTERM, then the exit status.
-    fn stop(mut self) -> Option<i32> {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let start = std::time::Instant::now();
-        while start.elapsed() < std::time::Duration::from_secs(15) {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run `{}`: {e}", words.join(" ")));
+        let transcript = Arc::new(Mutex::new(Vec::new()));
+        let (tx, lines) = std::sync::mpsc::channel();
+        collect(child.stdout.take().expect("piped"), &transcript, tx.clone());
+        collect(child.stderr.take().expect("piped"), &transcript, tx);
+        Demo {
+            child,
+            transcript,
+            lines,
+            exit: None,
         }
-        None
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// The last lines printed, for failure messages.
+    fn tail(&self) -> String {
+        let transcript = self.transcript.lock().unwrap();
+        let start = transcript.len().saturating_sub(60);
+        transcript[start..].join("\n")
+    }
+
+    /// Waits until a host listens on every one of `addresses` (from the
+    /// hosts' `... listening on ADDR` lines).
+    fn wait_until_listening(&mut self, command: &str, addresses: &[String]) {
+        let started = Instant::now();
+        let mut first: Option<Instant> = None;
+        let mut listening = Vec::new();
+        while !addresses.iter().all(|a| listening.contains(a)) {
+            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                let address = line
+                    .split_once(" listening on ")
+                    .and_then(|(_, rest)| rest.split_whitespace().next());
+                if let Some(address) = address {
+                    listening.push(address.to_owned());
+                    first.get_or_insert_with(Instant::now);
+                }
+            }
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                self.exit = Some(status);
+                panic!(
+                    "the README's start command `{command}` exited ({status}) before hosts \
+                     listened on all of {addresses:?} (listening: {listening:?}); its output \
+                     ends with:\n{}",
+                    self.tail()
+                );
+            }
+            let late = match first {
+                None => started.elapsed() > FIRST_HOST_TIMEOUT,
+                Some(first) => first.elapsed() > OTHER_HOSTS_TIMEOUT,
+            };
+            assert!(
+                !late,
+                "the README's start command `{command}` must start every host of the sample \
+                 regions.toml, {addresses:?}, but after {:.1?} hosts listen only on \
+                 {listening:?}; its output ends with:\n{}",
+                started.elapsed(),
+                self.tail()
+            );
+        }
+    }
+
+    /// Ctrl-C as a terminal sends it: SIGINT to the whole process group.
+    /// Returns the command's exit status.
+    fn interrupt(&mut self) -> ExitStatus {
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        let rc = unsafe { libc::kill(-self.pid(), libc::SIGINT) };
+        assert_eq!(rc, 0, "cannot signal the process group");
+        let start = Instant::now();
+        while start.elapsed() < STOP_TIMEOUT {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                self.exit = Some(status);
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "the start command did not stop within {STOP_TIMEOUT:?} of Ctrl-C; its output ends \
+             with:\n{}",
+            self.tail()
+        );
+    }
+
+    /// Whether any process is left in the command's process group.
+    fn group_alive(&self) -> bool {
+        // SAFETY: as above; signal 0 only checks that the group exists.
+        unsafe { libc::kill(-self.pid(), 0) == 0 }
     }
 }
 
-impl Drop for Up {
+impl Drop for Demo {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        if self.exit.is_some() && !self.group_alive() {
+            return;
+        }
+        let hosts = descendants(self.pid());
+        // SAFETY: as above. The group id cannot be reused while the group
+        // has a member; the descendants are children of a live process.
+        unsafe {
+            libc::kill(-self.pid(), libc::SIGKILL);
+            for pid in hosts {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
         let _ = self.child.wait();
     }
+}
+
+/// Reads `output` line by line into `transcript` and `lines`.
+fn collect(
+    output: impl Read + Send + 'static,
+    transcript: &Arc<Mutex<Vec<String>>>,
+    lines: Sender<String>,
+) {
+    let transcript = Arc::clone(transcript);
+    std::thread::spawn(move || {
+        for line in BufReader::new(output).lines().map_while(Result::ok) {
+            transcript.lock().unwrap().push(line.clone());
+            let _ = lines.send(line);
+        }
+    });
+}
+
+/// Every process descended from `root` (not `root` itself), from `/proc`.
+fn descendants(root: i32) -> Vec<i32> {
+    let mut parents = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|ppid| ppid.parse::<i32>().ok());
+        if let Some(ppid) = ppid {
+            parents.push((pid, ppid));
+        }
+    }
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, ppid)| *ppid == parent)
+                .map(|(pid, _)| *pid),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+fn process_exists(pid: i32) -> bool {
+    // SAFETY: kill(2) with signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+fn port_free(address: &str) -> bool {
+    TcpListener::bind(address).is_ok()
 }
 
 /// Waits until the host at `addr` lists `function` served by `regions`.
@@ -180,7 +348,7 @@ fn wait_for_catalog(addr: &str, function: &str, regions: &[&str]) {
         .unwrap();
     runtime.block_on(async {
         let client = wasmrpc::Client::connect(addr).await.unwrap();
-        let start = std::time::Instant::now();
+        let start = Instant::now();
         loop {
             let catalog = client.list().await.unwrap();
             if catalog
@@ -193,31 +361,47 @@ fn wait_for_catalog(addr: &str, function: &str, regions: &[&str]) {
                 start.elapsed().as_secs() < 10,
                 "{addr} never listed {function} in {regions:?}"
             );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     });
 }
 
 #[test]
-fn the_readme_start_command_brings_up_three_regions_and_the_tour_prints_what_it_says() {
-    let demo = tempfile::tempdir().unwrap();
-    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .current_dir(workspace_root())
-        .args(["xtask", "plugins", "--out"])
-        .arg(demo.path())
-        .status()
-        .expect("run cargo xtask plugins");
-    assert!(status.success());
-    let up = Up::start(demo.path());
-    let eu = up.addr("127.0.0.1:7101");
-    wait_for_catalog(&eu, "inventory.stock.reserve", &["ap-south"]);
-    wait_for_catalog(&eu, "orders.place", &["us-east"]);
-    wait_for_catalog(&eu, "math.add", &["eu-west", "us-east"]);
-    for us in ["127.0.0.1:7201", "127.0.0.1:7202"] {
-        wait_for_catalog(&up.addr(us), "inventory.stock.reserve", &["ap-south"]);
+fn the_readme_start_command_brings_up_every_region_the_tour_works_and_ctrl_c_stops_it() {
+    let root = workspace_root();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let words = start_command(&readme);
+    let command = words.join(" ");
+    let topology = Topology::from_file(&root.join("regions.toml")).unwrap();
+    let addresses: Vec<String> = topology
+        .regions
+        .iter()
+        .flat_map(|region| region.hosts.iter().cloned())
+        .collect();
+    for address in &addresses {
+        assert!(
+            port_free(address),
+            "`{address}` is in use, but the README test runs `{command}` on the ports of the \
+             sample regions.toml, {addresses:?}: stop whatever holds it (a demo still \
+             running?) and run the test again"
+        );
     }
 
-    let readme = std::fs::read_to_string(workspace_root().join("README.md")).unwrap();
+    let started = Instant::now();
+    let mut demo = Demo::start(&words, root);
+    demo.wait_until_listening(&command, &addresses);
+    let listening = started.elapsed();
+    // The tour's host (README: "Every command below talks to the `eu-west`
+    // host at `127.0.0.1:7101`") and the hosts its calls go through.
+    let eu = "127.0.0.1:7101";
+    wait_for_catalog(eu, "inventory.stock.reserve", &["ap-south"]);
+    wait_for_catalog(eu, "orders.place", &["us-east"]);
+    wait_for_catalog(eu, "math.add", &["eu-west", "us-east"]);
+    for us in ["127.0.0.1:7201", "127.0.0.1:7202"] {
+        wait_for_catalog(us, "inventory.stock.reserve", &["ap-south"]);
+    }
+    let linked = started.elapsed();
+
     let steps = tour_steps(&readme);
     assert_eq!(steps.len(), 20, "the README tour has 20 commands");
     for step in steps {
@@ -229,7 +413,8 @@ fn the_readme_start_command_brings_up_three_regions_and_the_tour_prints_what_it_
         );
         let out = Command::new(wasmrpc_bin())
             .args(&words[1..])
-            .env("WASMRPC_HOST", &eu)
+            .current_dir(root)
+            .env_remove("WASMRPC_HOST")
             .output()
             .unwrap();
         let printed = format!(
@@ -249,11 +434,49 @@ fn the_readme_start_command_brings_up_three_regions_and_the_tour_prints_what_it_
         };
         assert_eq!(out.status.code(), Some(expected_code), "`{}`", step.command);
     }
-    assert_eq!(
-        up.stop(),
-        Some(0),
-        "`wasmrpc up` stops every host gracefully on SIGTERM"
+    let toured = started.elapsed();
+
+    let processes = descendants(demo.pid());
+    assert!(
+        processes.len() >= addresses.len(),
+        "`{command}` should run a process per host; found {processes:?}"
     );
+    let status = demo.interrupt();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "`{command}` stops every host gracefully on Ctrl-C; its output ends with:\n{}",
+        demo.tail()
+    );
+    assert!(!demo.group_alive(), "processes of `{command}` outlived it");
+    assert!(
+        eventually(Duration::from_secs(5), || !processes
+            .iter()
+            .any(|&pid| process_exists(pid))),
+        "hosts started by `{command}` outlived it: {:?}",
+        processes
+            .iter()
+            .filter(|&&pid| process_exists(pid))
+            .collect::<Vec<_>>()
+    );
+    for address in &addresses {
+        assert!(
+            eventually(Duration::from_secs(5), || port_free(address)),
+            "`{address}` is still in use after `{command}` stopped"
+        );
+    }
+    eprintln!(
+        "`{command}`: all hosts listening after {listening:.1?}, catalogs linked after \
+         {linked:.1?}, tour done after {toured:.1?}, stopped after {:.1?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn the_start_command_is_the_first_command_of_the_quick_start() {
+    let readme = "# x\n\n## Quick start\n\nText.\n\n```sh\n\ncargo xtask demo   # start it\n\
+                  cargo test --workspace\n```\n\n## A tour\n\n```sh\nwasmrpc list\n```\n";
+    assert_eq!(start_command(readme), vec!["cargo", "xtask", "demo"]);
 }
 
 #[test]
@@ -268,4 +491,9 @@ fn shell_words_keep_quoted_json_whole() {
             "2"
         ]
     );
+    assert_eq!(
+        shell_words("cargo xtask demo   # build and start"),
+        vec!["cargo", "xtask", "demo"]
+    );
+    assert_eq!(shell_words("echo '#1' a#b"), vec!["echo", "#1", "a#b"]);
 }

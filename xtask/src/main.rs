@@ -4,8 +4,9 @@
 //!   (adding the target when missing) and install them into each region's
 //!   plugin folder under DIR (default: the repository root), next to a copy
 //!   of `regions.toml` when DIR is elsewhere.
-//! - `demo`: `plugins`, build the host, and start every host of the sample
-//!   `regions.toml` with `wasmrpc up`.
+//! - `demo`: `plugins`, build the host, and become `wasmrpc up` on the
+//!   sample `regions.toml`: every host of every region starts, each prints
+//!   where it listens, and Ctrl-C stops them all.
 //! - `corpus [--out DIR] [--seed-fuzz]`: regenerate the malformed-frame corpus
 //!   in DIR (default `tests/corpus/`; see its README.md). With `--seed-fuzz`,
 //!   also write seeds for the fuzz targets into `fuzz/corpus/<target>/`.
@@ -100,7 +101,12 @@ fn plugins(out: Option<&Path>) -> anyhow::Result<PathBuf> {
             "--target-dir",
         ])
         .arg(guests.join("target"))
-        .env_remove("CARGO_TARGET_DIR"))?;
+        // The host's flags are not the guests' (`-C target-cpu=native` means
+        // nothing to wasm32), and the test harness builds the guests without
+        // them too (`wasmrpc_tests::guests_dir`): with the same flags, one
+        // build is fresh for the other instead of redoing it.
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS"))?;
     let built = guests.join("target/wasm32-wasip2/release");
     let out = out.map_or_else(|| root.clone(), Path::to_path_buf);
     if out != root {
@@ -128,19 +134,45 @@ fn plugins(out: Option<&Path>) -> anyhow::Result<PathBuf> {
     Ok(out)
 }
 
+/// `cargo xtask demo`: installs the example plugins, builds the host, then
+/// becomes `wasmrpc up` on the sample `regions.toml`.
+///
+/// On Unix this process is replaced by `wasmrpc up` (as `cargo run` is
+/// replaced by this one), so the process the user started is the one that
+/// serves: Ctrl-C reaches it directly and stops every host, and nothing is
+/// left behind to orphan them.
 fn demo() -> anyhow::Result<()> {
-    let dir = plugins(None)?;
-    eprintln!("starting region eu-west; stop with Ctrl-C");
-    run(cargo().current_dir(&dir).args([
-        "run",
-        "--quiet",
-        "--package",
-        "wasmrpc",
-        "--",
-        "host",
-        "--region",
-        "eu-west",
-    ]))
+    let root = plugins(None)?;
+    run(cargo()
+        .current_dir(&root)
+        .args(["build", "--package", "wasmrpc", "--bin", "wasmrpc"]))?;
+    // Cargo builds `wasmrpc` next to this binary: same workspace, same profile.
+    let exe = std::env::current_exe().context("cannot find the xtask executable")?;
+    let wasmrpc = exe.with_file_name(format!("wasmrpc{}", std::env::consts::EXE_SUFFIX));
+    let mut up = Command::new(&wasmrpc);
+    up.current_dir(&root)
+        .args(["up", "--config"])
+        .arg(root.join("regions.toml"));
+    eprintln!(
+        "starting every host of `regions.toml` with `{} up`",
+        wasmrpc.display()
+    );
+    exec(&mut up)
+}
+
+/// Replaces this process with `command`, which inherits its pid, process
+/// group and terminal.
+#[cfg(unix)]
+fn exec(command: &mut Command) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let error = command.exec();
+    Err(error).with_context(|| format!("cannot run {command:?}"))
+}
+
+/// Runs `command` to its end (no `exec` here).
+#[cfg(not(unix))]
+fn exec(command: &mut Command) -> anyhow::Result<()> {
+    run(command)
 }
 
 /// `cargo xtask corpus [--out DIR] [--seed-fuzz]`.

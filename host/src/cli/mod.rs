@@ -49,8 +49,9 @@ enum Command {
     List(ListArgs),
     /// Start every host of the config file, each as its own process.
     ///
-    /// Output lines are prefixed with the host's region and address. Ctrl-C
-    /// (or SIGTERM) stops them all gracefully.
+    /// Output lines are prefixed with the host's region and address; once
+    /// every host listens, a summary says where each one does. Ctrl-C (or
+    /// SIGTERM) stops them all gracefully; a second one stops them at once.
     Up(UpArgs),
 }
 
