@@ -101,6 +101,73 @@ async fn slow_senders_are_closed_by_the_frame_read_timeout() {
 }
 
 #[tokio::test]
+async fn a_hello_must_start_within_the_hello_timeout_and_finish_within_the_frame_timeout() {
+    let host = HostProcess::start_with(
+        &["math"],
+        &["--hello-timeout", "500ms", "--frame-timeout", "1500ms"],
+    );
+    let client = host.client().await;
+    let addr = host.addr;
+    tokio::task::spawn_blocking(move || {
+        let hello = wasmrpc::protocol::encode_message(
+            &Message::Hello(wasmrpc::protocol::Hello {
+                version: 1,
+                role: wasmrpc::protocol::Role::Client,
+                region: None,
+                host_id: None,
+                max_in_flight: None,
+            }),
+            1 << 20,
+        )
+        .unwrap();
+
+        // Nothing at all: closed at the hello timeout.
+        let start = Instant::now();
+        let mut silent = RawConn::connect(addr);
+        let error = closing_error(&mut silent, Duration::from_secs(5));
+        let took = start.elapsed();
+        assert_eq!(error.code, ErrorCode::ProtocolError);
+        assert_eq!(
+            error.message,
+            "unexpected `nothing` message: no `hello` within 500ms"
+        );
+        assert!(took >= Duration::from_millis(500), "closed after {took:?}");
+        assert!(took < Duration::from_millis(1400), "closed after {took:?}");
+
+        // A hello started in time may finish after the hello timeout,
+        // within the frame timeout of its first byte.
+        let mut slow = RawConn::connect(addr);
+        std::thread::sleep(Duration::from_millis(300));
+        slow.send(&hello[..7]);
+        std::thread::sleep(Duration::from_millis(600));
+        slow.send(&hello[7..]);
+        assert!(matches!(
+            slow.read(Duration::from_secs(2)),
+            Read2::Message(Message::Hello(_))
+        ));
+
+        // A hello started and never finished: the frame timeout's error,
+        // from its first byte.
+        let mut partial = RawConn::connect(addr);
+        std::thread::sleep(Duration::from_millis(300));
+        let start = Instant::now();
+        partial.send(&hello[..7]);
+        let error = closing_error(&mut partial, Duration::from_secs(5));
+        let took = start.elapsed();
+        assert_eq!(error.code, ErrorCode::ProtocolError);
+        assert_eq!(
+            error.message,
+            "no complete frame within 1.5s of its first byte"
+        );
+        assert!(took >= Duration::from_millis(1500), "closed after {took:?}");
+        assert!(took < Duration::from_millis(2500), "closed after {took:?}");
+    })
+    .await
+    .unwrap();
+    assert_adds(&client, 1, 1).await;
+}
+
+#[tokio::test]
 async fn idle_connections_are_closed_and_pings_keep_them_open() {
     let host = HostProcess::start_with(
         &["math"],

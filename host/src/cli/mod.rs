@@ -130,6 +130,10 @@ struct HostArgs {
     /// Open connections before new ones are refused.
     #[arg(long, default_value_t = 10_000)]
     max_connections: usize,
+    /// How long a new connection may take to start sending its `hello`
+    /// (once started, the frame timeout applies).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    hello_timeout: Duration,
     /// How long a frame may take to arrive once its first byte has.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     frame_timeout: Duration,
@@ -276,6 +280,7 @@ async fn run_host(args: HostArgs) -> anyhow::Result<ExitCode> {
     options.runtime.spare_instances = args.spare_instances;
     options.server.max_frame = args.max_frame_kib << 10;
     options.server.max_connections = args.max_connections;
+    options.server.hello_timeout = args.hello_timeout;
     options.server.frame_timeout = args.frame_timeout;
     options.server.idle_timeout = args.idle_timeout;
     options.server.max_cancels = args.max_cancels;

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
 use tokio::net::TcpStream;
+use tokio::time::Interval;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
@@ -99,9 +100,16 @@ impl Connection {
         let (reader, writer) = stream.into_split();
         let mut frames = FramedRead::new(reader, FrameCodec::new(self.config.max_frame));
         let (tx, writer) = Outbound::start(writer, self.config.max_outbound);
+        // Slow senders, idle connections and cancel floods are checked on a
+        // tick; a quarter of the frame timeout keeps the check timely.
+        let mut tick = tokio::time::interval(
+            (self.config.frame_timeout / 4)
+                .clamp(Duration::from_millis(20), Duration::from_secs(1)),
+        );
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
-        let result = match self.handshake(&mut frames, &tx).await {
-            Ok(role) => self.serve_calls(&mut frames, &tx, role).await,
+        let result = match self.handshake(&mut frames, &tx, &mut tick).await {
+            Ok(role) => self.serve_calls(&mut frames, &tx, &mut tick, role).await,
             Err(error) => Err(error),
         };
         if let Err(error) = &result {
@@ -128,13 +136,38 @@ impl Connection {
     }
 
     /// Exchanges `hello`; returns the caller's role.
-    async fn handshake(&self, frames: &mut Frames, tx: &Outbound) -> Result<Role, ProtocolError> {
-        let first = tokio::time::timeout(self.config.hello_timeout, frames.next())
-            .await
-            .map_err(|_| ProtocolError::Unexpected {
-                got: "nothing",
-                why: format!("no `hello` within {:?}", self.config.hello_timeout),
-            })?;
+    ///
+    /// The `hello` must start arriving within the hello timeout, and, like
+    /// every frame, be complete within the frame timeout of its first byte.
+    async fn handshake(
+        &self,
+        frames: &mut Frames,
+        tx: &Outbound,
+        tick: &mut Interval,
+    ) -> Result<Role, ProtocolError> {
+        let hello_due = tokio::time::sleep(self.config.hello_timeout);
+        tokio::pin!(hello_due);
+        let mut overdue = false;
+        let first = loop {
+            tokio::select! {
+                biased;
+                frame = frames.next() => break frame,
+                () = &mut hello_due, if !overdue => overdue = true,
+                _ = tick.tick() => {}
+            }
+            match frames.decoder().partial_since() {
+                Some(since) if since.elapsed() >= self.config.frame_timeout => {
+                    return Err(ProtocolError::FrameTimeout(self.config.frame_timeout));
+                }
+                None if overdue => {
+                    return Err(ProtocolError::Unexpected {
+                        got: "nothing",
+                        why: format!("no `hello` within {:?}", self.config.hello_timeout),
+                    });
+                }
+                _ => {}
+            }
+        };
         let body = match first {
             Some(body) => body?,
             None => return Err(ProtocolError::Io(std::io::ErrorKind::UnexpectedEof.into())),
@@ -187,6 +220,7 @@ impl Connection {
         &self,
         frames: &mut Frames,
         tx: &Outbound,
+        tick: &mut Interval,
         role: Role,
     ) -> Result<(), ProtocolError> {
         // Peers learn this host's own functions now and after every change.
@@ -198,13 +232,6 @@ impl Connection {
         let mut in_flight: HashMap<u64, CancellationToken> = HashMap::new();
         let mut pending: Pending = Pending::new();
         let mut draining = false;
-        // Slow senders, idle connections and cancel floods are checked on a
-        // tick; a quarter of the frame timeout keeps the check timely.
-        let mut tick = tokio::time::interval(
-            (self.config.frame_timeout / 4)
-                .clamp(Duration::from_millis(20), Duration::from_secs(1)),
-        );
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_frame = Instant::now();
         let mut cancels = (Instant::now(), 0u32);
         // Made once, not on every turn of the loop.

@@ -29,7 +29,8 @@ pub struct ServerConfig {
     pub max_deadline: Duration,
     /// Open connections before new ones are refused.
     pub max_connections: usize,
-    /// How long a new connection may take to send its `hello`.
+    /// How long a new connection may take to start sending its `hello`;
+    /// once its first byte is here, the frame timeout applies.
     pub hello_timeout: Duration,
     /// How long a frame may take to arrive once its first byte has.
     pub frame_timeout: Duration,
