@@ -199,6 +199,46 @@ async fn idle_connections_are_closed_and_pings_keep_them_open() {
 }
 
 #[tokio::test]
+async fn idle_time_counts_from_the_last_answer_and_never_while_a_call_runs() {
+    let host = HostProcess::start_with(
+        &["misbehave"],
+        &["--idle-timeout", "1s", "--frame-timeout", "400ms"],
+    );
+    tokio::task::spawn_blocking(move || {
+        let mut conn = RawConn::handshake(host.addr);
+        // A call twice as long as the idle timeout: the connection stays open.
+        conn.send_message(&call(1, "misbehave.busy", vec![Value::from(2000)], None));
+        match conn.read(Duration::from_secs(5)) {
+            Read2::Message(Message::Reply(reply)) => assert_eq!(reply.id, 1),
+            other => panic!("expected the reply to call 1, got {other:?}"),
+        }
+        let answered = Instant::now();
+        // Past a few idle checks (every 100 ms here), but within the idle
+        // timeout of the answer: still open.
+        std::thread::sleep(Duration::from_millis(600));
+        conn.send_message(&Message::Ping(wasmrpc::protocol::Ping { nonce: 3 }));
+        match conn.read(Duration::from_secs(1)) {
+            Read2::Message(Message::Pong(pong)) => assert_eq!(pong.nonce, 3),
+            other => panic!(
+                "closed {:?} after the answer: {other:?}",
+                answered.elapsed()
+            ),
+        }
+        let pinged = Instant::now();
+        let error = closing_error(&mut conn, Duration::from_secs(3));
+        assert_eq!(error.code, ErrorCode::Unavailable);
+        assert_eq!(error.message, "connection idle for 1s");
+        assert!(
+            pinged.elapsed() >= Duration::from_secs(1),
+            "idle-closed {:?} after the last frame",
+            pinged.elapsed()
+        );
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
 async fn connections_over_the_cap_are_refused_promptly() {
     let host = HostProcess::start_with(&["math"], &["--max-connections", "3"]);
     tokio::task::spawn_blocking(move || {

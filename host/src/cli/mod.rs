@@ -137,7 +137,8 @@ struct HostArgs {
     /// How long a frame may take to arrive once its first byte has.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     frame_timeout: Duration,
-    /// Close connections with nothing in flight and no frame for this long.
+    /// Close connections with nothing in flight for this long, counted from
+    /// their last frame or their last call's answer.
     #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
     idle_timeout: Duration,
     /// `cancel`s per connection allowed in 10 s before it is closed.

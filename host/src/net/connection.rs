@@ -232,7 +232,9 @@ impl Connection {
         let mut in_flight: HashMap<u64, CancellationToken> = HashMap::new();
         let mut pending: Pending = Pending::new();
         let mut draining = false;
-        let mut last_frame = Instant::now();
+        // The idle time counts from here: the last frame read, or the last
+        // call in flight answered, whichever came later.
+        let mut active_at = Instant::now();
         let mut cancels = (Instant::now(), 0u32);
         // Made once, not on every turn of the loop.
         let overflowed = tx.overflowed();
@@ -262,6 +264,9 @@ impl Connection {
                             Poll::Pending => None,
                         };
                     }
+                    if in_flight.is_empty() {
+                        active_at = Instant::now();
+                    }
                 }
                 () = &mut overflowed => break Err(ProtocolError::SlowReader(self.config.max_outbound)),
                 _ = tick.tick() => {
@@ -270,7 +275,7 @@ impl Connection {
                         break Err(ProtocolError::FrameTimeout(self.config.frame_timeout));
                     }
                     if in_flight.is_empty() && since.is_none()
-                        && last_frame.elapsed() >= self.config.idle_timeout
+                        && active_at.elapsed() >= self.config.idle_timeout
                     {
                         break Err(ProtocolError::Idle(self.config.idle_timeout));
                     }
@@ -290,7 +295,7 @@ impl Connection {
                         Some(Err(error)) => break Err(error),
                         Some(Ok(body)) => body,
                     };
-                    last_frame = Instant::now();
+                    active_at = Instant::now();
                     let message = match decode_message(&body) {
                         Ok(message) => message,
                         Err(error) => break Err(error),
