@@ -277,6 +277,72 @@ async fn a_call_id_already_in_flight_is_a_protocol_error() {
 }
 
 #[tokio::test]
+async fn a_caller_that_half_closes_gets_cancelled_for_each_call_in_flight() {
+    let host = HostProcess::start(&["math", "misbehave"]);
+    let client = host.client().await;
+    let spin = |id| {
+        let mut spin = call(id, "misbehave.spin", vec![]);
+        if let Message::Call(c) = &mut spin {
+            c.deadline_ms = Some(10_000);
+        }
+        spin
+    };
+    let cancelled = |messages: Vec<Message>| -> Vec<u64> {
+        let mut ids: Vec<u64> = messages
+            .into_iter()
+            .map(|m| match m {
+                Message::Error(error) => {
+                    assert_eq!(error.code, ErrorCode::Cancelled, "{error:?}");
+                    assert_eq!(error.processed, Processed::Maybe, "{error:?}");
+                    assert_eq!(
+                        error.message,
+                        "call cancelled: the caller closed its side of the connection"
+                    );
+                    assert_eq!(error.region.as_deref(), Some("test"));
+                    error
+                        .id
+                        .expect("a per-call error, not a connection-level one")
+                }
+                other => panic!("expected only `cancelled` errors, got {other:?}"),
+            })
+            .collect();
+        ids.sort();
+        ids
+    };
+
+    // Two spinning calls in flight, one answered, then the caller shuts
+    // down its sending side and keeps reading.
+    let mut conn = RawConn::handshake(host.addr);
+    conn.send_message(&spin(1));
+    conn.send_message(&spin(2));
+    conn.send_message(&call(3, "math.add", vec![Value::from(1), Value::from(2)]));
+    assert!(matches!(
+        conn.read(WAIT),
+        Read2::Message(Message::Reply(reply)) if reply.id == 3
+    ));
+    let closed_at = std::time::Instant::now();
+    conn.finish_writing();
+    assert_eq!(cancelled(conn.read_until_closed(WAIT)), vec![1, 2]);
+    assert!(
+        closed_at.elapsed() < Duration::from_secs(1),
+        "the calls ran on for {:?}",
+        closed_at.elapsed()
+    );
+
+    // The same when the caller stops in the middle of a frame: no error
+    // for the frame, `cancelled` for the call.
+    let mut conn = RawConn::handshake(host.addr);
+    conn.send_message(&spin(7));
+    conn.send_message(&Message::Ping(Ping { nonce: 1 }));
+    assert!(matches!(conn.read(WAIT), Read2::Message(Message::Pong(_))));
+    conn.send(&100u32.to_be_bytes());
+    conn.send(&[0xa1; 10]);
+    conn.finish_writing();
+    assert_eq!(cancelled(conn.read_until_closed(WAIT)), vec![7]);
+    healthy(&host, &client).await;
+}
+
+#[tokio::test]
 async fn a_caller_claiming_to_be_a_host_is_refused() {
     let host = HostProcess::start(&["math"]);
     let mut conn = RawConn::connect(host.addr);

@@ -361,9 +361,22 @@ impl Connection {
                 outbound::uncork();
             }
         };
-        // The caller is gone or broke the protocol: stop the work it asked for.
-        for token in in_flight.values() {
+        // The caller is gone or broke the protocol: stop the work it asked
+        // for. A caller that only closed its sending side still reads: each
+        // of its calls is answered. After a connection-level error nothing
+        // is: that error is the last frame.
+        let caller_closed = matches!(result, Ok(()) | Err(ProtocolError::Io(_)));
+        for (&id, token) in &in_flight {
             token.cancel();
+            if caller_closed {
+                let error = CallError::new(
+                    ErrorCode::Cancelled,
+                    Processed::Maybe,
+                    "call cancelled: the caller closed its side of the connection",
+                )
+                .in_region(&self.config.region);
+                self.send(tx, Message::Error(ErrorReply::for_call(id, error)));
+            }
         }
         result
     }
