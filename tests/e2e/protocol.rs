@@ -343,6 +343,39 @@ async fn a_caller_that_half_closes_gets_cancelled_for_each_call_in_flight() {
 }
 
 #[tokio::test]
+async fn a_connection_level_error_is_the_last_frame_and_calls_in_flight_get_no_answer() {
+    let host = HostProcess::start(&["math", "misbehave"]);
+    let client = host.client().await;
+    let mut conn = RawConn::handshake(host.addr);
+    let mut spin = call(1, "misbehave.spin", vec![]);
+    if let Message::Call(c) = &mut spin {
+        c.deadline_ms = Some(10_000);
+    }
+    conn.send_message(&spin);
+    conn.send_message(&call(2, "math.add", vec![Value::from(1), Value::from(2)]));
+    assert!(matches!(
+        conn.read(WAIT),
+        Read2::Message(Message::Reply(reply)) if reply.id == 2
+    ));
+    // A malformed frame while call 1 spins: the connection-level error and
+    // the close, nothing for call 1, before the error or after it.
+    conn.send(&[0, 0, 0, 1, 0xff]);
+    match conn.read_until_closed(WAIT).as_slice() {
+        [Message::Error(error)] => {
+            assert_eq!(error.id, None);
+            assert_eq!(error.code, ErrorCode::ProtocolError);
+            assert!(
+                error.message.starts_with("malformed frame: "),
+                "{}",
+                error.message
+            );
+        }
+        other => panic!("expected only the connection-level error, got {other:?}"),
+    }
+    healthy(&host, &client).await;
+}
+
+#[tokio::test]
 async fn a_caller_claiming_to_be_a_host_is_refused() {
     let host = HostProcess::start(&["math"]);
     let mut conn = RawConn::connect(host.addr);

@@ -122,8 +122,13 @@ impl Connection {
                     ProtocolError::Idle(_) => ErrorCode::Unavailable,
                     _ => ErrorCode::ProtocolError,
                 };
-                let reply = ErrorReply::connection(code, error.to_string());
-                self.send(&tx, Message::Error(reply));
+                // The last frame; queued past the bound on replies, so that
+                // a caller that stopped reading still learns why when it
+                // reads again.
+                let reply = Message::Error(ErrorReply::connection(code, error.to_string()));
+                if let Err(error) = tx.queue_last(&reply, self.config.max_frame) {
+                    tracing::error!("cannot encode `{}`: {error}", reply.kind());
+                }
             }
         }
         tx.close();
