@@ -262,18 +262,27 @@ async fn calls_beyond_the_in_flight_limit_are_refused_unprocessed() {
 }
 
 #[tokio::test]
-async fn a_call_id_already_in_flight_is_a_protocol_error() {
-    let host = HostProcess::start(&["misbehave"]);
+async fn a_call_id_already_in_flight_closes_the_connection_and_neither_call_is_answered() {
+    let host = HostProcess::start(&["math", "misbehave"]);
+    let client = host.client().await;
     let mut conn = RawConn::handshake(host.addr);
     conn.send_message(&call(3, "misbehave.busy", vec![Value::from(300)]));
     conn.send_message(&call(3, "misbehave.busy", vec![Value::from(300)]));
-    let messages = conn.read_until_closed(WAIT);
-    let error = connection_error(&messages);
-    assert_eq!(error.code, ErrorCode::ProtocolError);
-    assert_eq!(
-        error.message,
-        "unexpected `call` message: call id 3 is already in flight on this connection"
-    );
+    // No per-call `protocol_error`, and no answer for the first call 3: the
+    // connection-level error is all, and the last frame (§6.1, §4.3).
+    match conn.read_until_closed(WAIT).as_slice() {
+        [Message::Error(error)] => {
+            assert_eq!(error.id, None);
+            assert_eq!(error.code, ErrorCode::ProtocolError);
+            assert_eq!(error.processed, Processed::No);
+            assert_eq!(
+                error.message,
+                "unexpected `call` message: call id 3 is already in flight on this connection"
+            );
+        }
+        other => panic!("expected only the connection-level error, got {other:?}"),
+    }
+    healthy(&host, &client).await;
 }
 
 #[tokio::test]
