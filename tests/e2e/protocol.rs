@@ -150,14 +150,25 @@ async fn call_before_hello_is_answered_with_an_error_and_closed() {
     let mut conn = RawConn::connect(host.addr);
     conn.send_message(&call(9, "math.add", vec![Value::from(1), Value::from(2)]));
     let messages = conn.read_until_closed(WAIT);
-    match messages.first() {
-        Some(Message::Error(error)) => {
+    match messages.as_slice() {
+        [Message::Error(error), Message::Error(closing)] => {
             assert_eq!(error.id, Some(9));
             assert_eq!(error.code, ErrorCode::ProtocolError);
             assert_eq!(error.processed, Processed::No);
             assert_eq!(error.message, "the connection must start with `hello`");
+            // Like every per-call error, it names the host's region (§7.3).
+            assert_eq!(error.region.as_deref(), Some("test"));
+            assert_eq!(error.detail, None);
+            assert_eq!(closing.id, None);
+            assert_eq!(closing.code, ErrorCode::ProtocolError);
+            assert_eq!(closing.processed, Processed::No);
+            assert_eq!(
+                closing.message,
+                "unexpected `call` message: the connection must start with `hello`"
+            );
+            assert_eq!(closing.region, None);
         }
-        other => panic!("expected an error for call 9, got {other:?}"),
+        other => panic!("expected an error for call 9, then the connection's, got {other:?}"),
     }
     healthy(&host, &client).await;
 }
