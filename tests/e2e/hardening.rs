@@ -187,6 +187,7 @@ async fn idle_connections_are_closed_and_pings_keep_them_open() {
         }
         let error = closing_error(&mut idle, Duration::from_secs(3));
         assert_eq!(error.code, ErrorCode::Unavailable);
+        assert_eq!(error.processed, Processed::No);
         assert_eq!(error.message, "connection idle for 1s");
         busy.send_message(&Message::Ping(wasmrpc::protocol::Ping { nonce: 2 }));
         assert!(matches!(
