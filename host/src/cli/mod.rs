@@ -36,7 +36,8 @@ enum Command {
     /// Loads every `<name>.wasm` component in the region's plugin folder and
     /// serves its exported functions. Stops gracefully on SIGINT or SIGTERM:
     /// new calls are refused, calls in flight finish within the drain timeout,
-    /// then the process exits 0. A second signal exits at once.
+    /// then the process exits 0. A second signal exits at once, with exit
+    /// code 130, leaving calls in flight unanswered.
     Host(HostArgs),
     /// Call a function and print its result as JSON.
     ///
@@ -82,7 +83,8 @@ struct HostArgs {
     /// Plugin folder; defaults to the region's `plugins` entry.
     #[arg(long)]
     plugins: Option<PathBuf>,
-    /// How long shutdown waits for calls in flight.
+    /// How long shutdown waits for calls in flight (the process then exits
+    /// 0; a second signal stops the wait: exit code 130).
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
     /// Deadline of calls that carry none.
