@@ -124,6 +124,9 @@ fn every_command_explains_its_flags() {
                 "--listen",
                 "--plugins",
                 "--drain-timeout",
+                "--hello-timeout",
+                "--frame-timeout",
+                "--idle-timeout",
             ][..],
         ),
         ("call", &["--host", "--timeout"][..]),
@@ -138,5 +141,61 @@ fn every_command_explains_its_flags() {
                 "`wasmrpc {command} --help` does not mention {flag}:\n{help}"
             );
         }
+    }
+}
+
+/// The `` `--flag` `` names in `text`.
+fn flags_named(text: &str) -> Vec<&str> {
+    text.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|quoted| {
+            quoted.starts_with("--")
+                && quoted[2..]
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '-')
+        })
+        .collect()
+}
+
+/// The text of the section of `doc` under `heading`, up to the next heading
+/// of the same level or above.
+fn section(doc: &str, heading: &str) -> String {
+    let level = heading.split(' ').next().unwrap().len();
+    let mut lines = doc.lines().skip_while(|line| *line != heading);
+    assert!(lines.next().is_some(), "no section `{heading}`");
+    lines
+        .take_while(|line| {
+            let hashes = line.len() - line.trim_start_matches('#').len();
+            !(1..=level).contains(&hashes) || !line[hashes..].starts_with(' ')
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn every_connection_limit_the_docs_name_is_a_host_flag_with_a_limits_row() {
+    let root = wasmrpc_tests::workspace_root();
+    let protocol = std::fs::read_to_string(root.join("PROTOCOL.md")).unwrap();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let closing = section(&protocol, "### 4.3 Connection-level errors and closing");
+    let limits = section(&readme, "## Limits");
+    let help = stdout(&cli(&["host", "--help"]));
+    let named = flags_named(&closing);
+    for flag in ["--hello-timeout", "--frame-timeout", "--idle-timeout"] {
+        assert!(
+            named.contains(&flag),
+            "PROTOCOL.md §4.3 does not name {flag}"
+        );
+    }
+    for flag in named {
+        assert!(
+            help.contains(&format!("{flag} <")),
+            "PROTOCOL.md §4.3 names {flag}, which `wasmrpc host --help` does not have:\n{help}"
+        );
+        assert!(
+            flags_named(&limits).contains(&flag),
+            "PROTOCOL.md §4.3 names {flag}, which README's Limits table does not"
+        );
     }
 }

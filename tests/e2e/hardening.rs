@@ -101,6 +101,73 @@ async fn slow_senders_are_closed_by_the_frame_read_timeout() {
 }
 
 #[tokio::test]
+async fn a_hello_must_start_within_the_hello_timeout_and_finish_within_the_frame_timeout() {
+    let host = HostProcess::start_with(
+        &["math"],
+        &["--hello-timeout", "500ms", "--frame-timeout", "1500ms"],
+    );
+    let client = host.client().await;
+    let addr = host.addr;
+    tokio::task::spawn_blocking(move || {
+        let hello = wasmrpc::protocol::encode_message(
+            &Message::Hello(wasmrpc::protocol::Hello {
+                version: 1,
+                role: wasmrpc::protocol::Role::Client,
+                region: None,
+                host_id: None,
+                max_in_flight: None,
+            }),
+            1 << 20,
+        )
+        .unwrap();
+
+        // Nothing at all: closed at the hello timeout.
+        let start = Instant::now();
+        let mut silent = RawConn::connect(addr);
+        let error = closing_error(&mut silent, Duration::from_secs(5));
+        let took = start.elapsed();
+        assert_eq!(error.code, ErrorCode::ProtocolError);
+        assert_eq!(
+            error.message,
+            "unexpected `nothing` message: no `hello` within 500ms"
+        );
+        assert!(took >= Duration::from_millis(500), "closed after {took:?}");
+        assert!(took < Duration::from_millis(1400), "closed after {took:?}");
+
+        // A hello started in time may finish after the hello timeout,
+        // within the frame timeout of its first byte.
+        let mut slow = RawConn::connect(addr);
+        std::thread::sleep(Duration::from_millis(300));
+        slow.send(&hello[..7]);
+        std::thread::sleep(Duration::from_millis(600));
+        slow.send(&hello[7..]);
+        assert!(matches!(
+            slow.read(Duration::from_secs(2)),
+            Read2::Message(Message::Hello(_))
+        ));
+
+        // A hello started and never finished: the frame timeout's error,
+        // from its first byte.
+        let mut partial = RawConn::connect(addr);
+        std::thread::sleep(Duration::from_millis(300));
+        let start = Instant::now();
+        partial.send(&hello[..7]);
+        let error = closing_error(&mut partial, Duration::from_secs(5));
+        let took = start.elapsed();
+        assert_eq!(error.code, ErrorCode::ProtocolError);
+        assert_eq!(
+            error.message,
+            "no complete frame within 1.5s of its first byte"
+        );
+        assert!(took >= Duration::from_millis(1500), "closed after {took:?}");
+        assert!(took < Duration::from_millis(2500), "closed after {took:?}");
+    })
+    .await
+    .unwrap();
+    assert_adds(&client, 1, 1).await;
+}
+
+#[tokio::test]
 async fn idle_connections_are_closed_and_pings_keep_them_open() {
     let host = HostProcess::start_with(
         &["math"],
@@ -120,12 +187,53 @@ async fn idle_connections_are_closed_and_pings_keep_them_open() {
         }
         let error = closing_error(&mut idle, Duration::from_secs(3));
         assert_eq!(error.code, ErrorCode::Unavailable);
+        assert_eq!(error.processed, Processed::No);
         assert_eq!(error.message, "connection idle for 1s");
         busy.send_message(&Message::Ping(wasmrpc::protocol::Ping { nonce: 2 }));
         assert!(matches!(
             busy.read(Duration::from_secs(1)),
             Read2::Message(Message::Pong(_))
         ));
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn idle_time_counts_from_the_last_answer_and_never_while_a_call_runs() {
+    let host = HostProcess::start_with(
+        &["misbehave"],
+        &["--idle-timeout", "1s", "--frame-timeout", "400ms"],
+    );
+    tokio::task::spawn_blocking(move || {
+        let mut conn = RawConn::handshake(host.addr);
+        // A call twice as long as the idle timeout: the connection stays open.
+        conn.send_message(&call(1, "misbehave.busy", vec![Value::from(2000)], None));
+        match conn.read(Duration::from_secs(5)) {
+            Read2::Message(Message::Reply(reply)) => assert_eq!(reply.id, 1),
+            other => panic!("expected the reply to call 1, got {other:?}"),
+        }
+        let answered = Instant::now();
+        // Past a few idle checks (every 100 ms here), but within the idle
+        // timeout of the answer: still open.
+        std::thread::sleep(Duration::from_millis(600));
+        conn.send_message(&Message::Ping(wasmrpc::protocol::Ping { nonce: 3 }));
+        match conn.read(Duration::from_secs(1)) {
+            Read2::Message(Message::Pong(pong)) => assert_eq!(pong.nonce, 3),
+            other => panic!(
+                "closed {:?} after the answer: {other:?}",
+                answered.elapsed()
+            ),
+        }
+        let pinged = Instant::now();
+        let error = closing_error(&mut conn, Duration::from_secs(3));
+        assert_eq!(error.code, ErrorCode::Unavailable);
+        assert_eq!(error.message, "connection idle for 1s");
+        assert!(
+            pinged.elapsed() >= Duration::from_secs(1),
+            "idle-closed {:?} after the last frame",
+            pinged.elapsed()
+        );
     })
     .await
     .unwrap();
@@ -214,7 +322,18 @@ async fn a_caller_that_never_reads_replies_cannot_make_the_host_buffer_more_than
         // 64 replies of 1 MiB each, never read while they are produced.
         ask_for_megabytes(&mut conn, 64);
         std::thread::sleep(Duration::from_secs(3));
-        closing_error(&mut conn, Duration::from_secs(20))
+        // Replies queued before the overflow, then the connection-level
+        // error as the last frame: nothing for the calls still in flight.
+        let messages = conn.read_until_closed(Duration::from_secs(20));
+        let (last, replies) = messages.split_last().expect("frames before the close");
+        assert!(replies.len() < 64, "{} replies", replies.len());
+        for reply in replies {
+            assert!(matches!(reply, Message::Reply(_)), "{reply:?}");
+        }
+        match last {
+            Message::Error(error) if error.id.is_none() => error.clone(),
+            other => panic!("expected the connection-level error last, got {other:?}"),
+        }
     })
     .await
     .unwrap();

@@ -150,14 +150,25 @@ async fn call_before_hello_is_answered_with_an_error_and_closed() {
     let mut conn = RawConn::connect(host.addr);
     conn.send_message(&call(9, "math.add", vec![Value::from(1), Value::from(2)]));
     let messages = conn.read_until_closed(WAIT);
-    match messages.first() {
-        Some(Message::Error(error)) => {
+    match messages.as_slice() {
+        [Message::Error(error), Message::Error(closing)] => {
             assert_eq!(error.id, Some(9));
             assert_eq!(error.code, ErrorCode::ProtocolError);
             assert_eq!(error.processed, Processed::No);
             assert_eq!(error.message, "the connection must start with `hello`");
+            // Like every per-call error, it names the host's region (§7.3).
+            assert_eq!(error.region.as_deref(), Some("test"));
+            assert_eq!(error.detail, None);
+            assert_eq!(closing.id, None);
+            assert_eq!(closing.code, ErrorCode::ProtocolError);
+            assert_eq!(closing.processed, Processed::No);
+            assert_eq!(
+                closing.message,
+                "unexpected `call` message: the connection must start with `hello`"
+            );
+            assert_eq!(closing.region, None);
         }
-        other => panic!("expected an error for call 9, got {other:?}"),
+        other => panic!("expected an error for call 9, then the connection's, got {other:?}"),
     }
     healthy(&host, &client).await;
 }
@@ -262,18 +273,126 @@ async fn calls_beyond_the_in_flight_limit_are_refused_unprocessed() {
 }
 
 #[tokio::test]
-async fn a_call_id_already_in_flight_is_a_protocol_error() {
-    let host = HostProcess::start(&["misbehave"]);
+async fn a_call_id_already_in_flight_closes_the_connection_and_neither_call_is_answered() {
+    let host = HostProcess::start(&["math", "misbehave"]);
+    let client = host.client().await;
     let mut conn = RawConn::handshake(host.addr);
     conn.send_message(&call(3, "misbehave.busy", vec![Value::from(300)]));
     conn.send_message(&call(3, "misbehave.busy", vec![Value::from(300)]));
-    let messages = conn.read_until_closed(WAIT);
-    let error = connection_error(&messages);
-    assert_eq!(error.code, ErrorCode::ProtocolError);
-    assert_eq!(
-        error.message,
-        "unexpected `call` message: call id 3 is already in flight on this connection"
+    // No per-call `protocol_error`, and no answer for the first call 3: the
+    // connection-level error is all, and the last frame (§6.1, §4.3).
+    match conn.read_until_closed(WAIT).as_slice() {
+        [Message::Error(error)] => {
+            assert_eq!(error.id, None);
+            assert_eq!(error.code, ErrorCode::ProtocolError);
+            assert_eq!(error.processed, Processed::No);
+            assert_eq!(
+                error.message,
+                "unexpected `call` message: call id 3 is already in flight on this connection"
+            );
+        }
+        other => panic!("expected only the connection-level error, got {other:?}"),
+    }
+    healthy(&host, &client).await;
+}
+
+#[tokio::test]
+async fn a_caller_that_half_closes_gets_cancelled_for_each_call_in_flight() {
+    let host = HostProcess::start(&["math", "misbehave"]);
+    let client = host.client().await;
+    let spin = |id| {
+        let mut spin = call(id, "misbehave.spin", vec![]);
+        if let Message::Call(c) = &mut spin {
+            c.deadline_ms = Some(10_000);
+        }
+        spin
+    };
+    let cancelled = |messages: Vec<Message>| -> Vec<u64> {
+        let mut ids: Vec<u64> = messages
+            .into_iter()
+            .map(|m| match m {
+                Message::Error(error) => {
+                    assert_eq!(error.code, ErrorCode::Cancelled, "{error:?}");
+                    assert_eq!(error.processed, Processed::Maybe, "{error:?}");
+                    assert_eq!(
+                        error.message,
+                        "call cancelled: the caller closed its side of the connection"
+                    );
+                    assert_eq!(error.region.as_deref(), Some("test"));
+                    error
+                        .id
+                        .expect("a per-call error, not a connection-level one")
+                }
+                other => panic!("expected only `cancelled` errors, got {other:?}"),
+            })
+            .collect();
+        ids.sort();
+        ids
+    };
+
+    // Two spinning calls in flight, one answered, then the caller shuts
+    // down its sending side and keeps reading.
+    let mut conn = RawConn::handshake(host.addr);
+    conn.send_message(&spin(1));
+    conn.send_message(&spin(2));
+    conn.send_message(&call(3, "math.add", vec![Value::from(1), Value::from(2)]));
+    assert!(matches!(
+        conn.read(WAIT),
+        Read2::Message(Message::Reply(reply)) if reply.id == 3
+    ));
+    let closed_at = std::time::Instant::now();
+    conn.finish_writing();
+    assert_eq!(cancelled(conn.read_until_closed(WAIT)), vec![1, 2]);
+    assert!(
+        closed_at.elapsed() < Duration::from_secs(1),
+        "the calls ran on for {:?}",
+        closed_at.elapsed()
     );
+
+    // The same when the caller stops in the middle of a frame: no error
+    // for the frame, `cancelled` for the call.
+    let mut conn = RawConn::handshake(host.addr);
+    conn.send_message(&spin(7));
+    conn.send_message(&Message::Ping(Ping { nonce: 1 }));
+    assert!(matches!(conn.read(WAIT), Read2::Message(Message::Pong(_))));
+    conn.send(&100u32.to_be_bytes());
+    conn.send(&[0xa1; 10]);
+    conn.finish_writing();
+    assert_eq!(cancelled(conn.read_until_closed(WAIT)), vec![7]);
+    healthy(&host, &client).await;
+}
+
+#[tokio::test]
+async fn a_connection_level_error_is_the_last_frame_and_calls_in_flight_get_no_answer() {
+    let host = HostProcess::start(&["math", "misbehave"]);
+    let client = host.client().await;
+    let mut conn = RawConn::handshake(host.addr);
+    let mut spin = call(1, "misbehave.spin", vec![]);
+    if let Message::Call(c) = &mut spin {
+        c.deadline_ms = Some(10_000);
+    }
+    conn.send_message(&spin);
+    conn.send_message(&call(2, "math.add", vec![Value::from(1), Value::from(2)]));
+    assert!(matches!(
+        conn.read(WAIT),
+        Read2::Message(Message::Reply(reply)) if reply.id == 2
+    ));
+    // A malformed frame while call 1 spins: the connection-level error and
+    // the close, nothing for call 1, before the error or after it.
+    conn.send(&[0, 0, 0, 1, 0xff]);
+    match conn.read_until_closed(WAIT).as_slice() {
+        [Message::Error(error)] => {
+            assert_eq!(error.id, None);
+            assert_eq!(error.code, ErrorCode::ProtocolError);
+            assert!(
+                error.message.starts_with("malformed frame: "),
+                "{}",
+                error.message
+            );
+        }
+        other => panic!("expected only the connection-level error, got {other:?}"),
+    }
+    healthy(&host, &client).await;
 }
 
 #[tokio::test]

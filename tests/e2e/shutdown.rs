@@ -48,3 +48,66 @@ async fn sigterm_lets_calls_in_flight_finish_then_exits_zero() {
     // Default drain timeout is 5 s; the calls needed about 0.6 s more.
     assert!(exited < Duration::from_secs(5), "exit took {exited:?}");
 }
+
+#[tokio::test]
+async fn a_second_signal_exits_at_once_with_code_130_as_documented() {
+    let mut host = HostProcess::start_with(&["misbehave"], &["--drain-timeout", "30s"]);
+    let client = host.client().await;
+    let call = {
+        let client = client.clone();
+        tokio::spawn(async move { client.call("misbehave.busy", vec![Value::from(4000)]).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    host.signal(libc::SIGTERM);
+    host.wait_for_log("shutting down", 1, Duration::from_secs(5));
+    let signalled = Instant::now();
+    host.signal(libc::SIGINT);
+    let (status, host) = tokio::task::spawn_blocking(move || {
+        let status = host.wait_exit(Duration::from_secs(10));
+        (status, host)
+    })
+    .await
+    .unwrap();
+    let exited = signalled.elapsed();
+    assert_eq!(
+        status.map(|s| s.code()),
+        Some(Some(130)),
+        "log:\n{}",
+        host.log()
+    );
+    assert!(exited < Duration::from_secs(2), "exit took {exited:?}");
+    // The call in flight was left unanswered: the connection just closed.
+    let err = call.await.unwrap().unwrap_err();
+    assert_eq!(
+        (err.code, err.processed),
+        (ErrorCode::Unavailable, Processed::Maybe)
+    );
+
+    // Everywhere shutdown is described, so is this exit code.
+    let root = wasmrpc_tests::workspace_root();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let command_line = readme
+        .split("## Command line")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("README has a Command line section");
+    let protocol = std::fs::read_to_string(root.join("PROTOCOL.md")).unwrap();
+    let drain = protocol
+        .split("## 9. Drain and shutdown")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("PROTOCOL.md has a drain section");
+    let help = wasmrpc_tests::cli(&["host", "--help"]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    for (place, text) in [
+        ("README.md's Command line section", command_line),
+        ("PROTOCOL.md §9", drain),
+        ("`wasmrpc host --help`", &help),
+    ] {
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            text.contains("second signal") && text.contains("130"),
+            "{place} does not say that a second signal exits with code 130:\n{text}"
+        );
+    }
+}

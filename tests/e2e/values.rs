@@ -425,3 +425,77 @@ async fn invalid_arguments_are_refused_naming_the_parameter() {
         Value::from(5)
     );
 }
+
+/// A CBOR bignum: tag 2 (positive) or 3 (negative, −1 − n) over the
+/// big-endian magnitude n.
+fn bignum(tag: u64, magnitude: &[u8]) -> Value {
+    Value::Tag(tag, Box::new(Value::Bytes(magnitude.to_vec())))
+}
+
+#[tokio::test]
+async fn bignums_are_integers_and_out_of_range_ones_say_so() {
+    let host = HostProcess::start(&["math", "greeter"]);
+    let client = host.client().await;
+    let two_to_64 = [1, 0, 0, 0, 0, 0, 0, 0, 0];
+    // Within range (leading zero bytes make the decoder keep the tag).
+    let mut padded = vec![0; 20];
+    padded.push(7);
+    let sum = client
+        .call("math.add", vec![bignum(2, &padded), bignum(3, &[1])])
+        .await;
+    assert_eq!(sum.unwrap(), Value::from(5));
+    for (function, arg, message) in [
+        (
+            "greeter.echo.echo-u64",
+            bignum(2, &two_to_64),
+            "parameter `v`: 18446744073709551616 is out of range for u64",
+        ),
+        (
+            "greeter.echo.echo-s64",
+            bignum(3, &two_to_64),
+            "parameter `v`: -18446744073709551617 is out of range for s64",
+        ),
+        (
+            "greeter.echo.echo-u8",
+            bignum(2, &[0xff; 16]),
+            "parameter `v`: 340282366920938463463374607431768211455 is out of range for u8",
+        ),
+        (
+            "greeter.echo.echo-u64",
+            bignum(2, &[1; 40]),
+            "parameter `v`: a bignum of 40 bytes is out of range for u64",
+        ),
+    ] {
+        let err = client.call(function, vec![arg]).await.unwrap_err();
+        assert_eq!(
+            (err.code, err.processed, err.message.as_str()),
+            (ErrorCode::InvalidArgs, Processed::No, message),
+            "{function}"
+        );
+    }
+    // The one bignum the decoder itself refuses (PROTOCOL.md §3): a
+    // negative one over 16 bytes below -2^127 makes the frame malformed.
+    let mut conn = wasmrpc_tests::RawConn::handshake(host.addr);
+    let mut frame =
+        b"\xa1\x64call\xa3\x62id\x01\x68function\x75greeter.echo.echo-s64\x64args\x81\xc3\x50"
+            .to_vec();
+    frame.extend_from_slice(&[0xff; 16]);
+    let mut framed = (frame.len() as u32).to_be_bytes().to_vec();
+    framed.extend_from_slice(&frame);
+    conn.send(&framed);
+    match conn
+        .read_until_closed(std::time::Duration::from_secs(5))
+        .as_slice()
+    {
+        [wasmrpc::protocol::Message::Error(error)] => {
+            assert_eq!(error.id, None);
+            assert_eq!(error.code, ErrorCode::ProtocolError);
+            assert_eq!(error.message, "malformed frame: integer too large");
+        }
+        other => panic!("expected a connection-level error, got {other:?}"),
+    }
+    assert_eq!(
+        client.call("math.add", args("[2, 3]")).await.unwrap(),
+        Value::from(5)
+    );
+}

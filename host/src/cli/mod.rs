@@ -36,7 +36,8 @@ enum Command {
     /// Loads every `<name>.wasm` component in the region's plugin folder and
     /// serves its exported functions. Stops gracefully on SIGINT or SIGTERM:
     /// new calls are refused, calls in flight finish within the drain timeout,
-    /// then the process exits 0. A second signal exits at once.
+    /// then the process exits 0. A second signal exits at once, with exit
+    /// code 130, leaving calls in flight unanswered.
     Host(HostArgs),
     /// Call a function and print its result as JSON.
     ///
@@ -83,7 +84,8 @@ struct HostArgs {
     /// Plugin folder; defaults to the region's `plugins` entry.
     #[arg(long)]
     plugins: Option<PathBuf>,
-    /// How long shutdown waits for calls in flight.
+    /// How long shutdown waits for calls in flight (the process then exits
+    /// 0; a second signal stops the wait: exit code 130).
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
     /// Deadline of calls that carry none.
@@ -131,10 +133,15 @@ struct HostArgs {
     /// Open connections before new ones are refused.
     #[arg(long, default_value_t = 10_000)]
     max_connections: usize,
+    /// How long a new connection may take to start sending its `hello`
+    /// (once started, the frame timeout applies).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    hello_timeout: Duration,
     /// How long a frame may take to arrive once its first byte has.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     frame_timeout: Duration,
-    /// Close connections with nothing in flight and no frame for this long.
+    /// Close connections with nothing in flight for this long, counted from
+    /// their last frame or their last call's answer.
     #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
     idle_timeout: Duration,
     /// `cancel`s per connection allowed in 10 s before it is closed.
@@ -298,6 +305,7 @@ async fn run_host(args: HostArgs) -> anyhow::Result<ExitCode> {
     options.runtime.spare_instances = args.spare_instances;
     options.server.max_frame = args.max_frame_kib << 10;
     options.server.max_connections = args.max_connections;
+    options.server.hello_timeout = args.hello_timeout;
     options.server.frame_timeout = args.frame_timeout;
     options.server.idle_timeout = args.idle_timeout;
     options.server.max_cancels = args.max_cancels;

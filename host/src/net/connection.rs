@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
 use tokio::net::TcpStream;
+use tokio::time::Interval;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
@@ -99,9 +100,16 @@ impl Connection {
         let (reader, writer) = stream.into_split();
         let mut frames = FramedRead::new(reader, FrameCodec::new(self.config.max_frame));
         let (tx, writer) = Outbound::start(writer, self.config.max_outbound);
+        // Slow senders, idle connections and cancel floods are checked on a
+        // tick; a quarter of the frame timeout keeps the check timely.
+        let mut tick = tokio::time::interval(
+            (self.config.frame_timeout / 4)
+                .clamp(Duration::from_millis(20), Duration::from_secs(1)),
+        );
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
-        let result = match self.handshake(&mut frames, &tx).await {
-            Ok(role) => self.serve_calls(&mut frames, &tx, role).await,
+        let result = match self.handshake(&mut frames, &tx, &mut tick).await {
+            Ok(role) => self.serve_calls(&mut frames, &tx, &mut tick, role).await,
             Err(error) => Err(error),
         };
         if let Err(error) = &result {
@@ -114,8 +122,13 @@ impl Connection {
                     ProtocolError::Idle(_) => ErrorCode::Unavailable,
                     _ => ErrorCode::ProtocolError,
                 };
-                let reply = ErrorReply::connection(code, error.to_string());
-                self.send(&tx, Message::Error(reply));
+                // The last frame; queued past the bound on replies, so that
+                // a caller that stopped reading still learns why when it
+                // reads again.
+                let reply = Message::Error(ErrorReply::connection(code, error.to_string()));
+                if let Err(error) = tx.queue_last(&reply, self.config.max_frame) {
+                    tracing::error!("cannot encode `{}`: {error}", reply.kind());
+                }
             }
         }
         tx.close();
@@ -128,13 +141,38 @@ impl Connection {
     }
 
     /// Exchanges `hello`; returns the caller's role.
-    async fn handshake(&self, frames: &mut Frames, tx: &Outbound) -> Result<Role, ProtocolError> {
-        let first = tokio::time::timeout(self.config.hello_timeout, frames.next())
-            .await
-            .map_err(|_| ProtocolError::Unexpected {
-                got: "nothing",
-                why: format!("no `hello` within {:?}", self.config.hello_timeout),
-            })?;
+    ///
+    /// The `hello` must start arriving within the hello timeout, and, like
+    /// every frame, be complete within the frame timeout of its first byte.
+    async fn handshake(
+        &self,
+        frames: &mut Frames,
+        tx: &Outbound,
+        tick: &mut Interval,
+    ) -> Result<Role, ProtocolError> {
+        let hello_due = tokio::time::sleep(self.config.hello_timeout);
+        tokio::pin!(hello_due);
+        let mut overdue = false;
+        let first = loop {
+            tokio::select! {
+                biased;
+                frame = frames.next() => break frame,
+                () = &mut hello_due, if !overdue => overdue = true,
+                _ = tick.tick() => {}
+            }
+            match frames.decoder().partial_since() {
+                Some(since) if since.elapsed() >= self.config.frame_timeout => {
+                    return Err(ProtocolError::FrameTimeout(self.config.frame_timeout));
+                }
+                None if overdue => {
+                    return Err(ProtocolError::Unexpected {
+                        got: "nothing",
+                        why: format!("no `hello` within {:?}", self.config.hello_timeout),
+                    });
+                }
+                _ => {}
+            }
+        };
         let body = match first {
             Some(body) => body?,
             None => return Err(ProtocolError::Io(std::io::ErrorKind::UnexpectedEof.into())),
@@ -187,6 +225,7 @@ impl Connection {
         &self,
         frames: &mut Frames,
         tx: &Outbound,
+        tick: &mut Interval,
         role: Role,
     ) -> Result<(), ProtocolError> {
         // Peers learn this host's own functions now and after every change.
@@ -198,14 +237,9 @@ impl Connection {
         let mut in_flight: HashMap<u64, CancellationToken> = HashMap::new();
         let mut pending: Pending = Pending::new();
         let mut draining = false;
-        // Slow senders, idle connections and cancel floods are checked on a
-        // tick; a quarter of the frame timeout keeps the check timely.
-        let mut tick = tokio::time::interval(
-            (self.config.frame_timeout / 4)
-                .clamp(Duration::from_millis(20), Duration::from_secs(1)),
-        );
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_frame = Instant::now();
+        // The idle time counts from here: the last frame read, or the last
+        // call in flight answered, whichever came later.
+        let mut active_at = Instant::now();
         let mut cancels = (Instant::now(), 0u32);
         // Made once, not on every turn of the loop.
         let overflowed = tx.overflowed();
@@ -235,6 +269,9 @@ impl Connection {
                             Poll::Pending => None,
                         };
                     }
+                    if in_flight.is_empty() {
+                        active_at = Instant::now();
+                    }
                 }
                 () = &mut overflowed => break Err(ProtocolError::SlowReader(self.config.max_outbound)),
                 _ = tick.tick() => {
@@ -243,7 +280,7 @@ impl Connection {
                         break Err(ProtocolError::FrameTimeout(self.config.frame_timeout));
                     }
                     if in_flight.is_empty() && since.is_none()
-                        && last_frame.elapsed() >= self.config.idle_timeout
+                        && active_at.elapsed() >= self.config.idle_timeout
                     {
                         break Err(ProtocolError::Idle(self.config.idle_timeout));
                     }
@@ -263,7 +300,7 @@ impl Connection {
                         Some(Err(error)) => break Err(error),
                         Some(Ok(body)) => body,
                     };
-                    last_frame = Instant::now();
+                    active_at = Instant::now();
                     let message = match decode_message(&body) {
                         Ok(message) => message,
                         Err(error) => break Err(error),
@@ -329,9 +366,22 @@ impl Connection {
                 outbound::uncork();
             }
         };
-        // The caller is gone or broke the protocol: stop the work it asked for.
-        for token in in_flight.values() {
+        // The caller is gone or broke the protocol: stop the work it asked
+        // for. A caller that only closed its sending side still reads: each
+        // of its calls is answered. After a connection-level error nothing
+        // is: that error is the last frame.
+        let caller_closed = matches!(result, Ok(()) | Err(ProtocolError::Io(_)));
+        for (&id, token) in &in_flight {
             token.cancel();
+            if caller_closed {
+                let error = CallError::new(
+                    ErrorCode::Cancelled,
+                    Processed::Maybe,
+                    "call cancelled: the caller closed its side of the connection",
+                )
+                .in_region(&self.config.region);
+                self.send(tx, Message::Error(ErrorReply::for_call(id, error)));
+            }
         }
         result
     }

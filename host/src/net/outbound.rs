@@ -92,7 +92,7 @@ impl Outbound {
     /// [`Outbound::overflowed`] fires), the outbound is closed, or the
     /// socket failed.
     pub fn send(self: &Arc<Self>, frame: &[u8]) -> bool {
-        let appended = self.append(|buf| {
+        let appended = self.append(self.limit, |buf| {
             buf.extend_from_slice(frame);
             Ok::<_, std::convert::Infallible>(frame.len())
         });
@@ -133,16 +133,35 @@ impl Outbound {
         max_frame: usize,
     ) -> Result<bool, ProtocolError> {
         Ok(self
-            .append(|buf| encode_message_into(message, max_frame, buf))?
+            .append(self.limit, |buf| {
+                encode_message_into(message, max_frame, buf)
+            })?
+            .is_some())
+    }
+
+    /// Queues `message` as [`Outbound::queue_message`] does, past the bound
+    /// if need be: for the one frame that says why the connection closes,
+    /// which a caller that stopped reading must still find when it reads
+    /// again. Call [`Outbound::close`] next.
+    ///
+    /// # Errors
+    ///
+    /// As [`Outbound::queue_message`].
+    pub fn queue_last(&self, message: &Message, max_frame: usize) -> Result<bool, ProtocolError> {
+        Ok(self
+            .append(usize::MAX, |buf| {
+                encode_message_into(message, max_frame, buf)
+            })?
             .is_some())
     }
 
     /// Appends a frame with `write`, which returns its length, unless the
-    /// outbound is closed or failed. Past the bound the frame is taken back
-    /// and [`Outbound::overflowed`] fires. `Some(held)` when accepted, with
-    /// whether the outbound is held (see [`Outbound::hold`]).
+    /// outbound is closed or failed. Past `limit` unsent bytes the frame is
+    /// taken back and [`Outbound::overflowed`] fires. `Some(held)` when
+    /// accepted, with whether the outbound is held (see [`Outbound::hold`]).
     fn append<E>(
         &self,
+        limit: usize,
         write: impl FnOnce(&mut BytesMut) -> Result<usize, E>,
     ) -> Result<Option<bool>, E> {
         let mut state = self.state();
@@ -151,7 +170,7 @@ impl Outbound {
         }
         let start = state.buf.len();
         let len = write(&mut state.buf)?;
-        if state.unsent + len > self.limit {
+        if state.unsent + len > limit {
             state.buf.truncate(start);
             drop(state);
             self.overflow.cancel();
@@ -400,11 +419,16 @@ mod tests {
     /// An outbound writing to one end of a loopback connection, and the
     /// other end.
     async fn pair() -> (Arc<Outbound>, WriterTask, TcpStream) {
+        pair_bounded(1 << 20).await
+    }
+
+    /// [`pair`], allowing `limit` unwritten bytes.
+    async fn pair_bounded(limit: usize) -> (Arc<Outbound>, WriterTask, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let connecting = TcpStream::connect(listener.local_addr().unwrap());
         let (ours, theirs) = tokio::join!(connecting, listener.accept());
         let (_, writer) = ours.unwrap().into_split();
-        let (outbound, task) = Outbound::start(writer, 1 << 20);
+        let (outbound, task) = Outbound::start(writer, limit);
         (outbound, task, theirs.unwrap().0)
     }
 
@@ -472,6 +496,24 @@ mod tests {
         assert_eq!(read_bytes(&mut peer, 10).await, b"here,there");
         assert!(outbound.send(b"now"));
         assert_eq!(read_bytes(&mut peer, 3).await, b"now");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_last_frame_is_queued_past_the_bound_that_refused_others() {
+        let (outbound, task, mut peer) = pair_bounded(32).await;
+        // Held: nothing is written, so everything queued stays unsent.
+        let hold = outbound.hold();
+        assert!(outbound.send(&[1; 30]));
+        assert!(!outbound.send(&[2; 10]), "past the bound");
+        let last = Message::Pong(crate::protocol::Pong { nonce: 7 });
+        assert!(outbound.queue_last(&last, 1 << 20).unwrap());
+        drop(hold);
+        outbound.close();
+        task.finish(Duration::from_secs(1)).await;
+        let mut expected = vec![1; 30];
+        expected.extend_from_slice(&crate::protocol::encode_message(&last, 1 << 20).unwrap());
+        let got = read_bytes(&mut peer, expected.len()).await;
+        assert_eq!(got, expected);
     }
 
     #[tokio::test(flavor = "current_thread")]

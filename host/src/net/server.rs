@@ -29,11 +29,13 @@ pub struct ServerConfig {
     pub max_deadline: Duration,
     /// Open connections before new ones are refused.
     pub max_connections: usize,
-    /// How long a new connection may take to send its `hello`.
+    /// How long a new connection may take to start sending its `hello`;
+    /// once its first byte is here, the frame timeout applies.
     pub hello_timeout: Duration,
     /// How long a frame may take to arrive once its first byte has.
     pub frame_timeout: Duration,
-    /// A connection with nothing in flight and no frame for this long is closed.
+    /// A connection with nothing in flight for this long, counted from its
+    /// last frame or its last call's answer, is closed.
     pub idle_timeout: Duration,
     /// `cancel`s allowed per connection in 10 s before it is closed.
     pub max_cancels: u32,

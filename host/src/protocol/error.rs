@@ -176,7 +176,7 @@ pub enum ProtocolError {
     /// A frame started arriving and did not complete in time (slow sender).
     #[error("no complete frame within {0:?} of its first byte")]
     FrameTimeout(std::time::Duration),
-    /// Nothing arrived and nothing was in flight for this long.
+    /// Nothing was in flight, and no frame arrived, for this long.
     #[error("connection idle for {0:?}")]
     Idle(std::time::Duration),
     /// Too many `cancel`s: a call-and-cancel flood.

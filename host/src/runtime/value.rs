@@ -450,13 +450,49 @@ fn text_key(key: &Value) -> Result<&str, ValueError> {
     }
 }
 
+/// CBOR tags of a positive and a negative bignum (RFC 8949 §3.4.3).
+const BIGNUM_POSITIVE: u64 = 2;
+const BIGNUM_NEGATIVE: u64 = 3;
+
 fn int<T: TryFrom<i128>>(value: &Value, name: &str) -> Result<T, ValueError> {
-    match value {
-        Value::Integer(i) => {
-            let n = i128::from(*i);
-            T::try_from(n).map_err(|_| ValueError::new(format!("{n} is out of range for {name}")))
-        }
-        other => Err(expected(&format!("an integer ({name})"), other)),
+    let out_of_range =
+        |shown: &dyn fmt::Display| ValueError::new(format!("{shown} is out of range for {name}"));
+    let n = match value {
+        Value::Integer(i) => i128::from(*i),
+        // The decoder turns bignums within ±2⁶⁴ into integers; these are
+        // the others.
+        Value::Tag(tag @ (BIGNUM_POSITIVE | BIGNUM_NEGATIVE), inner) => match &**inner {
+            Value::Bytes(magnitude) => {
+                bignum(*tag == BIGNUM_NEGATIVE, magnitude).map_err(|shown| out_of_range(&shown))?
+            }
+            _ => return Err(expected(&format!("an integer ({name})"), value)),
+        },
+        other => return Err(expected(&format!("an integer ({name})"), other)),
+    };
+    T::try_from(n).map_err(|_| out_of_range(&n))
+}
+
+/// The value of a bignum: `magnitude` n big-endian, negative meaning −1 − n.
+/// `Err` holds the value as text when it does not fit an `i128`.
+fn bignum(negative: bool, magnitude: &[u8]) -> Result<i128, String> {
+    let first = magnitude
+        .iter()
+        .position(|&b| b != 0)
+        .unwrap_or(magnitude.len());
+    let digits = &magnitude[first..];
+    if digits.len() > 16 {
+        let sign = if negative { "negative " } else { "" };
+        return Err(format!("a {sign}bignum of {} bytes", digits.len()));
+    }
+    let n = digits.iter().fold(0u128, |n, &b| (n << 8) | u128::from(b));
+    match (negative, i128::try_from(n)) {
+        (false, Ok(n)) => Ok(n),
+        (true, Ok(n)) => Ok(-1 - n),
+        (false, Err(_)) => Err(n.to_string()),
+        (true, Err(_)) => Err(match n.checked_add(1) {
+            Some(n) => format!("-{n}"),
+            None => "-340282366920938463463374607431768211456".to_owned(), // −2¹²⁸
+        }),
     }
 }
 
@@ -492,6 +528,73 @@ pub fn describe(value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn bignum_value(tag: u64, magnitude: &[u8]) -> Value {
+        Value::Tag(tag, Box::new(Value::Bytes(magnitude.to_vec())))
+    }
+
+    #[test]
+    fn a_bignum_out_of_range_is_reported_by_its_value() {
+        let two_to_64 = [1, 0, 0, 0, 0, 0, 0, 0, 0];
+        let cases = [
+            (
+                bignum_value(2, &two_to_64),
+                "18446744073709551616 is out of range for u64",
+            ),
+            (
+                bignum_value(3, &two_to_64),
+                "-18446744073709551617 is out of range for s64",
+            ),
+            (
+                bignum_value(2, &[0xff; 16]),
+                "340282366920938463463374607431768211455 is out of range for u64",
+            ),
+            (
+                bignum_value(3, &[0xff; 16]),
+                "-340282366920938463463374607431768211456 is out of range for s64",
+            ),
+            (
+                bignum_value(2, &[1; 17]),
+                "a bignum of 17 bytes is out of range for u64",
+            ),
+            (
+                bignum_value(3, &[1; 20]),
+                "a negative bignum of 20 bytes is out of range for s64",
+            ),
+        ];
+        for (value, message) in cases {
+            let ty = if message.ends_with("u64") {
+                Type::U64
+            } else {
+                Type::S64
+            };
+            assert_eq!(to_val(&value, &ty).unwrap_err().to_string(), message);
+        }
+        // Leading zero bytes do not count, and small bignums fit.
+        let mut padded = vec![0; 20];
+        padded.push(5);
+        assert_eq!(
+            to_val(&bignum_value(2, &padded), &Type::U8).unwrap(),
+            Val::U8(5)
+        );
+        assert_eq!(
+            to_val(&bignum_value(3, &[4]), &Type::S8).unwrap(),
+            Val::S8(-5)
+        );
+        assert_eq!(
+            to_val(&bignum_value(2, &[1, 0]), &Type::U8)
+                .unwrap_err()
+                .to_string(),
+            "256 is out of range for u8"
+        );
+        // A tag 2 over anything but bytes is no bignum.
+        assert_eq!(
+            to_val(&Value::Tag(2, Box::new(Value::from(1))), &Type::U8)
+                .unwrap_err()
+                .to_string(),
+            "expected an integer (u8), got tag 2"
+        );
+    }
 
     #[test]
     fn data_len_counts_bytes_not_values() {
