@@ -64,7 +64,9 @@ pub struct Topology {
     #[serde(rename = "region", default)]
     pub regions: Vec<Region>,
     /// `[routes]`: `"pattern" = ["region", ...]`, the preferred regions for
-    /// functions matching the pattern.
+    /// functions matching the pattern. When several patterns match a
+    /// function, the most specific wins (its name, then the longest prefix,
+    /// then `*`), so the order in the file does not matter.
     #[serde(default)]
     pub routes: BTreeMap<String, Vec<String>>,
     /// The folder the file is in; relative plugin folders start there.
