@@ -44,10 +44,20 @@ impl Network {
     /// a real network and says so rather than passing without one.
     pub fn new(count: usize) -> Network {
         let id = std::process::id() % 100_000;
+        // A subnet no interface of this machine is on.
+        let routes = Command::new("ip")
+            .args(["-4", "route", "show"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let subnet = (0..200)
+            .map(|i| ((id + i) % 200) as u8 + 20)
+            .find(|n| !routes.contains(&format!("10.77.{n}.")))
+            .expect("a free 10.77.x.0/24 subnet");
         let mut network = Network {
             bridge: format!("wr{id}br"),
             namespaces: Vec::new(),
-            subnet: (id % 200) as u8 + 20,
+            subnet,
         };
         if let Err(error) = network.build(count) {
             panic!("cannot build the test network (needs root and iproute2): {error}");

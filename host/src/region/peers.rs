@@ -244,9 +244,10 @@ impl Peer {
         self.state.lock().expect("peer lock")
     }
 
-    /// The peer's entry for `function`, if its catalog has it.
-    pub fn lookup(&self, function: &str) -> Option<FunctionInfo> {
-        self.state().functions.get(function).cloned()
+    /// Whether the peer's catalog has `function`, and if so whether the
+    /// peer declares it idempotent.
+    pub fn serves(&self, function: &str) -> Option<bool> {
+        self.state().functions.get(function).map(|f| f.idempotent)
     }
 
     /// The peer's own functions.
@@ -355,14 +356,13 @@ impl Peer {
     /// Counts host-level failures towards ejection (see [`host_failure`]);
     /// any other answer shows the host is alive and feeds its latency.
     fn record(&self, result: &Result<Value, CallError>, took: Duration) {
-        let failed = matches!(result, Err(e) if host_failure(e, &self.region));
-        let cancelled =
-            matches!(result, Err(e) if e.code == ErrorCode::Cancelled && e.region.is_none());
-        let now = Instant::now();
-        let mut state = self.state();
-        if cancelled {
+        if matches!(result, Err(e) if e.code == ErrorCode::Cancelled && e.region.is_none()) {
+            // Our caller gave up: that says nothing about the peer.
             return;
         }
+        let failed = matches!(result, Err(e) if host_failure(e, &self.region));
+        let now = Instant::now();
+        let mut state = self.state();
         if !failed {
             state.failures = 0;
             state.latency.observe(took);

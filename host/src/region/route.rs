@@ -1,18 +1,25 @@
 //! The routing decision (DESIGN §5): run a call here, or forward it to the
-//! best peer that serves it, failing over when that is safe.
+//! best peer that serves it, failing over and hedging when that is safe.
 //!
-//! 1. The function is hosted here: run it.
+//! 1. The function is hosted here ([`Local`]): run it.
 //! 2. Otherwise the candidates are the peers whose catalog has it (or, when
-//!    none has it, the hosts of the regions a matching `[routes]` entry
-//!    names). Order: healthy before ejected before unreachable; same region
-//!    before other regions; then `[routes]` order; then smoothed RTT × load.
+//!    none has it, the hosts of the regions the most specific matching
+//!    `[routes]` entry names). Order: healthy before ejected before
+//!    unreachable; same region before other regions; then `[routes]` order;
+//!    then smoothed RTT × load.
 //! 3. Forward with one more hop, this region added to the visited list and
 //!    the remaining deadline. Visited regions and the hop limit are never
 //!    crossed: `loop_detected`.
 //! 4. Fail over to the next candidate when the call certainly did not run
-//!    there, or when it may have run and the function is idempotent. Attempts,
-//!    backoff and a retry budget bound this, and the deadline always wins.
+//!    there, or when it may have run and the function is idempotent
+//!    ([`retryable`]). Idempotent calls are also hedged: a late attempt gets
+//!    a second one beside it on the next candidate. Attempts, backoff and a
+//!    retry budget bound both, and the deadline always wins.
 //! 5. No candidate at all: `not_found`.
+//!
+//! The router knows no sockets and no wasmtime: it runs local calls through
+//! [`Local`] and reaches peers through their [`Link`](super::peers::Link),
+//! so every rule above is unit-tested with fakes (`route/tests.rs`).
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock};
@@ -243,8 +250,8 @@ impl<L: Local> Router<L> {
         let mut by_route = false;
         let mut known: Vec<Arc<Peer>> = Vec::new();
         for peer in peers.iter() {
-            if let Some(info) = peer.lookup(function) {
-                idempotent &= info.idempotent;
+            if let Some(declared) = peer.serves(function) {
+                idempotent &= declared;
                 known.push(peer.clone());
             }
         }
@@ -324,11 +331,39 @@ impl<L: Local> Router<L> {
         let max_attempts = candidates
             .len()
             .min(self.config.retry.max_attempts.max(1) as usize);
-        let hedging = idempotent && !self.config.hedge_max.is_zero();
+        let options = |request: &CallRequest| CallOptions {
+            timeout: Some(request.remaining()),
+            hops: request.hops + 1,
+            visited: visited.clone(),
+            metadata: request.metadata.clone(),
+            ..CallOptions::default()
+        };
         let mut attempts = Attempts {
             all_not_found: true,
             ..Attempts::default()
         };
+        if max_attempts == 1 {
+            // One host to ask: no failover, no hedge, nothing to race.
+            let peer = &candidates[0];
+            let args = std::mem::take(&mut request.args);
+            let options = options(&request);
+            tracing::debug!(function = %request.function, peer = %peer.addr, region = %peer.region, hops = request.hops + 1, "forwarding");
+            let error = match peer
+                .call(&request.function, args, options, &request.cancel)
+                .await
+            {
+                Ok(value) => return Ok(value),
+                Err(error) => error,
+            };
+            return Err(
+                if self.note_failure(&request, peer, error, idempotent, &mut attempts) {
+                    self.give_up(&request, attempts)
+                } else {
+                    attempts.last.expect("failure noted")
+                },
+            );
+        }
+        let hedging = idempotent && !self.config.hedge_max.is_zero();
         let mut running = FuturesUnordered::new();
         // When to start the next attempt while others run: the hedge delay,
         // or the backoff after a failure.
@@ -381,20 +416,13 @@ impl<L: Local> Router<L> {
             } else {
                 request.args.clone()
             };
-            let options = CallOptions {
-                timeout: Some(request.remaining()),
-                hops: request.hops + 1,
-                visited: visited.clone(),
-                metadata: request.metadata.clone(),
-                ..CallOptions::default()
-            };
             tracing::debug!(function = %request.function, peer = %peer.addr, region = %peer.region, hops = request.hops + 1, "forwarding");
             running.push(attempt(
                 next,
                 peer,
                 &request.function,
                 args,
-                options,
+                options(&request),
                 &request.cancel,
             ));
             start_next = (hedging && next + 1 < max_attempts).then(|| {
@@ -402,9 +430,6 @@ impl<L: Local> Router<L> {
                 Box::pin(tokio::time::sleep(delay))
             });
             next += 1;
-        }
-        if !running.is_empty() {
-            attempts.may_have_run = true;
         }
         Err(self.give_up(&request, attempts))
     }
