@@ -206,6 +206,27 @@ fn router(
     ))
 }
 
+/// A router forwarding `f` to hosts `a0`, `a1`, ... of region `a`, the
+/// n-th answering with `answers[n]`; unmeasured and idle, they are tried in
+/// that order. Returns their links and the router.
+fn hosts(
+    answers: Vec<Answer>,
+    idempotent: bool,
+    config: RoutingConfig,
+) -> (Vec<Arc<FakeLink>>, Arc<Router<FakeLocal>>) {
+    let links: Vec<_> = answers.into_iter().map(FakeLink::always).collect();
+    let peers = links
+        .iter()
+        .enumerate()
+        .map(|(i, link)| peer("a", &format!("a{i}"), link, idempotent))
+        .collect();
+    (links, router(&[], peers, vec![], config))
+}
+
+fn calls(links: &[Arc<FakeLink>]) -> Vec<usize> {
+    links.iter().map(|l| l.calls()).collect()
+}
+
 fn no_hedging() -> RoutingConfig {
     RoutingConfig {
         hedge_max: Duration::ZERO,
@@ -358,50 +379,32 @@ fn routes_match_the_most_specific_pattern_whatever_the_file_order() {
 
 #[tokio::test(start_paused = true)]
 async fn a_call_that_did_not_run_fails_over_at_once() {
-    let first = FakeLink::always(fails(ErrorCode::Unavailable, Processed::No));
-    let second = FakeLink::always(now("second"));
-    let router = router(
-        &[],
-        vec![
-            peer("a", "a1", &first, false),
-            peer("a", "a2", &second, false),
-        ],
-        vec![],
-        no_hedging(),
-    );
+    let answers = vec![fails(ErrorCode::Unavailable, Processed::No), now("a1")];
+    let (links, router) = hosts(answers, false, no_hedging());
     let start = Instant::now();
-    assert_eq!(call(&router, "f").await, text("second"));
-    assert_eq!(ms(start, second.started()[0]), 0);
-    assert_eq!((first.calls(), second.calls()), (1, 1));
+    assert_eq!(call(&router, "f").await, text("a1"));
+    assert_eq!(ms(start, links[1].started()[0]), 0);
+    assert_eq!(calls(&links), [1, 1]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_call_that_may_have_run_is_retried_only_when_idempotent() {
     for idempotent in [false, true] {
-        let first = FakeLink::always(fails(ErrorCode::Unavailable, Processed::Maybe));
-        let second = FakeLink::always(now("second"));
-        let router = router(
-            &[],
-            vec![
-                peer("a", "a1", &first, idempotent),
-                peer("a", "a2", &second, idempotent),
-            ],
-            vec![],
-            no_hedging(),
-        );
+        let answers = vec![fails(ErrorCode::Unavailable, Processed::Maybe), now("a1")];
+        let (links, router) = hosts(answers, idempotent, no_hedging());
         let start = Instant::now();
         let result = call(&router, "f").await;
         if idempotent {
-            assert_eq!(result, text("second"));
+            assert_eq!(result, text("a1"));
             // After a jittered backoff of 25 ms ± 20%.
-            let waited = ms(start, second.started()[0]);
+            let waited = ms(start, links[1].started()[0]);
             assert!((20..=30).contains(&waited), "waited {waited} ms");
         } else {
             let error = result.unwrap_err();
             assert_eq!(error.code, ErrorCode::Unavailable);
             assert_eq!(error.processed, Processed::Maybe);
             assert_eq!(error.message, "unavailable from a fake");
-            assert_eq!(second.calls(), 0);
+            assert_eq!(calls(&links), [1, 0]);
         }
     }
 }
@@ -432,34 +435,17 @@ async fn answers_that_a_retry_cannot_change_are_final() {
         (ErrorCode::Trap, Processed::Maybe),
         (ErrorCode::DeadlineExceeded, Processed::Maybe),
     ] {
-        let first = FakeLink::always(fails(code, processed));
-        let second = FakeLink::always(now("second"));
-        let router = router(
-            &[],
-            vec![
-                peer("a", "a1", &first, true),
-                peer("a", "a2", &second, true),
-            ],
-            vec![],
-            no_hedging(),
-        );
+        let (links, router) = hosts(vec![fails(code, processed), now("a1")], true, no_hedging());
         let error = call(&router, "f").await.unwrap_err();
         assert_eq!((error.code, error.processed), (code, processed));
-        assert_eq!(second.calls(), 0, "{code} was retried");
+        assert_eq!(calls(&links), [1, 0], "{code} was retried");
     }
 }
 
 #[tokio::test(start_paused = true)]
 async fn backoff_grows_between_retries_of_calls_that_may_have_run() {
-    let links: Vec<_> = (0..4)
-        .map(|_| FakeLink::always(fails(ErrorCode::Unavailable, Processed::Maybe)))
-        .collect();
-    let peers = links
-        .iter()
-        .enumerate()
-        .map(|(i, link)| peer("a", &format!("a{i}"), link, true))
-        .collect();
-    let router = router(&[], peers, vec![], no_hedging());
+    let answers = vec![fails(ErrorCode::Unavailable, Processed::Maybe); 4];
+    let (links, router) = hosts(answers, true, no_hedging());
     let error = call(&router, "f").await.unwrap_err();
     assert_eq!(error.code, ErrorCode::Unavailable);
     assert_eq!(error.processed, Processed::Maybe);
@@ -480,14 +466,6 @@ async fn backoff_grows_between_retries_of_calls_that_may_have_run() {
 
 #[tokio::test(start_paused = true)]
 async fn attempts_are_capped() {
-    let links: Vec<_> = (0..6)
-        .map(|_| FakeLink::always(fails(ErrorCode::Unavailable, Processed::No)))
-        .collect();
-    let peers = links
-        .iter()
-        .enumerate()
-        .map(|(i, link)| peer("a", &format!("a{i}"), link, false))
-        .collect();
     let config = RoutingConfig {
         retry: RetryPolicy {
             max_attempts: 3,
@@ -495,133 +473,91 @@ async fn attempts_are_capped() {
         },
         ..no_hedging()
     };
-    let router = router(&[], peers, vec![], config);
+    let answers = vec![fails(ErrorCode::Unavailable, Processed::No); 6];
+    let (links, router) = hosts(answers, false, config);
     let error = call(&router, "f").await.unwrap_err();
     assert_eq!(error.processed, Processed::No);
-    let calls: Vec<usize> = links.iter().map(|l| l.calls()).collect();
-    assert_eq!(calls, [1, 1, 1, 0, 0, 0]);
+    assert_eq!(calls(&links), [1, 1, 1, 0, 0, 0]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_retry_budget_bounds_retries_across_calls() {
-    let links: Vec<_> = (0..4)
-        .map(|_| FakeLink::always(fails(ErrorCode::Unavailable, Processed::No)))
-        .collect();
-    let peers = links
-        .iter()
-        .enumerate()
-        .map(|(i, link)| peer("a", &format!("a{i}"), link, false))
-        .collect();
     let config = RoutingConfig {
         budget_min: 2,
         budget_ratio: 0.0,
         ..no_hedging()
     };
-    let router = router(&[], peers, vec![], config);
+    let answers = vec![fails(ErrorCode::Unavailable, Processed::No); 4];
+    let (links, router) = hosts(answers, false, config);
     call(&router, "f").await.unwrap_err();
-    let total = |links: &[Arc<FakeLink>]| links.iter().map(|l| l.calls()).sum::<usize>();
     assert_eq!(
-        total(&links),
-        3,
-        "the first call and the two retries allowed"
+        calls(&links),
+        [1, 1, 1, 0],
+        "the call and the two retries allowed"
     );
     call(&router, "f").await.unwrap_err();
-    assert_eq!(total(&links), 4, "no retry left for the second call");
+    assert_eq!(
+        calls(&links),
+        [2, 1, 1, 0],
+        "no retry left for the second call"
+    );
     // A new window allows retries again.
     tokio::time::advance(Duration::from_secs(10)).await;
     call(&router, "f").await.unwrap_err();
-    assert_eq!(total(&links), 7);
+    assert_eq!(calls(&links), [3, 2, 2, 0]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn stale_catalogs_fail_over_and_end_in_not_found() {
-    let first = FakeLink::always(fails(ErrorCode::NotFound, Processed::No));
-    let second = FakeLink::always(fails(ErrorCode::NotFound, Processed::No));
-    let router = router(
-        &[],
-        vec![
-            peer("a", "a1", &first, false),
-            peer("b", "b1", &second, false),
-        ],
-        vec![],
-        no_hedging(),
-    );
+    let answers = vec![fails(ErrorCode::NotFound, Processed::No); 2];
+    let (links, router) = hosts(answers, false, no_hedging());
     let error = call(&router, "f").await.unwrap_err();
     assert_eq!(error.code, ErrorCode::NotFound);
     assert_eq!(error.message, "no host serves function `f`");
-    assert_eq!((first.calls(), second.calls()), (1, 1));
+    assert_eq!(calls(&links), [1, 1]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_late_idempotent_call_is_hedged_and_the_first_answer_wins() {
-    let hung = FakeLink::always(Answer::Never);
-    let quick = FakeLink::always(after(5, "quick"));
-    let router = router(
-        &[],
-        vec![peer("a", "a1", &hung, true), peer("a", "a2", &quick, true)],
-        vec![],
-        hedge_after(50),
-    );
+    let (links, router) = hosts(vec![Answer::Never, after(5, "a1")], true, hedge_after(50));
     let start = Instant::now();
-    assert_eq!(call(&router, "f").await, text("quick"));
-    assert_eq!(ms(start, quick.started()[0]), 50);
+    assert_eq!(call(&router, "f").await, text("a1"));
+    assert_eq!(ms(start, links[1].started()[0]), 50);
     assert_eq!(ms(start, Instant::now()), 55);
     // The late attempt was dropped: cancelled on its host.
-    assert_eq!((hung.dropped(), quick.dropped()), (1, 0));
+    assert_eq!((links[0].dropped(), links[1].dropped()), (1, 0));
     assert_eq!(router.peers.list()[0].in_flight(), 0);
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_first_attempt_still_wins_if_it_answers_first_after_a_hedge() {
-    let slow = FakeLink::always(after(80, "slow"));
-    let slower = FakeLink::always(after(100, "slower"));
-    let router = router(
-        &[],
-        vec![peer("a", "a1", &slow, true), peer("a", "a2", &slower, true)],
-        vec![],
-        hedge_after(50),
-    );
-    assert_eq!(call(&router, "f").await, text("slow"));
-    assert_eq!(slower.calls(), 1);
-    assert_eq!((slow.dropped(), slower.dropped()), (0, 1));
+    let answers = vec![after(80, "a0"), after(100, "a1")];
+    let (links, router) = hosts(answers, true, hedge_after(50));
+    assert_eq!(call(&router, "f").await, text("a0"));
+    assert_eq!(calls(&links), [1, 1]);
+    assert_eq!((links[0].dropped(), links[1].dropped()), (0, 1));
 }
 
 #[tokio::test(start_paused = true)]
 async fn non_idempotent_calls_are_never_hedged() {
-    let slow = FakeLink::always(after(2000, "slow"));
-    let quick = FakeLink::always(now("quick"));
-    let router = router(
-        &[],
-        vec![
-            peer("a", "a1", &slow, false),
-            peer("a", "a2", &quick, false),
-        ],
-        vec![],
-        hedge_after(50),
-    );
-    assert_eq!(call(&router, "f").await, text("slow"));
-    assert_eq!(quick.calls(), 0);
+    let answers = vec![after(2000, "a0"), now("a1")];
+    let (links, router) = hosts(answers, false, hedge_after(50));
+    assert_eq!(call(&router, "f").await, text("a0"));
+    assert_eq!(calls(&links), [1, 0]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn hedges_are_counted_against_the_retry_budget() {
-    let slow = FakeLink::always(after(200, "slow"));
-    let quick = FakeLink::always(now("quick"));
     let config = RoutingConfig {
         budget_min: 1,
         budget_ratio: 0.0,
         ..hedge_after(50)
     };
-    let router = router(
-        &[],
-        vec![peer("a", "a1", &slow, true), peer("a", "a2", &quick, true)],
-        vec![],
-        config,
-    );
-    assert_eq!(call(&router, "f").await, text("quick"));
+    let (links, router) = hosts(vec![after(200, "a0"), now("a1")], true, config);
+    assert_eq!(call(&router, "f").await, text("a1"));
     // The budget is spent: the next late call waits for its first attempt.
-    assert_eq!(call(&router, "f").await, text("slow"));
-    assert_eq!(quick.calls(), 1);
+    assert_eq!(call(&router, "f").await, text("a0"));
+    assert_eq!(calls(&links), [2, 1]);
 }
 
 #[test]
