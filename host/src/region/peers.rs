@@ -124,6 +124,11 @@ struct PeerState {
     /// last ejection ended.
     ejections: u32,
     ejected_until: Option<Instant>,
+    /// Since when calls to this peer have been waiting without a word from
+    /// it (no answer, no pong); `None` when we heard from it after the last
+    /// call started. Stays set when those calls are abandoned (a hedge won,
+    /// the caller left), so a hung peer keeps looking late until it speaks.
+    silent_since: Option<Instant>,
 }
 
 /// Smoothed latency of answered calls and its mean deviation (the RFC 6298
@@ -327,6 +332,7 @@ impl Peer {
         };
         let _in_flight = InFlight::start(&self.in_flight);
         let start = Instant::now();
+        self.state().silent_since.get_or_insert(start);
         let result = tokio::select! {
             result = link.call(function, args, options) => result,
             () = ended.cancelled() => Err(self.link_ended_error()),
@@ -366,6 +372,8 @@ impl Peer {
         if !failed {
             state.failures = 0;
             state.latency.observe(took);
+            // This call still counts as in flight: others wait if more do.
+            state.silent_since = (self.in_flight() > 1).then_some(now);
             if state.ejected_until.is_some_and(|until| until <= now) {
                 state.ejected_until = None;
                 state.ejections = 0;
@@ -394,6 +402,25 @@ impl Peer {
         state.ended_because = None;
         state.failures = 0;
         state.ejected_until = None;
+        state.silent_since = None;
+    }
+
+    /// The peer answered a ping: it is alive, whatever its calls do.
+    pub(crate) fn heard_from(&self) {
+        let in_flight = self.in_flight() > 0;
+        self.state().silent_since = in_flight.then(Instant::now);
+    }
+
+    /// Whether calls to this peer have waited longer than its usual latency
+    /// (its hedge delay within `[min, max]`) without a word from it: a peer
+    /// that may have hung. The router tries such a peer after the others,
+    /// so a hung host stops receiving new calls long before the dead-peer
+    /// check declares it dead.
+    pub fn is_late(&self, min: Duration, max: Duration) -> bool {
+        let state = self.state();
+        state
+            .silent_since
+            .is_some_and(|since| since.elapsed() > state.latency.late_after(min, max))
     }
 
     /// Takes the link out of service and fails the calls in flight on it
@@ -589,6 +616,7 @@ async fn follow(peer: &Peer, client: Client, config: &PeerConfig, shutdown: &Can
             Some(pong) = pings.next() => {
                 let pong: Result<Duration, CallError> = pong;
                 if let Ok(rtt) = pong {
+                    peer.heard_from();
                     let mut state = peer.state();
                     state.srtt = Some(match state.srtt {
                         Some(srtt) => srtt.mul_f64(0.875) + rtt.mul_f64(0.125),

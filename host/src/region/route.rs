@@ -5,8 +5,10 @@
 //! 2. Otherwise the candidates are the peers whose catalog has it (or, when
 //!    none has it, the hosts of the regions the most specific matching
 //!    `[routes]` entry names). Order: healthy before ejected before
-//!    unreachable; same region before other regions; then `[routes]` order;
-//!    then smoothed RTT × load.
+//!    unreachable; among equals, a peer that is late (calls waiting on it
+//!    past its usual latency with no word from it) after one that is not;
+//!    same region before other regions; then `[routes]` order; then
+//!    smoothed RTT × load.
 //! 3. Forward with one more hop, this region added to the visited list and
 //!    the remaining deadline. Visited regions and the hop limit are never
 //!    crossed: `loop_detected`.
@@ -76,7 +78,8 @@ pub struct RoutingConfig {
     /// tried again elsewhere.
     pub retry: RetryPolicy,
     /// Retries and hedges allowed per `budget_window`: `budget_min` plus
-    /// `budget_ratio` of the calls forwarded in it.
+    /// `budget_ratio` of the calls forwarded in it, or in the window just
+    /// before if that had more.
     pub budget_ratio: f64,
     pub budget_min: u32,
     pub budget_window: Duration,
@@ -104,37 +107,63 @@ impl Default for RoutingConfig {
 
 /// Counts forwarded calls and extra attempts (retries and hedges) in a
 /// window, and refuses extra attempts past `budget_min` + `budget_ratio` of
-/// the calls: under a wide failure, retries cannot multiply the load.
+/// the calls: under a wide failure, retries cannot multiply the load. The
+/// calls of the previous window count too while the current one is young,
+/// so a new window does not start with only `budget_min` to spend.
 struct RetryBudget {
-    window: Mutex<(Instant, u32, u32)>,
+    window: Mutex<Window>,
+}
+
+struct Window {
+    started: Instant,
+    calls: u32,
+    retries: u32,
+    /// Calls of the window before, if it ended just before this one began.
+    previous_calls: u32,
 }
 
 impl RetryBudget {
     fn new() -> Self {
         RetryBudget {
-            window: Mutex::new((Instant::now(), 0, 0)),
+            window: Mutex::new(Window {
+                started: Instant::now(),
+                calls: 0,
+                retries: 0,
+                previous_calls: 0,
+            }),
         }
     }
 
-    fn with_window<T>(&self, config: &RoutingConfig, f: impl FnOnce(&mut u32, &mut u32) -> T) -> T {
+    fn with_window<T>(&self, config: &RoutingConfig, f: impl FnOnce(&mut Window) -> T) -> T {
         let mut window = self.window.lock().expect("budget lock");
-        if window.0.elapsed() >= config.budget_window {
-            *window = (Instant::now(), 0, 0);
+        let age = window.started.elapsed();
+        if age >= config.budget_window {
+            let previous_calls = if age < config.budget_window * 2 {
+                window.calls
+            } else {
+                0
+            };
+            *window = Window {
+                started: Instant::now(),
+                calls: 0,
+                retries: 0,
+                previous_calls,
+            };
         }
-        let (_, calls, retries) = &mut *window;
-        f(calls, retries)
+        f(&mut window)
     }
 
     fn record_call(&self, config: &RoutingConfig) {
-        self.with_window(config, |calls, _| *calls += 1);
+        self.with_window(config, |window| window.calls += 1);
     }
 
     fn try_retry(&self, config: &RoutingConfig) -> bool {
-        self.with_window(config, |calls, retries| {
-            let allowed = config.budget_min + (f64::from(*calls) * config.budget_ratio) as u32;
-            let ok = *retries < allowed;
+        self.with_window(config, |window| {
+            let calls = window.calls.max(window.previous_calls);
+            let allowed = config.budget_min + (f64::from(calls) * config.budget_ratio) as u32;
+            let ok = window.retries < allowed;
             if ok {
-                *retries += 1;
+                window.retries += 1;
             }
             ok
         })
@@ -294,12 +323,20 @@ impl<L: Local> Router<L> {
                 self.config.hop_limit
             )));
         }
+        // Lateness is judged with the hedge bounds, or the default ones when
+        // hedging is off.
+        let late_max = if self.config.hedge_max.is_zero() {
+            RoutingConfig::default().hedge_max
+        } else {
+            self.config.hedge_max
+        };
         let rank = |peer: &Peer| {
             let tier = u8::from(peer.region != *self.region);
             let preferred = preference
                 .and_then(|regions| regions.iter().position(|r| *r == peer.region))
                 .unwrap_or(usize::MAX);
-            (peer.health(), tier, preferred)
+            let late = peer.is_late(self.config.hedge_min, late_max);
+            (peer.health(), late, tier, preferred)
         };
         candidates.sort_by(|a, b| {
             rank(a)
