@@ -10,10 +10,11 @@ pub mod config;
 pub mod host;
 pub mod net;
 pub mod plugins;
-pub mod protocol;
 pub mod region;
 pub mod runtime;
 pub mod service;
 
-pub use net::{CallOptions, Client, ClientOptions};
 pub use protocol::{CallError, ErrorCode, Processed};
+pub use wasmrpc_client::{CallOptions, Client, ClientOptions};
+/// The wire protocol (the `wasmrpc-protocol` crate).
+pub use wasmrpc_protocol as protocol;

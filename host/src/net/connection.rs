@@ -19,7 +19,6 @@ use tokio::time::Interval;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
-use super::outbound::{self, Outbound};
 use super::server::ServerConfig;
 use crate::protocol::{
     Call, CallError, Catalog, CatalogUpdate, Drain, ErrorCode, ErrorReply, FrameCodec, Hello,
@@ -27,6 +26,7 @@ use crate::protocol::{
     encode_message,
 };
 use crate::service::{CallRequest, Service};
+use wasmrpc_client::outbound::{self, Outbound};
 
 /// After closing a connection on an error: reads and discards what the
 /// caller is still sending, for up to a second, until it closes its side.

@@ -25,10 +25,10 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::protocol::{Message, ProtocolError, encode_message_into};
+use wasmrpc_protocol::{Message, ProtocolError, encode_message_into};
 
 /// The write side of a connection, shared by everyone who sends on it.
-pub(crate) struct Outbound {
+pub struct Outbound {
     socket: OwnedWriteHalf,
     state: Mutex<State>,
     /// Wakes the background writer: it was handed the socket, or the
@@ -342,12 +342,12 @@ impl Corked {
 /// writing. The caller must uncork before its task can be suspended (the
 /// cork belongs to the thread, not to the task) and keep an [`Uncork`]
 /// guard for early exits and panics.
-pub(crate) fn cork() {
+pub fn cork() {
     CORKED.with_borrow_mut(|corked| corked.active = true);
 }
 
 /// Lifts this thread's cork and writes what it held back.
-pub(crate) fn uncork() {
+pub fn uncork() {
     let held = CORKED.with_borrow_mut(|corked| {
         corked.active = false;
         std::mem::take(&mut corked.held)
@@ -358,7 +358,7 @@ pub(crate) fn uncork() {
 }
 
 /// Uncorks the thread when dropped: however the corking scope ends.
-pub(crate) struct Uncork;
+pub struct Uncork;
 
 impl Drop for Uncork {
     fn drop(&mut self) {
@@ -369,7 +369,7 @@ impl Drop for Uncork {
 /// An [`Outbound::hold`]: dropping it (however its holder ends) writes what
 /// was queued meanwhile.
 #[must_use = "the hold ends when the guard is dropped"]
-pub(crate) struct Hold<'a>(&'a Outbound);
+pub struct Hold<'a>(&'a Outbound);
 
 impl Drop for Hold<'_> {
     fn drop(&mut self) {
@@ -379,7 +379,7 @@ impl Drop for Hold<'_> {
 }
 
 /// The background writer of an [`Outbound`].
-pub(crate) struct WriterTask(tokio::task::JoinHandle<()>);
+pub struct WriterTask(tokio::task::JoinHandle<()>);
 
 impl WriterTask {
     /// After [`Outbound::close`]: waits up to `limit` for what is queued to
@@ -505,13 +505,13 @@ mod tests {
         let hold = outbound.hold();
         assert!(outbound.send(&[1; 30]));
         assert!(!outbound.send(&[2; 10]), "past the bound");
-        let last = Message::Pong(crate::protocol::Pong { nonce: 7 });
+        let last = Message::Pong(wasmrpc_protocol::Pong { nonce: 7 });
         assert!(outbound.queue_last(&last, 1 << 20).unwrap());
         drop(hold);
         outbound.close();
         task.finish(Duration::from_secs(1)).await;
         let mut expected = vec![1; 30];
-        expected.extend_from_slice(&crate::protocol::encode_message(&last, 1 << 20).unwrap());
+        expected.extend_from_slice(&wasmrpc_protocol::encode_message(&last, 1 << 20).unwrap());
         let got = read_bytes(&mut peer, expected.len()).await;
         assert_eq!(got, expected);
     }

@@ -12,8 +12,8 @@ use tokio::sync::{Semaphore, oneshot, watch};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
-use super::outbound::Outbound;
-use crate::protocol::{
+use crate::outbound::Outbound;
+use wasmrpc_protocol::{
     Call, CallError, Cancel, DEFAULT_MAX_FRAME, DEFAULT_MAX_IN_FLIGHT, ErrorCode, FunctionInfo,
     Hello, ListFunctions, Message, PROTOCOL_VERSION, Ping, Processed, RetryPolicy, Role,
     decode_message, encode_message, retry,
@@ -155,7 +155,7 @@ impl Client {
                 .map_err(|e| unavailable(e.to_string()))?;
             let (reader, writer) = stream.into_split();
             let mut frames =
-                FramedRead::new(reader, crate::protocol::FrameCodec::new(options.max_frame));
+                FramedRead::new(reader, wasmrpc_protocol::FrameCodec::new(options.max_frame));
             // Callers write their frames themselves (see `Outbound`).
             let (tx, _writer) = Outbound::start(writer, usize::MAX);
             let hello = Message::Hello(Hello {
@@ -500,7 +500,7 @@ const HOLD_AT: usize = 4;
 /// write: with many calls in flight, one write per batch instead of one per
 /// call. Fewer replies hold nothing back.
 async fn read_responses(
-    mut frames: FramedRead<tokio::net::tcp::OwnedReadHalf, crate::protocol::FrameCodec>,
+    mut frames: FramedRead<tokio::net::tcp::OwnedReadHalf, wasmrpc_protocol::FrameCodec>,
     pending: Arc<Pending>,
     tx: Arc<Outbound>,
     addr: String,

@@ -2,7 +2,6 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use ciborium::Value;
-use tokio_util::codec::Decoder;
 
 use super::error::ProtocolError;
 use super::message::Message;
@@ -65,17 +64,31 @@ impl FrameCodec {
     }
 }
 
-impl Decoder for FrameCodec {
-    type Item = BytesMut;
-    type Error = ProtocolError;
-
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>, ProtocolError> {
+impl FrameCodec {
+    /// Takes the first complete frame body off `src`, if there is one.
+    ///
+    /// # Errors
+    ///
+    /// [`ProtocolError::FrameTooLarge`] when the length prefix is over the
+    /// limit.
+    pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>, ProtocolError> {
         let frame = self.split_frame(src)?;
         self.partial_since = match (&frame, src.is_empty()) {
             (None, false) => Some(self.partial_since.unwrap_or_else(std::time::Instant::now)),
             _ => None,
         };
         Ok(frame)
+    }
+}
+
+/// Frames from an async byte stream (`tokio_util::codec::FramedRead`).
+#[cfg(feature = "tokio-codec")]
+impl tokio_util::codec::Decoder for FrameCodec {
+    type Item = BytesMut;
+    type Error = ProtocolError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>, ProtocolError> {
+        FrameCodec::decode(self, src)
     }
 }
 
@@ -223,7 +236,7 @@ fn describe_de_error(error: ciborium::de::Error<std::io::Error>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{Call, Hello, PROTOCOL_VERSION, Role};
+    use crate::{Call, Hello, PROTOCOL_VERSION, Role};
 
     fn frame(msg: &Message) -> Bytes {
         encode_message(msg, 1 << 20).unwrap()
@@ -248,14 +261,14 @@ mod tests {
 
     #[test]
     fn a_frame_is_appended_to_what_the_buffer_holds_or_not_at_all() {
-        let ping = Message::Ping(crate::protocol::Ping { nonce: 3 });
+        let ping = Message::Ping(crate::Ping { nonce: 3 });
         let mut buf = BytesMut::from(&b"queued"[..]);
         let len = encode_message_into(&ping, 1 << 20, &mut buf).unwrap();
         assert_eq!(&buf[..6], b"queued");
         assert_eq!(&buf[6..], &frame(&ping)[..]);
         assert_eq!(len, buf.len() - 6);
 
-        let big = Message::Reply(crate::protocol::Reply {
+        let big = Message::Reply(crate::Reply {
             id: 4,
             value: Value::Bytes(vec![7; 100]),
         });
@@ -421,7 +434,7 @@ mod tests {
 
     #[test]
     fn trailing_bytes_are_rejected() {
-        let mut body = frame(&Message::Ping(crate::protocol::Ping { nonce: 1 }))[4..].to_vec();
+        let mut body = frame(&Message::Ping(crate::Ping { nonce: 1 }))[4..].to_vec();
         body.push(0);
         let err = decode_message(&body).unwrap_err().to_string();
         assert!(err.contains("1 trailing bytes"), "{err}");

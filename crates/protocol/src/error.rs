@@ -158,7 +158,7 @@ impl CallError {
     }
 }
 
-/// Why bytes from a peer could not be turned into a [`crate::protocol::Message`].
+/// Why bytes from a peer could not be turned into a [`crate::Message`].
 #[derive(Debug, thiserror::Error)]
 pub enum ProtocolError {
     /// The length prefix is larger than the configured maximum frame.
