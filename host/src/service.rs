@@ -4,31 +4,25 @@
 //! implements it; the runtime's `call` import uses the same trait for nested
 //! calls. None of them needs to know the others' types.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ciborium::Value;
 use futures::future::BoxFuture;
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 use crate::protocol::{CallError, FunctionInfo};
+pub use wasmrpc_client::CallContext;
 
-/// A call ready to be routed: deadline resolved to an instant, cancellation wired.
+/// A call ready to be routed: its function, its arguments and the context it
+/// carries (absolute deadline, cancellation, hops, visited regions,
+/// metadata), from the connection that received it to the guest that runs
+/// it, and on to the hosts it is forwarded to.
 #[derive(Debug, Clone)]
 pub struct CallRequest {
     pub function: String,
     pub args: Vec<Value>,
-    /// When the caller stops waiting.
-    pub deadline: Instant,
-    /// Forwards so far.
-    pub hops: u32,
-    /// Regions the call has passed through.
-    pub visited: Vec<String>,
-    pub metadata: BTreeMap<String, String>,
-    /// Cancelled when the caller cancels or goes away.
-    pub cancel: CancellationToken,
+    pub context: CallContext,
 }
 
 impl CallRequest {
@@ -37,17 +31,13 @@ impl CallRequest {
         CallRequest {
             function: function.into(),
             args,
-            deadline: Instant::now() + timeout,
-            hops: 0,
-            visited: Vec::new(),
-            metadata: BTreeMap::new(),
-            cancel: CancellationToken::new(),
+            context: CallContext::new(timeout),
         }
     }
 
     /// Time left before the deadline (zero once it has passed).
     pub fn remaining(&self) -> Duration {
-        self.deadline.saturating_duration_since(Instant::now())
+        self.context.remaining()
     }
 }
 

@@ -12,6 +12,7 @@ use tokio::sync::{Semaphore, oneshot, watch};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
+use crate::context::CallContext;
 use crate::outbound::Outbound;
 use wasmrpc_protocol::{
     Call, CallError, Cancel, DEFAULT_MAX_FRAME, DEFAULT_MAX_IN_FLIGHT, ErrorCode, FunctionInfo,
@@ -275,7 +276,12 @@ impl Client {
         let timeout = options
             .timeout
             .unwrap_or(self.shared.options.default_timeout);
-        let deadline = Instant::now() + timeout;
+        let context = CallContext {
+            hops: options.hops,
+            visited: options.visited,
+            metadata: options.metadata,
+            ..CallContext::new(timeout)
+        };
         let mut attempt = 0;
         loop {
             // The last attempt allowed takes the arguments; earlier ones copy.
@@ -284,7 +290,7 @@ impl Client {
             } else {
                 args.clone()
             };
-            let error = match self.attempt(function, these, &options, deadline).await {
+            let error = match self.call_in(function, these, &context).await {
                 Ok(value) => return Ok(value),
                 Err(error) => error,
             };
@@ -292,7 +298,7 @@ impl Client {
                 return Err(error);
             }
             let backoff = self.shared.options.retry.backoff(attempt, fastrand::f64());
-            if Instant::now() + backoff >= deadline {
+            if backoff >= context.remaining() {
                 return Err(error);
             }
             tokio::time::sleep(backoff).await;
@@ -300,17 +306,36 @@ impl Client {
         }
     }
 
-    /// One attempt of [`Client::call_with`], within `deadline`.
+    /// Makes one attempt of a call within `context`: its deadline, hops,
+    /// visited regions and metadata go to the host as they are. A host
+    /// forwarding a call uses this with the context of the call it serves.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::call`]; `cancelled` (`processed: maybe`) when
+    /// `context.cancel` fires, after which the call is cancelled on the host.
+    pub async fn call_in(
+        &self,
+        function: &str,
+        args: Vec<Value>,
+        context: &CallContext,
+    ) -> Result<Value, CallError> {
+        tokio::select! {
+            result = self.attempt(function, args, context) => result,
+            () = context.cancel.cancelled() => Err(CallError::cancelled(Processed::Maybe)),
+        }
+    }
+
     async fn attempt(
         &self,
         function: &str,
         args: Vec<Value>,
-        options: &CallOptions,
-        deadline: Instant,
+        context: &CallContext,
     ) -> Result<Value, CallError> {
-        let timeout = deadline.saturating_duration_since(Instant::now());
         // Calls beyond the host's in-flight limit wait here, within their deadline.
-        let _slot = match tokio::time::timeout(timeout, self.shared.slots.acquire()).await {
+        let _slot = match tokio::time::timeout_at(context.deadline, self.shared.slots.acquire())
+            .await
+        {
             Ok(Ok(permit)) => permit,
             Ok(Err(_)) => return Err(self.connection_lost(Processed::No)),
             Err(_) => {
@@ -321,22 +346,18 @@ impl Client {
                 ));
             }
         };
-        // The host gets what is left of the deadline after the wait.
-        let timeout = deadline.saturating_duration_since(Instant::now());
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        // The host gets what is left of the deadline after the wait.
         let message = Message::Call(Call {
             id,
             function: function.to_owned(),
             args,
-            // Rounded up: a deadline must not shrink by a millisecond per hop.
-            deadline_ms: Some(
-                u64::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(u64::MAX),
-            ),
-            hops: options.hops,
-            visited: options.visited.clone(),
-            metadata: options.metadata.clone(),
+            deadline_ms: Some(context.deadline_ms()),
+            hops: context.hops,
+            visited: context.visited.clone(),
+            metadata: context.metadata.clone(),
         });
-        match self.request(id, message, timeout, true).await? {
+        match self.request(id, message, context.remaining(), true).await? {
             Response::Value(value) => Ok(value),
             Response::Error(error) => Err(error),
             _ => Err(CallError::internal(format!(

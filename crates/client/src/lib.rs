@@ -18,8 +18,10 @@
 //! ```
 
 mod client;
+mod context;
 pub mod outbound;
 
 pub use client::{CallOptions, Client, ClientOptions};
+pub use context::CallContext;
 pub use wasmrpc_protocol as protocol;
 pub use wasmrpc_protocol::{CallError, ErrorCode, Processed};

@@ -25,7 +25,7 @@ use crate::protocol::{
     Message, PROTOCOL_VERSION, Pong, Processed, ProtocolError, Reply, Role, decode_message,
     encode_message,
 };
-use crate::service::{CallRequest, Service};
+use crate::service::{CallContext, CallRequest, Service};
 use wasmrpc_client::outbound::{self, Outbound};
 
 /// After closing a connection on an error: reads and discards what the
@@ -437,15 +437,17 @@ impl Connection {
             .deadline_ms
             .map_or(self.config.default_deadline, Duration::from_millis)
             .min(self.config.max_deadline);
-        let cancel = CancellationToken::new();
-        let request = CallRequest {
-            function: call.function,
-            args: call.args,
-            deadline: Instant::now() + timeout,
+        let context = CallContext {
             hops: call.hops,
             visited: call.visited,
             metadata: call.metadata,
-            cancel: cancel.clone(),
+            ..CallContext::new(timeout)
+        };
+        let cancel = context.cancel.clone();
+        let request = CallRequest {
+            function: call.function,
+            args: call.args,
+            context,
         };
         let id = call.id;
         // A panic, in this poll or a later one, ends the call, not the

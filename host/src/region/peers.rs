@@ -16,8 +16,9 @@ use futures::stream::FuturesUnordered;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::net::{CallOptions, Client, ClientOptions};
+use crate::net::{Client, ClientOptions};
 use crate::protocol::{CallError, ErrorCode, FunctionInfo, Processed, Role};
+use crate::service::CallContext;
 
 /// Timings of peer links; the defaults suit hosts on one network.
 #[derive(Debug, Clone)]
@@ -71,7 +72,7 @@ pub trait Link: Send + Sync + 'static {
         &'a self,
         function: &'a str,
         args: Vec<Value>,
-        options: CallOptions,
+        context: &'a CallContext,
     ) -> BoxFuture<'a, Result<Value, CallError>>;
 }
 
@@ -80,9 +81,9 @@ impl Link for Client {
         &'a self,
         function: &'a str,
         args: Vec<Value>,
-        options: CallOptions,
+        context: &'a CallContext,
     ) -> BoxFuture<'a, Result<Value, CallError>> {
-        Box::pin(self.call_with(function, args, options))
+        Box::pin(self.call_in(function, args, context))
     }
 }
 
@@ -312,13 +313,12 @@ impl Peer {
     /// The peer's error; `unavailable` when there is no connection
     /// (`processed: no`), or when the link broke or the peer was declared
     /// dead during the call (`processed: maybe`); `cancelled` (`processed:
-    /// maybe`) when `cancel` fires.
+    /// maybe`) when the context's `cancel` fires.
     pub async fn call(
         &self,
         function: &str,
         args: Vec<Value>,
-        options: CallOptions,
-        cancel: &CancellationToken,
+        context: &CallContext,
     ) -> Result<Value, CallError> {
         let Some(Linked { link, ended }) = self.state().linked.clone() else {
             return Err(CallError::new(
@@ -334,9 +334,9 @@ impl Peer {
         let start = Instant::now();
         self.state().silent_since.get_or_insert(start);
         let result = tokio::select! {
-            result = link.call(function, args, options) => result,
+            result = link.call(function, args, context) => result,
             () = ended.cancelled() => Err(self.link_ended_error()),
-            () = cancel.cancelled() => Err(CallError::cancelled(Processed::Maybe)),
+            () = context.cancel.cancelled() => Err(CallError::cancelled(Processed::Maybe)),
         };
         self.record(&result, start.elapsed());
         result

@@ -33,13 +33,11 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use super::peers::{Peer, Peers, merge_served};
-use crate::net::CallOptions;
 use crate::protocol::retry::{RetryPolicy, retryable};
 use crate::protocol::{CallError, DEFAULT_HOP_LIMIT, ErrorCode, FunctionInfo, Processed};
-use crate::service::{CallRequest, Service};
+use crate::service::{CallContext, CallRequest, Service};
 
 /// What runs calls on this host: the loaded plugins in a host, a fake in the
 /// router's tests. The router decides; this executes.
@@ -233,10 +231,10 @@ impl<L: Local> Router<L> {
     }
 
     async fn route(self: Arc<Self>, request: CallRequest) -> Result<Value, CallError> {
-        if request.hops > self.config.hop_limit {
+        if request.context.hops > self.config.hop_limit {
             return Err(loop_detected(format!(
                 "`{}` arrived after {} hops, over the hop limit of {}",
-                request.function, request.hops, self.config.hop_limit
+                request.function, request.context.hops, self.config.hop_limit
             )));
         }
         let nested: Arc<dyn Service> = self.clone();
@@ -266,12 +264,13 @@ impl<L: Local> Router<L> {
         let preference = route_for(&routes, function);
         let peers = self.peers.list();
         // A call that was just forwarded within this region stays here.
-        let same_region_ok = request.visited.last().map(String::as_str) != Some(&*self.region);
+        let same_region_ok =
+            request.context.visited.last().map(String::as_str) != Some(&*self.region);
         let allowed = |peer: &Peer| {
             if peer.region == *self.region {
                 same_region_ok
             } else {
-                !request.visited.contains(&peer.region)
+                !request.context.visited.contains(&peer.region)
             }
         };
 
@@ -308,16 +307,16 @@ impl<L: Local> Router<L> {
                     "no host's catalog lists `{function}`, and the regions its route names were \
                      all visited ({}; visited: {}): check [routes] for a cycle",
                     regions.join(", "),
-                    request.visited.join(", ")
+                    request.context.visited.join(", ")
                 )));
             }
             return Err(loop_detected(format!(
                 "every region serving `{function}` was already visited ({}; visited: {})",
                 regions.join(", "),
-                request.visited.join(", ")
+                request.context.visited.join(", ")
             )));
         }
-        if request.hops >= self.config.hop_limit {
+        if request.context.hops >= self.config.hop_limit {
             return Err(loop_detected(format!(
                 "forwarding `{function}` would exceed the hop limit of {}",
                 self.config.hop_limit
@@ -360,21 +359,13 @@ impl<L: Local> Router<L> {
         candidates: Vec<Arc<Peer>>,
         idempotent: bool,
     ) -> Result<Value, CallError> {
-        let mut visited = request.visited.clone();
-        if visited.last().map(String::as_str) != Some(&*self.region) {
-            visited.push(self.region.to_string());
-        }
+        // Every attempt carries the same context: one more hop, this region
+        // visited, the same absolute deadline, cancelled with the call.
+        let forwarded = request.context.forwarded(&self.region);
         self.budget.record_call(&self.config);
         let max_attempts = candidates
             .len()
             .min(self.config.retry.max_attempts.max(1) as usize);
-        let options = |request: &CallRequest| CallOptions {
-            timeout: Some(request.remaining()),
-            hops: request.hops + 1,
-            visited: visited.clone(),
-            metadata: request.metadata.clone(),
-            ..CallOptions::default()
-        };
         let mut attempts = Attempts {
             all_not_found: true,
             ..Attempts::default()
@@ -383,12 +374,8 @@ impl<L: Local> Router<L> {
             // One host to ask: no failover, no hedge, nothing to race.
             let peer = &candidates[0];
             let args = std::mem::take(&mut request.args);
-            let options = options(&request);
-            tracing::debug!(function = %request.function, peer = %peer.addr, region = %peer.region, hops = request.hops + 1, "forwarding");
-            let error = match peer
-                .call(&request.function, args, options, &request.cancel)
-                .await
-            {
+            tracing::debug!(function = %request.function, peer = %peer.addr, region = %peer.region, hops = forwarded.hops, "forwarding");
+            let error = match peer.call(&request.function, args, &forwarded).await {
                 Ok(value) => return Ok(value),
                 Err(error) => error,
             };
@@ -453,15 +440,8 @@ impl<L: Local> Router<L> {
             } else {
                 request.args.clone()
             };
-            tracing::debug!(function = %request.function, peer = %peer.addr, region = %peer.region, hops = request.hops + 1, "forwarding");
-            running.push(attempt(
-                next,
-                peer,
-                &request.function,
-                args,
-                options(&request),
-                &request.cancel,
-            ));
+            tracing::debug!(function = %request.function, peer = %peer.addr, region = %peer.region, hops = forwarded.hops, "forwarding");
+            running.push(attempt(next, peer, &request.function, args, &forwarded));
             start_next = (hedging && next + 1 < max_attempts).then(|| {
                 let delay = peer.hedge_delay(self.config.hedge_min, self.config.hedge_max);
                 Box::pin(tokio::time::sleep(delay))
@@ -570,10 +550,9 @@ async fn attempt(
     peer: &Peer,
     function: &str,
     args: Vec<Value>,
-    options: CallOptions,
-    cancel: &CancellationToken,
+    context: &CallContext,
 ) -> (usize, Result<Value, CallError>) {
-    (index, peer.call(function, args, options, cancel).await)
+    (index, peer.call(function, args, context).await)
 }
 
 fn loop_detected(message: String) -> CallError {

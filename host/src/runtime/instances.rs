@@ -11,14 +11,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio_util::sync::CancellationToken;
 use wasmtime::component::Instance;
 use wasmtime::{Engine, Store, UpdateDeadline, Val};
 
 use super::inline::{self, Inline};
 use super::state::{CallScope, Interrupt, PluginState};
 use super::{Plugin, RuntimeConfig};
-use crate::service::NoCalls;
+use crate::service::{CallContext, NoCalls};
 
 /// Warm instances kept per plugin in reuse mode.
 const MAX_WARM: usize = 16;
@@ -274,9 +273,9 @@ impl Shared {
                 return Err(Interrupt::Cancelled.into());
             };
             let now = Instant::now();
-            if scope.cancel.is_cancelled() {
+            if scope.context.cancel.is_cancelled() {
                 Err(Interrupt::Cancelled.into())
-            } else if now >= scope.deadline {
+            } else if scope.context.deadline <= tokio::time::Instant::now() {
                 Err(Interrupt::Deadline.into())
             } else if let Some(since) = inline::running_since() {
                 // Running inline on the thread that received the call: past
@@ -314,11 +313,7 @@ impl CallScope {
         CallScope {
             plugin,
             region: "".into(),
-            deadline: Instant::now() + deadline,
-            cancel: CancellationToken::new(),
-            hops: 0,
-            visited: Vec::new(),
-            metadata: Default::default(),
+            context: CallContext::new(deadline),
             router: {
                 static NO_CALLS: std::sync::LazyLock<Arc<NoCalls>> = std::sync::LazyLock::new(
                     || {

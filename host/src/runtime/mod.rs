@@ -419,19 +419,15 @@ impl Runtime {
             return Err(CallError::deadline_exceeded(Processed::No));
         }
 
+        let deadline = request.context.deadline;
+        let cancel = request.context.cancel.clone();
         let scope = CallScope {
             plugin: plugin.name.clone(),
             region,
-            deadline: request.deadline,
-            cancel: request.cancel.clone(),
-            hops: request.hops,
-            visited: request.visited,
-            metadata: request.metadata,
+            context: request.context,
             router,
             slice_start: std::time::Instant::now(),
         };
-        let deadline = tokio::time::Instant::from_std(request.deadline);
-        let cancel = request.cancel;
         let mut run = Box::pin(run_guest(
             self.shared.clone(),
             plugin.clone(),

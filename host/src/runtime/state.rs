@@ -3,13 +3,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio_util::sync::CancellationToken;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::stdio::LogStream;
 
-use crate::service::{CallRequest, Service};
+use crate::service::{CallContext, CallRequest, Service};
 
 /// Why the host stopped a guest; returned from the epoch callback or the
 /// limiter so the call can be mapped to the right error code.
@@ -48,12 +47,9 @@ pub(crate) struct CallScope {
     pub plugin: Arc<str>,
     /// The region of this host.
     pub region: Arc<str>,
-    pub deadline: Instant,
-    pub cancel: CancellationToken,
-    /// Hops and visited regions of the call, inherited by nested calls.
-    pub hops: u32,
-    pub visited: Vec<String>,
-    pub metadata: std::collections::BTreeMap<String, String>,
+    /// The call's deadline, cancellation, hops, visited regions and
+    /// metadata, inherited by the calls the guest makes.
+    pub context: CallContext,
     /// Where nested `call`s go.
     pub router: Arc<dyn Service>,
     /// When the guest last gave its thread back (or started).
@@ -61,17 +57,13 @@ pub(crate) struct CallScope {
 }
 
 impl CallScope {
-    /// A nested request inheriting this call's deadline and visited list; it
-    /// counts as one hop, so a guest that calls itself stops at the hop limit.
+    /// A nested request inheriting this call's context; it counts as one
+    /// hop, so a guest that calls itself stops at the hop limit.
     pub fn nested(&self, function: String, args: Vec<ciborium::Value>) -> CallRequest {
         CallRequest {
             function,
             args,
-            deadline: self.deadline,
-            hops: self.hops + 1,
-            visited: self.visited.clone(),
-            metadata: self.metadata.clone(),
-            cancel: self.cancel.child_token(),
+            context: self.context.nested(),
         }
     }
 }

@@ -44,7 +44,7 @@ struct FakeLink {
     script: Mutex<VecDeque<Answer>>,
     otherwise: Answer,
     started: Mutex<Vec<Instant>>,
-    options: Mutex<Vec<CallOptions>>,
+    contexts: Mutex<Vec<CallContext>>,
     dropped: Arc<AtomicUsize>,
 }
 
@@ -54,7 +54,7 @@ impl FakeLink {
             script: Mutex::new(script.into()),
             otherwise,
             started: Mutex::new(Vec::new()),
-            options: Mutex::new(Vec::new()),
+            contexts: Mutex::new(Vec::new()),
             dropped: Arc::new(AtomicUsize::new(0)),
         })
     }
@@ -95,10 +95,10 @@ impl Link for FakeLink {
         &'a self,
         _function: &'a str,
         _args: Vec<Value>,
-        options: CallOptions,
+        context: &'a CallContext,
     ) -> BoxFuture<'a, Result<Value, CallError>> {
         self.started.lock().unwrap().push(Instant::now());
-        self.options.lock().unwrap().push(options);
+        self.contexts.lock().unwrap().push(context.clone());
         let answer = self
             .script
             .lock()
@@ -283,14 +283,16 @@ async fn a_forwarded_call_carries_one_more_hop_this_region_and_the_remaining_dea
         no_hedging(),
     );
     let mut request = CallRequest::new("f", vec![], Duration::from_secs(5));
-    request.hops = 2;
-    request.visited = vec!["origin".into()];
+    request.context.hops = 2;
+    request.context.visited = vec!["origin".into()];
+    let deadline = request.context.deadline;
     assert_eq!(router.clone().call(request).await, text("remote"));
-    let options = link.options.lock().unwrap()[0].clone();
-    assert_eq!(options.hops, 3);
-    assert_eq!(options.visited, ["origin", "here"]);
-    let timeout = options.timeout.unwrap();
-    assert!(timeout <= Duration::from_secs(5) && timeout > Duration::from_millis(4900));
+    let context = link.contexts.lock().unwrap()[0].clone();
+    assert_eq!(context.hops, 3);
+    assert_eq!(context.visited, ["origin", "here"]);
+    // The deadline is the caller's, not a new one.
+    assert_eq!(context.deadline, deadline);
+    assert_eq!(context.deadline_ms(), 5000);
 }
 
 #[tokio::test(start_paused = true)]
@@ -337,8 +339,8 @@ async fn candidates_are_healthy_first_then_own_region_then_route_order_then_scor
     let hung = FakeLink::always(Answer::Never);
     let busy = peer("a", "busy", &hung, true);
     let router2 = self::router(&[], vec![busy.clone(), a2.clone()], vec![], no_hedging());
-    let cancel = CancellationToken::new();
-    let in_flight = busy.call("f", vec![], CallOptions::default(), &cancel);
+    let context = CallContext::new(Duration::from_secs(5));
+    let in_flight = busy.call("f", vec![], &context);
     tokio::pin!(in_flight);
     assert!(futures::poll!(&mut in_flight).is_pending());
     assert_eq!(busy.in_flight(), 1);
@@ -708,15 +710,10 @@ async fn host_level_failures_eject_a_peer_and_again_when_it_keeps_failing() {
             Err(CallError::new(code, processed, "x").in_region(region)),
         )
     };
-    let cancel = CancellationToken::new();
-    let run = |peer: Arc<Peer>, n: usize| {
-        let cancel = cancel.clone();
-        async move {
-            for _ in 0..n {
-                let _ = peer
-                    .call("f", vec![], CallOptions::default(), &cancel)
-                    .await;
-            }
+    let run = |peer: Arc<Peer>, n: usize| async move {
+        for _ in 0..n {
+            let context = CallContext::new(Duration::from_secs(5));
+            let _ = peer.call("f", vec![], &context).await;
         }
     };
 
@@ -781,14 +778,8 @@ async fn ejected_hosts_are_tried_after_healthy_ones() {
     let good = peer("a", "good", &fine, false);
     let router = router(&[], vec![bad.clone(), good.clone()], vec![], no_hedging());
     for _ in 0..5 {
-        bad.call(
-            "f",
-            vec![],
-            CallOptions::default(),
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap_err();
+        let context = CallContext::new(Duration::from_secs(5));
+        bad.call("f", vec![], &context).await.unwrap_err();
     }
     assert_eq!(bad.health(), Health::Ejected);
     assert_eq!(order(&router, "f"), ["good", "bad"]);
