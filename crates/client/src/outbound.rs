@@ -11,7 +11,7 @@
 //!
 //! A connection serving a batch of calls read in one go corks its thread
 //! ([`cork`]): requests its calls send to peers meanwhile are queued, and
-//! written when it uncorks, one write per peer for the whole batch, instead
+//! written when the cork is lifted, one write per peer for the whole batch, instead
 //! of one per forwarded call.
 
 use std::cell::RefCell;
@@ -313,8 +313,8 @@ impl Outbound {
 }
 
 thread_local! {
-    static CORKED: RefCell<Corked> = const {
-        RefCell::new(Corked {
+    static CORKED: RefCell<Cork> = const {
+        RefCell::new(Cork {
             active: false,
             held: Vec::new(),
         })
@@ -323,13 +323,13 @@ thread_local! {
 
 /// This thread's cork: whether it is in place, and the outbounds with
 /// frames held back by it.
-struct Corked {
+struct Cork {
     active: bool,
     held: Vec<Arc<Outbound>>,
 }
 
-impl Corked {
-    /// Whether `outbound`'s queued frames wait for [`uncork`].
+impl Cork {
+    /// Whether `outbound`'s queued frames wait for the cork to be lifted.
     fn hold(&mut self, outbound: &Arc<Outbound>) -> bool {
         if self.active && !self.held.iter().any(|h| Arc::ptr_eq(h, outbound)) {
             self.held.push(outbound.clone());
@@ -338,31 +338,55 @@ impl Corked {
     }
 }
 
-/// Until [`uncork`] on this thread, [`Outbound::send`] queues without
-/// writing. The caller must uncork before its task can be suspended (the
-/// cork belongs to the thread, not to the task) and keep an [`Uncork`]
-/// guard for early exits and panics.
-pub fn cork() {
-    CORKED.with_borrow_mut(|corked| corked.active = true);
-}
-
-/// Lifts this thread's cork and writes what it held back.
-pub fn uncork() {
-    let held = CORKED.with_borrow_mut(|corked| {
-        corked.active = false;
-        std::mem::take(&mut corked.held)
-    });
-    for outbound in held {
-        outbound.flush();
+/// Corks this thread until the returned guard is dropped: meanwhile
+/// [`Outbound::send`] on this thread queues without writing, and dropping the
+/// guard writes what was held back, one write per outbound.
+///
+/// The cork belongs to the thread, so it must be lifted before the task that
+/// took it can be suspended, or another task on the thread would find its
+/// sends held. The compiler checks this: the guard is not `Send`, so a task
+/// that keeps it across an `.await` is not `Send` and cannot be spawned on
+/// the multi-threaded runtime.
+///
+/// ```compile_fail
+/// async fn serve() {
+///     let _corked = wasmrpc_client::outbound::cork();
+///     tokio::task::yield_now().await;
+/// }
+/// tokio::spawn(serve());
+/// ```
+///
+/// A cork taken while the thread is already corked leaves it to the outer
+/// one.
+pub fn cork() -> Corked {
+    let outer = CORKED.with_borrow_mut(|corked| std::mem::replace(&mut corked.active, true));
+    Corked {
+        outer,
+        not_send: std::marker::PhantomData,
     }
 }
 
-/// Uncorks the thread when dropped: however the corking scope ends.
-pub struct Uncork;
+/// The cork of this thread ([`cork`]); dropping it lifts the cork, however
+/// the corked scope ends.
+#[must_use = "the cork is lifted when the guard is dropped"]
+pub struct Corked {
+    /// The thread was corked already: the outer guard lifts it.
+    outer: bool,
+    not_send: std::marker::PhantomData<*const ()>,
+}
 
-impl Drop for Uncork {
+impl Drop for Corked {
     fn drop(&mut self) {
-        uncork();
+        if self.outer {
+            return;
+        }
+        let held = CORKED.with_borrow_mut(|corked| {
+            corked.active = false;
+            std::mem::take(&mut corked.held)
+        });
+        for outbound in held {
+            outbound.flush();
+        }
     }
 }
 
@@ -457,22 +481,24 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
-    async fn a_send_writes_at_once_and_a_corked_send_waits_for_uncork() {
+    async fn a_send_writes_at_once_and_a_corked_send_waits_for_the_cork_to_lift() {
         let (first, _task1, mut peer1) = pair().await;
         let (second, _task2, mut peer2) = pair().await;
 
         assert!(first.send(b"now"));
         assert_eq!(read_bytes(&mut peer1, 3).await, b"now");
 
-        cork();
+        let corked = cork();
         assert!(first.send(b"one,"));
         assert!(second.send(b"two,"));
         assert!(first.send(b"three"));
+        // A cork within a cork leaves the lifting to the outer one.
+        drop(cork());
         // Nothing written while corked (loopback delivers a write at once).
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(readable_now(&peer1), b"");
         assert_eq!(readable_now(&peer2), b"");
-        uncork();
+        drop(corked);
         assert_eq!(read_bytes(&mut peer1, 9).await, b"one,three");
         assert_eq!(read_bytes(&mut peer2, 4).await, b"two,");
 
@@ -517,11 +543,11 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
-    async fn dropping_the_guard_uncorks_even_when_unwinding() {
+    async fn dropping_the_guard_lifts_the_cork_even_when_unwinding() {
         let (outbound, _task, mut peer) = pair().await;
         let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let _uncork = Uncork;
-            cork();
+            let _corked = cork();
+            let _inner = cork();
             assert!(outbound.send(b"held"));
             panic!("the serving loop failed");
         }));

@@ -192,3 +192,21 @@ pub enum ProtocolError {
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
 }
+
+impl ProtocolError {
+    /// The wire code of the connection-level `error` that reports this
+    /// error to the other side: limits are `resource_exhausted`, an idle or
+    /// broken connection `unavailable`, anything else `protocol_error`.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ProtocolError::FrameTooLarge { .. }
+            | ProtocolError::TooManyCancels { .. }
+            | ProtocolError::SlowReader(_) => ErrorCode::ResourceExhausted,
+            ProtocolError::Idle(_) | ProtocolError::Io(_) => ErrorCode::Unavailable,
+            ProtocolError::Malformed(_)
+            | ProtocolError::Unexpected { .. }
+            | ProtocolError::Version { .. }
+            | ProtocolError::FrameTimeout(_) => ErrorCode::ProtocolError,
+        }
+    }
+}

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
@@ -19,7 +19,7 @@ use tokio::time::Interval;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
-use super::server::ServerConfig;
+use super::config::ServerConfig;
 use crate::protocol::{
     Call, CallError, Catalog, CatalogUpdate, Drain, ErrorCode, ErrorReply, FrameCodec, Hello,
     Message, PROTOCOL_VERSION, Pong, Processed, ProtocolError, Reply, Role, decode_message,
@@ -61,6 +61,26 @@ type Outcome = std::thread::Result<Result<ciborium::Value, CallError>>;
 
 /// Calls that did not finish in their first poll, with their ids.
 type Pending = super::pending::Pending<(u64, Outcome)>;
+
+/// The calls of one connection.
+struct Calls {
+    /// The cancellation of each call in flight, by id.
+    in_flight: HashMap<u64, CancellationToken>,
+    pending: Pending,
+    /// The host is draining: new calls are refused.
+    draining: bool,
+    /// Cancels received in the current window: (window start, count).
+    cancels: (Instant, u32),
+}
+
+/// The next frame already in the read buffer, without reading the socket.
+fn next_buffered(frames: &mut Frames) -> Result<Option<bytes::BytesMut>, ProtocolError> {
+    // The codec is two words; a copy lets it work on the buffer it reads.
+    let mut codec = frames.decoder().clone();
+    let frame = codec.decode(frames.read_buffer_mut());
+    *frames.decoder_mut() = codec;
+    frame
+}
 
 impl Connection {
     pub fn new(
@@ -115,17 +135,10 @@ impl Connection {
         if let Err(error) = &result {
             // Tell the peer why before closing, when the socket still works.
             if !matches!(error, ProtocolError::Io(_)) {
-                let code = match error {
-                    ProtocolError::FrameTooLarge { .. }
-                    | ProtocolError::TooManyCancels { .. }
-                    | ProtocolError::SlowReader(_) => ErrorCode::ResourceExhausted,
-                    ProtocolError::Idle(_) => ErrorCode::Unavailable,
-                    _ => ErrorCode::ProtocolError,
-                };
                 // The last frame; queued past the bound on replies, so that
                 // a caller that stopped reading still learns why when it
                 // reads again.
-                let reply = Message::Error(ErrorReply::connection(code, error.to_string()));
+                let reply = Message::Error(ErrorReply::connection(error.code(), error.to_string()));
                 if let Err(error) = tx.queue_last(&reply, self.config.max_frame) {
                     tracing::error!("cannot encode `{}`: {error}", reply.kind());
                 }
@@ -202,13 +215,15 @@ impl Connection {
             }),
             Message::Call(call) => {
                 // Answer the call itself so the caller is not left waiting.
-                let error = CallError::new(
-                    ErrorCode::ProtocolError,
-                    Processed::No,
-                    "the connection must start with `hello`",
-                )
-                .in_region(&self.config.region);
-                self.send(tx, Message::Error(ErrorReply::for_call(call.id, error)));
+                self.answer_error(
+                    tx,
+                    call.id,
+                    CallError::new(
+                        ErrorCode::ProtocolError,
+                        Processed::No,
+                        "the connection must start with `hello`",
+                    ),
+                );
                 Err(ProtocolError::Unexpected {
                     got: "call",
                     why: "the connection must start with `hello`".into(),
@@ -234,42 +249,40 @@ impl Connection {
         if is_peer {
             catalog_changes.mark_changed();
         }
-        let mut in_flight: HashMap<u64, CancellationToken> = HashMap::new();
-        let mut pending: Pending = Pending::new();
-        let mut draining = false;
+        let mut calls = Calls {
+            in_flight: HashMap::new(),
+            pending: Pending::new(),
+            draining: false,
+            cancels: (Instant::now(), 0),
+        };
         // The idle time counts from here: the last frame read, or the last
         // call in flight answered, whichever came later.
         let mut active_at = Instant::now();
-        let mut cancels = (Instant::now(), 0u32);
         // Made once, not on every turn of the loop.
         let overflowed = tx.overflowed();
         let shutdown = self.shutdown.cancelled();
         tokio::pin!(overflowed, shutdown);
-        // Calls of one batch are corked (see `outbound::cork`), so that
-        // their forwarded requests share one write per peer; however this
-        // loop ends, the thread is left uncorked.
-        let _uncork = outbound::Uncork;
-        let result = loop {
-            if draining && in_flight.is_empty() {
+        let result = 'serve: loop {
+            if calls.draining && calls.in_flight.is_empty() {
                 break Ok(());
             }
             tokio::select! {
                 biased;
-                Some(first) = pending.next(), if !pending.is_empty() => {
+                Some(first) = calls.pending.next(), if !calls.pending.is_empty() => {
                     // Calls that finished together (a batch of replies from
                     // a peer) answer in one write: take every finished one
                     // before the flush below. `poll!` never suspends; it
                     // polls with this task's waker, as the select does.
                     let mut finished = Some(first);
                     while let Some((id, outcome)) = finished {
-                        in_flight.remove(&id);
+                        calls.in_flight.remove(&id);
                         self.reply(tx, id, outcome);
-                        finished = match futures::poll!(pending.next()) {
+                        finished = match futures::poll!(calls.pending.next()) {
                             Poll::Ready(next) => next,
                             Poll::Pending => None,
                         };
                     }
-                    if in_flight.is_empty() {
+                    if calls.in_flight.is_empty() {
                         active_at = Instant::now();
                     }
                 }
@@ -279,7 +292,7 @@ impl Connection {
                     if since.is_some_and(|since| since.elapsed() >= self.config.frame_timeout) {
                         break Err(ProtocolError::FrameTimeout(self.config.frame_timeout));
                     }
-                    if in_flight.is_empty() && since.is_none()
+                    if calls.in_flight.is_empty() && since.is_none()
                         && active_at.elapsed() >= self.config.idle_timeout
                     {
                         break Err(ProtocolError::Idle(self.config.idle_timeout));
@@ -289,73 +302,36 @@ impl Connection {
                     let functions = self.service.local_catalog();
                     self.send(tx, Message::CatalogUpdate(CatalogUpdate { functions }));
                 }
-                () = &mut shutdown, if !draining => {
-                    draining = true;
+                () = &mut shutdown, if !calls.draining => {
+                    calls.draining = true;
                     let drain = Drain { message: "host is shutting down".into() };
                     self.send(tx, Message::Drain(drain));
                 }
                 frame = frames.next() => {
-                    let body = match frame {
+                    let mut body = match frame {
                         None => break Ok(()),
                         Some(Err(error)) => break Err(error),
                         Some(Ok(body)) => body,
                     };
                     active_at = Instant::now();
-                    let message = match decode_message(&body) {
-                        Ok(message) => message,
-                        Err(error) => break Err(error),
-                    };
-                    match message {
-                        Message::Call(call) => {
-                            // Lifted at the flush below, which comes before
-                            // this task can be suspended: the loop does not
-                            // wait while a complete frame is buffered.
-                            outbound::cork();
-                            if let Err(error) =
-                                self.start_call(call, draining, &mut in_flight, &mut pending, tx).await
-                            {
-                                break Err(error);
-                            }
+                    let waker = std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
+                    // This frame and every complete one read with it form a
+                    // batch, handled with the thread corked so that the
+                    // requests its calls forward share one write per peer.
+                    // The cork cannot outlive the batch: its guard is not
+                    // `Send`, and nothing here awaits.
+                    let _corked = outbound::cork();
+                    loop {
+                        let handled = decode_message(&body)
+                            .and_then(|message| self.on_message(message, &mut calls, tx, &waker));
+                        if let Err(error) = handled {
+                            break 'serve Err(error);
                         }
-                        Message::Cancel(cancel) => {
-                            if let Some(token) = in_flight.get(&cancel.id) {
-                                token.cancel();
-                            }
-                            if cancels.0.elapsed() >= CANCEL_WINDOW {
-                                cancels = (Instant::now(), 0);
-                            }
-                            cancels.1 += 1;
-                            if cancels.1 > self.config.max_cancels {
-                                break Err(ProtocolError::TooManyCancels {
-                                    limit: self.config.max_cancels,
-                                    window: CANCEL_WINDOW,
-                                });
-                            }
-                        }
-                        Message::List(list) => {
-                            let functions = self.service.catalog();
-                            let catalog = Message::Catalog(Catalog { id: list.id, functions });
-                            // A refused frame leaves nothing queued.
-                            if tx.queue_message(&catalog, self.config.max_frame).is_err() {
-                                let error = CallError::new(
-                                    ErrorCode::ResourceExhausted,
-                                    Processed::Yes,
-                                    "the catalog does not fit in one frame",
-                                )
-                                .in_region(&self.config.region);
-                                self.send(tx, Message::Error(ErrorReply::for_call(list.id, error)));
-                            }
-                        }
-                        Message::Ping(ping) => {
-                            self.send(tx, Message::Pong(Pong { nonce: ping.nonce }));
-                        }
-                        Message::Pong(_) => {}
-                        other => {
-                            break Err(ProtocolError::Unexpected {
-                                got: other.kind(),
-                                why: "hosts do not accept it from a caller".into(),
-                            });
-                        }
+                        body = match next_buffered(frames) {
+                            Ok(Some(body)) => body,
+                            Ok(None) => break,
+                            Err(error) => break 'serve Err(error),
+                        };
                     }
                 }
             }
@@ -363,7 +339,6 @@ impl Connection {
             // once no complete frame is left to read.
             if !frames.decoder().holds_frame(frames.read_buffer()) {
                 tx.flush();
-                outbound::uncork();
             }
         };
         // The caller is gone or broke the protocol: stop the work it asked
@@ -371,36 +346,101 @@ impl Connection {
         // of its calls is answered. After a connection-level error nothing
         // is: that error is the last frame.
         let caller_closed = matches!(result, Ok(()) | Err(ProtocolError::Io(_)));
-        for (&id, token) in &in_flight {
+        for (&id, token) in &calls.in_flight {
             token.cancel();
             if caller_closed {
-                let error = CallError::new(
-                    ErrorCode::Cancelled,
-                    Processed::Maybe,
-                    "call cancelled: the caller closed its side of the connection",
-                )
-                .in_region(&self.config.region);
-                self.send(tx, Message::Error(ErrorReply::for_call(id, error)));
+                self.answer_error(
+                    tx,
+                    id,
+                    CallError::new(
+                        ErrorCode::Cancelled,
+                        Processed::Maybe,
+                        "call cancelled: the caller closed its side of the connection",
+                    ),
+                );
             }
         }
         result
     }
 
-    /// Starts a call, or refuses it with an error reply.
+    /// Handles one message from the caller, without waiting for anything.
+    ///
+    /// # Errors
+    ///
+    /// A message a caller may not send, a cancel flood, or a call id already
+    /// in flight: the connection ends with that error.
+    fn on_message(
+        &self,
+        message: Message,
+        calls: &mut Calls,
+        tx: &Outbound,
+        waker: &Waker,
+    ) -> Result<(), ProtocolError> {
+        match message {
+            Message::Call(call) => self.start_call(call, calls, tx, waker),
+            Message::Cancel(cancel) => {
+                if let Some(token) = calls.in_flight.get(&cancel.id) {
+                    token.cancel();
+                }
+                if calls.cancels.0.elapsed() >= CANCEL_WINDOW {
+                    calls.cancels = (Instant::now(), 0);
+                }
+                calls.cancels.1 += 1;
+                if calls.cancels.1 > self.config.max_cancels {
+                    return Err(ProtocolError::TooManyCancels {
+                        limit: self.config.max_cancels,
+                        window: CANCEL_WINDOW,
+                    });
+                }
+                Ok(())
+            }
+            Message::List(list) => {
+                let functions = self.service.catalog();
+                let catalog = Message::Catalog(Catalog {
+                    id: list.id,
+                    functions,
+                });
+                // A refused frame leaves nothing queued.
+                if tx.queue_message(&catalog, self.config.max_frame).is_err() {
+                    self.answer_error(
+                        tx,
+                        list.id,
+                        CallError::new(
+                            ErrorCode::ResourceExhausted,
+                            Processed::Yes,
+                            "the catalog does not fit in one frame",
+                        ),
+                    );
+                }
+                Ok(())
+            }
+            Message::Ping(ping) => {
+                self.send(tx, Message::Pong(Pong { nonce: ping.nonce }));
+                Ok(())
+            }
+            Message::Pong(_) => Ok(()),
+            other => Err(ProtocolError::Unexpected {
+                got: other.kind(),
+                why: "hosts do not accept it from a caller".into(),
+            }),
+        }
+    }
+
+    /// Starts a call, or refuses it with an error reply. The call is polled
+    /// once here, with `waker` (this task's); most calls are done after it.
     ///
     /// # Errors
     ///
     /// A call id already in flight is a protocol error: the caller could not
     /// tell the two answers apart.
-    async fn start_call(
+    fn start_call(
         &self,
         call: Call,
-        draining: bool,
-        in_flight: &mut HashMap<u64, CancellationToken>,
-        pending: &mut Pending,
+        calls: &mut Calls,
         tx: &Outbound,
+        waker: &Waker,
     ) -> Result<(), ProtocolError> {
-        if in_flight.contains_key(&call.id) {
+        if calls.in_flight.contains_key(&call.id) {
             return Err(ProtocolError::Unexpected {
                 got: "call",
                 why: format!(
@@ -409,13 +449,13 @@ impl Connection {
                 ),
             });
         }
-        let refusal = if draining {
+        let refusal = if calls.draining {
             Some(CallError::new(
                 ErrorCode::Unavailable,
                 Processed::No,
                 "host is draining; call another host",
             ))
-        } else if in_flight.len() >= self.config.max_in_flight {
+        } else if calls.in_flight.len() >= self.config.max_in_flight {
             Some(CallError::new(
                 ErrorCode::ResourceExhausted,
                 Processed::No,
@@ -428,8 +468,7 @@ impl Connection {
             None
         };
         if let Some(error) = refusal {
-            let error = error.in_region(&self.config.region);
-            self.send(tx, Message::Error(ErrorReply::for_call(call.id, error)));
+            self.answer_error(tx, call.id, error);
             return Ok(());
         }
 
@@ -455,17 +494,25 @@ impl Connection {
         let mut running = AssertUnwindSafe(self.service.clone().call(request)).catch_unwind();
         // One poll here: most calls are done after it, and their reply goes
         // out with no task hand-over.
-        match futures::poll!(&mut running) {
+        match running.poll_unpin(&mut Context::from_waker(waker)) {
             Poll::Ready(outcome) => self.reply(tx, id, outcome),
             Poll::Pending => {
                 // The rest runs among the pending calls; the id and the
                 // in-flight slot are freed before the reply is queued, so
                 // the caller may reuse both at once.
-                in_flight.insert(id, cancel);
-                pending.push(Box::pin(running.map(move |outcome| (id, outcome))));
+                calls.in_flight.insert(id, cancel);
+                calls
+                    .pending
+                    .push(Box::pin(running.map(move |outcome| (id, outcome))));
             }
         }
         Ok(())
+    }
+
+    /// Answers call `id` with `error`, from this host's region.
+    fn answer_error(&self, tx: &Outbound, id: u64, error: CallError) {
+        let error = error.in_region(&self.config.region);
+        self.send(tx, Message::Error(ErrorReply::for_call(id, error)));
     }
 
     /// Queues the reply to call `id`.

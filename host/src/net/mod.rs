@@ -3,9 +3,11 @@
 //! This layer speaks the protocol and hands calls to a [`Service`](crate::service::Service);
 //! it knows nothing of plugins or wasmtime.
 
+mod config;
 mod connection;
 mod pending;
 mod server;
 
-pub use server::{ServerConfig, serve};
+pub use config::ServerConfig;
+pub use server::serve;
 pub use wasmrpc_client::{CallOptions, Client, ClientOptions};
