@@ -1,5 +1,6 @@
-//! The report: results by section, the targets of DESIGN.md §10, and the
-//! machine they were measured on, rendered as markdown.
+//! The report: results by section, the project's performance targets (set
+//! in `Results::into_report`, `suite.rs`), and the machine they were
+//! measured on, rendered as markdown.
 
 use std::fmt::Write as _;
 
@@ -67,7 +68,7 @@ pub struct Section {
     pub rows: Vec<Row>,
 }
 
-/// A target of DESIGN.md §10 and how the run fared against it.
+/// A performance target of the project and how the run fared against it.
 #[derive(Debug, Clone)]
 pub struct Target {
     pub name: String,
@@ -197,7 +198,7 @@ impl Report {
             md,
             "# wasmrpc benchmarks\n\n\
              Measured by `bench/` ([bench/README.md](bench/README.md) explains the \
-             rows); targets from DESIGN.md §10. {}\n\n\
+             rows and the targets). {}\n\n\
              | machine | |\n|---|---|\n\
              | CPU | {} |\n| cores | {} |\n| memory | {} |\n| kernel | {} |\n\
              | rustc | {} |\n| date | {} |\n\n",
