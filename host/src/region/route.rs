@@ -1,4 +1,4 @@
-//! The routing decision (DESIGN §5): run a call here, or forward it to the
+//! The routing decision: run a call here, or forward it to the
 //! best peer that serves it, failing over and hedging when that is safe.
 //!
 //! 1. The function is hosted here ([`Local`]): run it.
