@@ -131,12 +131,15 @@ impl Host {
         reloader.watch(shutdown.clone()).with_context(|| {
             format!("cannot watch plugin folder `{}`", options.plugins.display())
         })?;
+        // The peer links outlive the drain: calls forwarded before it began
+        // still need them. They close once the server has drained.
+        let links = CancellationToken::new();
         let peers = Peers::start(
             &options.region,
             &options.server.host_id,
             options.peers.clone(),
             options.peer_config.clone(),
-            shutdown.clone(),
+            links.clone(),
         );
         let router = Arc::new(Router::new(
             &options.region,
@@ -164,7 +167,14 @@ impl Host {
         if options.listen.port() == 0 {
             server.host_id = addr.to_string();
         }
-        let served = tokio::spawn(serve(listener, router, server, shutdown.clone()));
+        let served = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move {
+                let drained = serve(listener, router, server, shutdown).await;
+                links.cancel();
+                drained
+            }
+        });
         Ok(Host {
             addr,
             shutdown,
