@@ -16,7 +16,8 @@ mod corpus;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
+use xtask::{cargo, guests, root, run};
 
 /// Which example plugins each sample region serves.
 const PLACEMENT: &[(&str, &[&str])] = &[
@@ -54,62 +55,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask/ has a parent")
-        .to_owned()
-}
-
-fn run(command: &mut Command) -> anyhow::Result<()> {
-    let status = command
-        .status()
-        .with_context(|| format!("cannot run {command:?}"))?;
-    if !status.success() {
-        bail!("{command:?} failed with {status}");
-    }
-    Ok(())
-}
-
-fn cargo() -> Command {
-    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-}
-
-fn ensure_wasm_target() -> anyhow::Result<()> {
-    let installed = Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output()
-        .context("cannot run rustup")?;
-    if !String::from_utf8_lossy(&installed.stdout).contains("wasm32-wasip2") {
-        eprintln!("adding the wasm32-wasip2 target");
-        run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))?;
-    }
-    Ok(())
-}
-
 /// Builds the guests and installs them per [`PLACEMENT`]; returns the folder
 /// holding `regions.toml` and the plugin folders.
 fn plugins(out: Option<&Path>) -> anyhow::Result<PathBuf> {
-    ensure_wasm_target()?;
     let root = root();
-    let guests = root.join("guest-examples");
-    run(cargo()
-        .current_dir(&guests)
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "--target-dir",
-        ])
-        .arg(guests.join("target"))
-        // The host's flags are not the guests' (`-C target-cpu=native` means
-        // nothing to wasm32), and the test harness builds the guests without
-        // them too (`wasmrpc_tests::guests_dir`): with the same flags, one
-        // build is fresh for the other instead of redoing it.
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("RUSTFLAGS"))?;
-    let built = guests.join("target/wasm32-wasip2/release");
+    let built = guests::build()?;
     let out = out.map_or_else(|| root.clone(), Path::to_path_buf);
     if out != root {
         std::fs::create_dir_all(&out)?;
@@ -122,7 +72,7 @@ fn plugins(out: Option<&Path>) -> anyhow::Result<PathBuf> {
             let file = format!("{name}.wasm");
             std::fs::copy(built.join(&file), folder.join(&file))
                 .with_context(|| format!("cannot install `{file}` into `{}`", folder.display()))?;
-            let sidecar = guests.join(name).join(format!("{name}.toml"));
+            let sidecar = guests::source_dir().join(name).join(format!("{name}.toml"));
             if sidecar.is_file() {
                 std::fs::copy(&sidecar, folder.join(format!("{name}.toml")))?;
             }

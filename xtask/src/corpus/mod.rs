@@ -24,7 +24,7 @@ use message::MAX_FRAME;
 
 /// `cargo xtask corpus [--out DIR] [--seed-fuzz]`.
 pub fn command(args: &[String]) -> anyhow::Result<()> {
-    let mut out = super::root().join("tests/corpus");
+    let mut out = xtask::root().join("tests/corpus");
     let mut seed_fuzz = false;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -69,7 +69,7 @@ pub fn command(args: &[String]) -> anyhow::Result<()> {
 /// `envelope` and `cbor_to_val`, plus CBOR values for each WIT type family
 /// for `cbor_to_val`. (`frame_decoder` reads `tests/corpus/` directly.)
 fn seed_fuzz_corpora(corpus: &[File]) -> anyhow::Result<()> {
-    let fuzz = super::root().join("fuzz/corpus");
+    let fuzz = xtask::root().join("fuzz/corpus");
     let envelope = fuzz.join("envelope");
     let values = fuzz.join("cbor_to_val");
     let frames = fuzz.join("frame_decoder");
