@@ -50,32 +50,7 @@ fn run(mut command: Command, what: &str) {
 pub fn guests_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let installed = Command::new("rustup")
-            .args(["target", "list", "--installed"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).contains("wasm32-wasip2"))
-            .unwrap_or(false);
-        if !installed {
-            let mut add = Command::new("rustup");
-            add.args(["target", "add", "wasm32-wasip2"]);
-            run(add, "`rustup target add wasm32-wasip2`");
-        }
-        let guests = workspace_root().join("guest-examples");
-        let mut build = cargo();
-        build
-            .current_dir(&guests)
-            .args([
-                "build",
-                "--release",
-                "--target",
-                "wasm32-wasip2",
-                "--target-dir",
-            ])
-            .arg(guests.join("target"))
-            .env_remove("CARGO_TARGET_DIR")
-            .env_remove("RUSTFLAGS");
-        run(build, "building guest-examples");
-        guests.join("target/wasm32-wasip2/release")
+        xtask::guests::build().unwrap_or_else(|e| panic!("cannot build the example guests: {e:#}"))
     })
 }
 
