@@ -118,7 +118,7 @@ async fn a_draining_host_keeps_its_peer_links_until_forwarded_calls_finish() {
     let cluster = wasmrpc_tests::Cluster::pair(("eu-west", &[]), ("us-east", &["misbehave"]));
     let serving = cluster.start("us-east", 0, &[]);
     // Debug logs: the edge says when it forwards.
-    let mut edge = cluster.start_with_log("eu-west", 0, &[], "debug");
+    let edge = cluster.start_with_log("eu-west", 0, &[], "debug");
     for host in [&serving, &edge] {
         host.wait_for_log("linked to peer", 1, Duration::from_secs(10));
     }
