@@ -12,7 +12,7 @@ use ciborium::Value;
 use tokio::sync::watch;
 
 use crate::net::{ServerConfig, serve};
-use crate::plugins::{Catalog, Registry, ReloadConfig, Reloader};
+use crate::plugins::{PluginSet, Registry, ReloadConfig, Reloader};
 use crate::protocol::{CallError, FunctionInfo};
 use crate::region::{
     Identity, Local, PeerConfig, Peers, Placement, Router, RoutingConfig, watch_topology,
@@ -116,7 +116,7 @@ impl Host {
         let runtime = Arc::new(
             Runtime::new(options.runtime.clone()).context("cannot start the wasm runtime")?,
         );
-        let registry = Arc::new(Registry::new(Catalog::default()));
+        let registry = Arc::new(Registry::new(PluginSet::default()));
         let mut reloader = Reloader::new(
             options.plugins.clone(),
             runtime.clone(),
@@ -124,9 +124,9 @@ impl Host {
             options.reload.clone(),
         );
         reloader.load_all().await?;
-        let catalog = registry.snapshot();
-        let (functions, plugin_count) = (catalog.len(), catalog.plugins().count());
-        drop(catalog);
+        let loaded = registry.snapshot();
+        let (functions, plugin_count) = (loaded.len(), loaded.plugins().count());
+        drop(loaded);
         let shutdown = CancellationToken::new();
         reloader.watch(shutdown.clone()).with_context(|| {
             format!("cannot watch plugin folder `{}`", options.plugins.display())

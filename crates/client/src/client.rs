@@ -86,7 +86,7 @@ enum Response {
 }
 
 /// State the reader task shares with callers.
-struct Pending {
+struct Inbound {
     waiting: Mutex<HashMap<u64, oneshot::Sender<Response>>>,
     /// Set when the connection ended or the host is draining: why new calls fail.
     closed: Mutex<Option<CallError>>,
@@ -102,7 +102,7 @@ struct Shared {
     tx: Arc<Outbound>,
     /// Permits for calls in flight, as many as the host accepts.
     slots: Semaphore,
-    pending: Arc<Pending>,
+    inbound: Arc<Inbound>,
     next_id: AtomicU64,
     options: ClientOptions,
     hello: Hello,
@@ -193,7 +193,7 @@ impl Client {
                 unavailable(format!("no answer within {:?}", options.connect_timeout))
             })??;
 
-        let pending = Arc::new(Pending {
+        let inbound = Arc::new(Inbound {
             waiting: Mutex::new(HashMap::new()),
             closed: Mutex::new(None),
             ended: CancellationToken::new(),
@@ -202,7 +202,7 @@ impl Client {
         });
         let reader = tokio::spawn(read_responses(
             frames,
-            pending.clone(),
+            inbound.clone(),
             tx.clone(),
             name.clone(),
         ))
@@ -216,7 +216,7 @@ impl Client {
             shared: Arc::new(Shared {
                 tx,
                 slots,
-                pending,
+                inbound,
                 next_id: AtomicU64::new(1),
                 options,
                 hello,
@@ -234,20 +234,20 @@ impl Client {
     /// Resolves when the connection has ended (closed by either side or
     /// failed); calls made after that fail with `unavailable`.
     pub async fn closed(&self) {
-        self.shared.pending.ended.cancelled().await;
+        self.shared.inbound.ended.cancelled().await;
     }
 
     /// How many frames the host has sent since the handshake. A count that
     /// stops moving while pings are out means the host (or the network to
     /// it) has gone silent.
     pub fn frames_received(&self) -> u64 {
-        self.shared.pending.received.load(Ordering::Relaxed)
+        self.shared.inbound.received.load(Ordering::Relaxed)
     }
 
     /// The host's own functions as it last pushed them with `catalog_update`
     /// (hosts push them on connections opened with [`Role::Peer`]).
     pub fn catalog_updates(&self) -> watch::Receiver<Option<Arc<Vec<FunctionInfo>>>> {
-        self.shared.pending.catalog.subscribe()
+        self.shared.inbound.catalog.subscribe()
     }
 
     /// Calls `function` with `args` and the client's default deadline.
@@ -417,7 +417,7 @@ impl Client {
     ) -> Result<Response, CallError> {
         if self
             .shared
-            .pending
+            .inbound
             .closed
             .lock()
             .expect("client lock")
@@ -434,7 +434,7 @@ impl Client {
         })?;
         let (tx, rx) = oneshot::channel();
         self.shared
-            .pending
+            .inbound
             .waiting
             .lock()
             .expect("client lock")
@@ -473,7 +473,7 @@ impl Client {
     /// The error for a request the connection could not complete: why the
     /// connection ended, with the caller's `processed` state.
     fn connection_lost(&self, processed: Processed) -> CallError {
-        let message = match &*self.shared.pending.closed.lock().expect("client lock") {
+        let message = match &*self.shared.inbound.closed.lock().expect("client lock") {
             Some(error) => error.message.clone(),
             None => format!("connection to `{}` lost", self.shared.addr),
         };
@@ -493,7 +493,7 @@ impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
         let removed = self
             .shared
-            .pending
+            .inbound
             .waiting
             .lock()
             .expect("client lock")
@@ -522,7 +522,7 @@ const HOLD_AT: usize = 4;
 /// call. Fewer replies hold nothing back.
 async fn read_responses(
     mut frames: FramedRead<tokio::net::tcp::OwnedReadHalf, wasmrpc_protocol::FrameCodec>,
-    pending: Arc<Pending>,
+    inbound: Arc<Inbound>,
     tx: Arc<Outbound>,
     addr: String,
 ) {
@@ -540,7 +540,7 @@ async fn read_responses(
             Some(Err(error)) => break format!("connection to `{addr}` failed: {error}"),
             None => break format!("connection to `{addr}` closed by the host"),
         };
-        pending.received.fetch_add(1, Ordering::Relaxed);
+        inbound.received.fetch_add(1, Ordering::Relaxed);
         let (id, response) = match decode_message(&body) {
             Ok(Message::Reply(reply)) => (reply.id, Response::Value(reply.value)),
             Ok(Message::Error(error)) => match error.id {
@@ -555,13 +555,13 @@ async fn read_responses(
             Ok(Message::Catalog(catalog)) => (catalog.id, Response::Catalog(catalog.functions)),
             Ok(Message::Pong(pong)) => (pong.nonce, Response::Pong),
             Ok(Message::CatalogUpdate(update)) => {
-                pending
+                inbound
                     .catalog
                     .send_replace(Some(Arc::new(update.functions)));
                 continue;
             }
             Ok(Message::Drain(drain)) => {
-                *pending.closed.lock().expect("client lock") = Some(CallError::new(
+                *inbound.closed.lock().expect("client lock") = Some(CallError::new(
                     ErrorCode::Unavailable,
                     Processed::No,
                     format!("host `{addr}` is draining: {}", drain.message),
@@ -575,13 +575,13 @@ async fn read_responses(
         {
             hold = Some(tx.hold());
         }
-        let waiter = pending.waiting.lock().expect("client lock").remove(&id);
+        let waiter = inbound.waiting.lock().expect("client lock").remove(&id);
         if let Some(waiter) = waiter {
             let _ = waiter.send(response);
         }
     };
     tracing::debug!("{reason}");
-    let mut closed = pending.closed.lock().expect("client lock");
+    let mut closed = inbound.closed.lock().expect("client lock");
     if closed.is_none() {
         *closed = Some(CallError::new(
             ErrorCode::Unavailable,
@@ -591,6 +591,6 @@ async fn read_responses(
     }
     drop(closed);
     // Dropping the senders wakes every waiter with "connection lost".
-    pending.waiting.lock().expect("client lock").clear();
-    pending.ended.cancel();
+    inbound.waiting.lock().expect("client lock").clear();
+    inbound.ended.cancel();
 }

@@ -1,5 +1,6 @@
 //! The plugins a host serves: loading them from a folder with their sidecar
-//! settings, the catalog of their functions, and hot reload.
+//! settings, the set in force with the index of its functions, and hot
+//! reload.
 
 mod loader;
 mod registry;
@@ -7,6 +8,6 @@ mod settings;
 mod watcher;
 
 pub use loader::{MAX_PLUGIN_SIZE, PluginFiles, load, plugin_name};
-pub use registry::{Catalog, LoadedPlugin, Registry};
+pub use registry::{LoadedPlugin, PluginSet, Registry};
 pub use settings::PluginSettings;
 pub use watcher::{ReloadConfig, Reloader};

@@ -1,4 +1,4 @@
-//! The catalog of loaded plugins, swapped as a whole so every call sees one
+//! The set of loaded plugins, swapped as a whole so every call sees one
 //! consistent snapshot.
 
 use std::collections::{BTreeMap, HashMap};
@@ -22,26 +22,23 @@ pub struct LoadedPlugin {
 
 /// An immutable set of plugins and the index of their functions.
 #[derive(Default)]
-pub struct Catalog {
+pub struct PluginSet {
     plugins: BTreeMap<String, Arc<LoadedPlugin>>,
     functions: HashMap<String, (Arc<LoadedPlugin>, usize)>,
 }
 
-impl Catalog {
-    /// Builds the catalog of `plugins` (later plugins win name clashes).
+impl PluginSet {
+    /// Builds the set of `plugins` (later plugins win name clashes).
     pub fn new(plugins: impl IntoIterator<Item = Arc<LoadedPlugin>>) -> Self {
-        let mut catalog = Catalog::default();
+        let mut set = PluginSet::default();
         for loaded in plugins {
             for (index, function) in loaded.plugin.functions.iter().enumerate() {
-                catalog
-                    .functions
+                set.functions
                     .insert(function.name.clone(), (loaded.clone(), index));
             }
-            catalog
-                .plugins
-                .insert(loaded.plugin.name.to_string(), loaded);
+            set.plugins.insert(loaded.plugin.name.to_string(), loaded);
         }
-        catalog
+        set
     }
 
     /// The plugin serving `function`, the function's index in it, and
@@ -84,7 +81,7 @@ impl Catalog {
         infos
     }
 
-    /// How many functions the catalog holds.
+    /// How many functions the set holds.
     pub fn len(&self) -> usize {
         self.functions.len()
     }
@@ -94,32 +91,32 @@ impl Catalog {
     }
 }
 
-/// The current catalog, replaceable atomically, with a signal on change.
+/// The plugin set in force, replaceable atomically, with a signal on change.
 pub struct Registry {
-    current: RwLock<Arc<Catalog>>,
+    current: RwLock<Arc<PluginSet>>,
     version: watch::Sender<u64>,
 }
 
 impl Registry {
-    pub fn new(catalog: Catalog) -> Self {
+    pub fn new(plugins: PluginSet) -> Self {
         Registry {
-            current: RwLock::new(Arc::new(catalog)),
+            current: RwLock::new(Arc::new(plugins)),
             version: watch::Sender::new(0),
         }
     }
 
-    /// The catalog in force now; calls keep using the snapshot they got.
-    pub fn snapshot(&self) -> Arc<Catalog> {
+    /// The plugin set in force now; calls keep using the snapshot they got.
+    pub fn snapshot(&self) -> Arc<PluginSet> {
         self.current.read().expect("registry lock").clone()
     }
 
-    /// Replaces the catalog and signals the change.
-    pub fn replace(&self, catalog: Catalog) {
-        *self.current.write().expect("registry lock") = Arc::new(catalog);
+    /// Replaces the plugin set and signals the change.
+    pub fn replace(&self, plugins: PluginSet) {
+        *self.current.write().expect("registry lock") = Arc::new(plugins);
         self.version.send_modify(|v| *v += 1);
     }
 
-    /// Changes each time the catalog is replaced.
+    /// Changes each time the plugin set is replaced.
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.version.subscribe()
     }

@@ -1,10 +1,10 @@
-//! Hot reload: watch a plugin folder and keep the catalog in step with it.
+//! Hot reload: watch a plugin folder and keep the plugin set in step with it.
 //!
 //! Level-triggered: events only say "look again". After a burst of events
-//! settles, the whole folder is rescanned and reconciled with the catalog:
+//! settles, the whole folder is rescanned and reconciled with the plugin set:
 //! new and changed files (by content hash, sidecar included) are compiled on
 //! the compiler thread and validated, and only then swapped in; removed files
-//! leave the catalog. A file is read only once it is complete: a write in
+//! leave the set. A file is read only once it is complete: a write in
 //! progress (modified, not yet closed or renamed into place) is waited for,
 //! and the size and mtime must hold still for a settling period. An empty
 //! file is a copy that has not written its bytes yet: it is waited for like
@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::loader::{PluginFiles, load, plugin_name};
-use super::registry::{Catalog, LoadedPlugin, Registry};
+use super::registry::{LoadedPlugin, PluginSet, Registry};
 use crate::runtime::Runtime;
 
 /// Timings of hot reload.
@@ -223,10 +223,10 @@ impl Reloader {
         changed
     }
 
-    /// Brings the catalog in line with the folder. Returns when to look
+    /// Brings the plugin set in line with the folder. Returns when to look
     /// again for files that are not ready yet.
     async fn reconcile(&mut self, immediate: bool) -> Option<Instant> {
-        let catalog = self.registry.snapshot();
+        let serving = self.registry.snapshot();
         let mut next: Option<Instant> = None;
         let mut later = |at: Instant| next = Some(next.map_or(at, |n: Instant| n.min(at)));
         let mut updates: BTreeMap<String, Option<Arc<LoadedPlugin>>> = BTreeMap::new();
@@ -298,13 +298,13 @@ impl Reloader {
             }
             self.settling.remove(&path);
             self.handled.insert(path.clone(), print);
-            if let Some(loaded) = self.consider(&catalog, &name, &path).await {
+            if let Some(loaded) = self.consider(&serving, &name, &path).await {
                 updates.insert(name, Some(loaded));
             }
         }
         self.empty
             .retain(|path, _| path.metadata().is_ok_and(|m| m.len() == 0));
-        for loaded in catalog.plugins() {
+        for loaded in serving.plugins() {
             let name = loaded.plugin.name.to_string();
             if !present.contains(&name) {
                 tracing::info!(plugin = %name, "removed: `{}` is gone", loaded.path.display());
@@ -313,13 +313,13 @@ impl Reloader {
             }
         }
         if !updates.is_empty() {
-            let mut plugins: Vec<Arc<LoadedPlugin>> = catalog
+            let mut plugins: Vec<Arc<LoadedPlugin>> = serving
                 .plugins()
                 .filter(|p| !updates.contains_key(&*p.plugin.name))
                 .cloned()
                 .collect();
             plugins.extend(updates.into_values().flatten());
-            self.registry.replace(Catalog::new(plugins));
+            self.registry.replace(PluginSet::new(plugins));
         }
         next
     }
@@ -328,7 +328,7 @@ impl Reloader {
     /// (or add) plugin `name`.
     async fn consider(
         &mut self,
-        catalog: &Catalog,
+        serving: &PluginSet,
         name: &str,
         path: &Path,
     ) -> Option<Arc<LoadedPlugin>> {
@@ -344,7 +344,7 @@ impl Reloader {
             }
         };
         let hashes = (files.wasm_sha256.clone(), files.sidecar_sha256.clone());
-        let current = catalog.plugin(name);
+        let current = serving.plugin(name);
         if current.is_some_and(|c| {
             c.path == path && (c.wasm_sha256.clone(), c.sidecar_sha256.clone()) == hashes
         }) {
