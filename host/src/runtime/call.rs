@@ -458,3 +458,61 @@ fn classify(
         format!("`{function}` failed: {error}"),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn classified(error: wasmtime::Error, panic_note: Option<&str>) -> CallError {
+        let config = RuntimeConfig::default();
+        classify(
+            "misbehave",
+            "misbehave.crash",
+            error,
+            panic_note.map(str::to_owned),
+            &config,
+        )
+    }
+
+    #[test]
+    fn a_trap_is_found_by_its_type_under_the_context_wasmtime_adds() {
+        let error = wasmtime::Error::new(Trap::UnreachableCodeReached)
+            .context("error while executing at wasm backtrace");
+        assert_eq!(
+            classified(error, Some("guest panicked: boom")),
+            CallError::new(
+                ErrorCode::Trap,
+                Processed::Maybe,
+                "`misbehave.crash` trapped: wasm `unreachable` instruction executed \
+                 (guest panicked: boom)"
+            )
+        );
+        let error = wasmtime::Error::new(Trap::StackOverflow).context("backtrace");
+        assert_eq!(
+            classified(error, None),
+            CallError::new(
+                ErrorCode::Trap,
+                Processed::Maybe,
+                "`misbehave.crash` overflowed its stack"
+            )
+        );
+    }
+
+    #[test]
+    fn interrupts_map_to_their_codes() {
+        let deadline = wasmtime::Error::new(Interrupt::Deadline).context("backtrace");
+        assert_eq!(
+            classified(deadline, None),
+            CallError::deadline_exceeded(Processed::Maybe)
+        );
+        let memory = wasmtime::Error::new(Interrupt::Memory { limit: 64 << 20 });
+        assert_eq!(
+            classified(memory, None),
+            CallError::new(
+                ErrorCode::ResourceExhausted,
+                Processed::Maybe,
+                "plugin `misbehave` exceeded its memory limit of 64 MiB"
+            )
+        );
+    }
+}

@@ -163,3 +163,37 @@ fn tick_until_stopped(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropping_the_ticker_stops_its_thread_and_waits_for_it() {
+        let engine = Engine::new(Config::new().epoch_interruption(true)).unwrap();
+        let watch = Arc::new(Watch::new());
+        let ticker = EpochTicker::start(
+            engine,
+            watch.clone(),
+            Duration::from_secs(3600),
+            Duration::from_millis(1),
+        )
+        .unwrap();
+        // No guest runs: the ticker goes to sleep until woken, an hour away
+        // from its next tick.
+        let asleep = Instant::now() + Duration::from_secs(5);
+        while !watch.ticker_sleeps() {
+            assert!(Instant::now() < asleep, "the idle ticker never slept");
+            std::thread::yield_now();
+        }
+        let (dropped, done) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(ticker);
+            dropped.send(()).unwrap();
+        });
+        done.recv_timeout(Duration::from_secs(5))
+            .expect("the drop returns once the thread has ended");
+        // The thread's own handle on the watch went with it.
+        assert_eq!(Arc::strong_count(&watch), 1);
+    }
+}

@@ -106,6 +106,12 @@ impl Watch {
         }
     }
 
+    /// Whether the ticker sleeps until woken.
+    #[cfg(test)]
+    pub fn ticker_sleeps(&self) -> bool {
+        self.sleeping.load(Ordering::SeqCst)
+    }
+
     /// For the ticker, after any sleep.
     pub fn awake(&self) {
         self.sleeping.store(false, Ordering::SeqCst);
