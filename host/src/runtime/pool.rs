@@ -52,6 +52,7 @@ impl Drop for GuestPool {
 /// Where guest runs go: the one place that decides between the thread that
 /// asked for a run and the guest pool (see the `inline` module for why).
 pub(crate) struct Guests {
+    /// The inline runs and the guests on the pool, for the epoch ticker.
     pub watch: Arc<Watch>,
     pool: tokio::runtime::Handle,
 }
@@ -81,7 +82,8 @@ impl Guests {
     /// Starts `run`: in place when it belongs to a run under way here; else,
     /// with `inline`, polled once on this thread until it finishes, awaits
     /// something or outlasts the inline budget (the epoch callback checks the
-    /// run's deadline meanwhile); what is left goes to the guest pool.
+    /// run's deadline meanwhile). What is left is for the caller to hand to
+    /// [`Guests::spawn`], after wrapping it if it must.
     pub async fn place<F: Future + Unpin>(&self, mut run: F, inline: bool) -> Placed<F> {
         if inline::run_in_place() {
             return Placed::InPlace(run);
