@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use ciborium::Value;
-use wasmrpc::runtime::{Plugin, Runtime, RuntimeConfig};
+use wasmrpc::runtime::{LocalCall, Plugin, Runtime, RuntimeConfig};
 use wasmrpc::service::{CallRequest, NoCalls, Service};
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, Type};
@@ -68,14 +68,14 @@ impl RuntimeCall {
         );
         let value = self
             .runtime
-            .call(
-                self.plugin.clone(),
-                self.index,
+            .call(LocalCall {
+                plugin: self.plugin.clone(),
+                function: self.index,
                 request,
-                self.router.clone(),
-                self.region.clone(),
-                self.reuse,
-            )
+                router: self.router.clone(),
+                region: self.region.clone(),
+                reuse: self.reuse,
+            })
             .await?;
         check_sum(&value, a, b)
     }

@@ -17,7 +17,7 @@ use crate::protocol::{CallError, FunctionInfo};
 use crate::region::{
     Identity, Local, PeerConfig, Peers, Placement, Router, RoutingConfig, watch_topology,
 };
-use crate::runtime::{Runtime, RuntimeConfig};
+use crate::runtime::{LocalCall, Runtime, RuntimeConfig};
 use crate::service::{CallRequest, Service};
 
 /// Everything needed to start a host.
@@ -79,10 +79,14 @@ impl Local for Plugins {
         region: Arc<str>,
     ) -> Placement<impl Future<Output = Result<Value, CallError>> + Send> {
         match self.registry.snapshot().lookup(&request.function) {
-            Some((plugin, index, reuse)) => Placement::Here(
-                self.runtime
-                    .call(plugin, index, request, nested, region, reuse),
-            ),
+            Some((plugin, function, reuse)) => Placement::Here(self.runtime.call(LocalCall {
+                plugin,
+                function,
+                request,
+                router: nested,
+                region,
+                reuse,
+            })),
             None => Placement::Elsewhere(request),
         }
     }

@@ -52,7 +52,7 @@ impl host::Host for PluginState {
         if function.len().saturating_add(args.len()) > self.max_guest_output {
             let scope = self.scope();
             let who = format!("plugin `{}`", scope.plugin);
-            let error = super::data_limit(&who, self.max_guest_output, Processed::No);
+            let error = super::call::data_limit(&who, self.max_guest_output, Processed::No);
             return Err(to_wit_error(error.in_region(&scope.region)));
         }
         let args: Vec<Value> =

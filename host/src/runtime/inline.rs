@@ -10,7 +10,7 @@
 //! ([`preempt`]), the poll returns, and the call continues on the guest pool.
 //! So a guest holds a network thread for at most the budget plus one ticker
 //! step, and a function that outlasted the budget is served from the pool
-//! for a while (see `Function::prefers_pool`). The budget is wall time; a
+//! for a while (see `call::PoolMark`). The budget is wall time; a
 //! short call whose thread the OS set aside (both CPUs busy) passes it too,
 //! so the move is judged again by the CPU time the call still needed on the
 //! pool ([`CpuTimed`]): under the budget, the function's calls stay inline.
@@ -97,13 +97,6 @@ impl Watch {
         PoolRun(self.clone())
     }
 
-    /// Wakes the ticker whatever it is doing, so that it sees it must stop.
-    pub fn wake_ticker_to_stop(&self) {
-        if let Some(ticker) = self.ticker.get() {
-            ticker.unpark();
-        }
-    }
-
     fn wake_ticker(&self) {
         if self.sleeping.load(Ordering::SeqCst)
             && self.sleeping.swap(false, Ordering::SeqCst)
@@ -111,6 +104,12 @@ impl Watch {
         {
             ticker.unpark();
         }
+    }
+
+    /// Whether the ticker sleeps until woken.
+    #[cfg(test)]
+    pub fn ticker_sleeps(&self) -> bool {
+        self.sleeping.load(Ordering::SeqCst)
     }
 
     /// For the ticker, after any sleep.

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use wasmtime::component::Instance;
 use wasmtime::{Engine, Store, UpdateDeadline, Val};
 
-use super::inline::{self, Inline};
+use super::inline;
+use super::pool::{Guests, Placed};
 use super::state::{CallScope, Interrupt, PluginState};
 use super::{Plugin, RuntimeConfig};
 use crate::service::{CallContext, NoCalls};
@@ -31,9 +32,8 @@ const SPARE_DEADLINE: Duration = Duration::from_secs(10);
 pub(crate) struct Shared {
     pub engine: Engine,
     pub config: RuntimeConfig,
-    pub watch: Arc<inline::Watch>,
-    /// The guest thread pool.
-    pub guests: tokio::runtime::Handle,
+    /// Where guests run: inline, or on the guest thread pool.
+    pub guests: Guests,
     /// Stores waiting to be torn down after their call.
     retiring: AtomicUsize,
     /// At most this many wait; past it, a store is dropped at once (its
@@ -78,7 +78,7 @@ impl Drop for Held {
 }
 
 impl Shared {
-    pub fn new(engine: Engine, config: RuntimeConfig, guests: tokio::runtime::Handle) -> Shared {
+    pub fn new(engine: Engine, config: RuntimeConfig, guests: Guests) -> Shared {
         Shared {
             engine,
             // A sixteenth of the pool: small pools tear down at once.
@@ -86,7 +86,6 @@ impl Shared {
             // An eighth of the pool: small pools keep none.
             spares_limit: config.max_instances as usize / 8,
             config,
-            watch: Arc::new(inline::Watch::new()),
             guests,
             retiring: AtomicUsize::new(0),
             spares_held: Arc::new(AtomicUsize::new(0)),
@@ -195,7 +194,7 @@ impl Shared {
             let scope = CallScope::instantiating(plugin.name.clone(), SPARE_DEADLINE);
             let mut store = self.new_store(&plugin, scope);
             let pre = plugin.pre.clone();
-            let mut making = Box::pin(async move {
+            let making = Box::pin(async move {
                 let instance = pre.instantiate_async(&mut store).await?;
                 store.data_mut().end();
                 Ok::<_, wasmtime::Error>(Ready {
@@ -204,25 +203,25 @@ impl Shared {
                     calls: 0,
                 })
             });
-            let made = if inline::run_in_place() {
-                // On a guest thread: epoch ticks must run meanwhile.
-                let _running = self.watch.pool_run();
-                making.await
-            } else {
-                match inline::poll_inline(&self.watch, &mut making).await {
-                    Inline::Done(made) => made,
-                    Inline::Panicked => return,
-                    Inline::Pending { .. } | Inline::NotStarted => {
-                        let shared = self.clone();
-                        let running = self.watch.pool_run();
-                        drop(self.guests.spawn(async move {
-                            let _running = running;
-                            if let Ok(ready) = making.await {
-                                shared.keep_spare(&plugin, ready, held);
-                            }
-                        }));
-                        return;
-                    }
+            // Tried inline whatever the budget: with none, the epoch
+            // callback moves it at the first tick.
+            let made = match self.guests.place(making, true).await {
+                Placed::InPlace(making) => {
+                    // On a guest thread, in a task of its own that no running
+                    // guest counts: epoch ticks must run meanwhile.
+                    let _running = self.guests.watch.pool_run();
+                    making.await
+                }
+                Placed::Done(made) => made,
+                Placed::Panicked => return,
+                Placed::Pool { run: making, .. } => {
+                    let shared = self.clone();
+                    drop(self.guests.spawn(async move {
+                        if let Ok(ready) = making.await {
+                            shared.keep_spare(&plugin, ready, held);
+                        }
+                    }));
+                    return;
                 }
             };
             match made {
@@ -258,7 +257,7 @@ impl Shared {
         // Hostcall fuel caps the host memory lifting may take: wasmtime
         // charges a `Val` per list element lifted dynamically. What the guest
         // hands over is measured in bytes after lifting: the result in
-        // `run_guest`, import arguments in `host_api`.
+        // `call::run_guest`, import arguments in `host_api`.
         store.set_hostcall_fuel(
             limits
                 .max_guest_output

@@ -1,0 +1,236 @@
+//! Compiling plugins off the serving path, and reflecting their exports into a [`Plugin`]'s [`Function`]s.
+
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use wasmtime::component::types::{ComponentFunc, ComponentItem};
+use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Type};
+
+use super::call::PoolMark;
+use super::instances::Instances;
+use super::signature::{self, func_to_wit};
+use super::state::PluginState;
+use super::{Runtime, bytes};
+
+/// A compiled, validated plugin, ready to be instantiated per call.
+pub struct Plugin {
+    pub name: Arc<str>,
+    pub functions: Vec<Function>,
+    /// Exports left out of the catalog, with the reason (already logged).
+    pub skipped: Vec<String>,
+    pub(super) pre: InstancePre<PluginState>,
+    /// Instances ready for calls.
+    pub(super) instances: Instances,
+}
+
+/// One callable export of a plugin.
+pub struct Function {
+    /// The RPC name: `plugin.function` or `plugin.interface.function`.
+    pub name: String,
+    /// WIT signature, e.g. `func(a: s64, b: s64) -> s64`.
+    pub signature: String,
+    pub(super) params: Vec<(String, Type)>,
+    pub(super) result: Option<Type>,
+    /// Set when the typed path serves it (see the `bytes` module).
+    pub(super) typed: Option<bytes::Shape>,
+    pub(super) index: ComponentExportIndex,
+    /// Set while its calls go straight to the guest pool.
+    pub(super) pool_mark: PoolMark,
+}
+
+/// The thread that compiles plugins. Compilation is CPU-heavy and cannot be
+/// interrupted: it runs on one thread of its own at a lower priority, so
+/// serving never waits for it. The thread ends once this is dropped and its
+/// last job is done.
+pub(super) struct Compiler {
+    jobs: mpsc::Sender<Job>,
+}
+
+/// Work for the compiler thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+impl Compiler {
+    /// # Errors
+    ///
+    /// When the thread cannot be spawned.
+    pub fn start() -> std::io::Result<Compiler> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("wasm-compiler".into())
+            .spawn(move || {
+                // SAFETY: setpriority has no memory-safety preconditions; on
+                // Linux, `who = 0` with PRIO_PROCESS means the calling thread.
+                unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
+                for job in queue {
+                    job();
+                }
+            })?;
+        Ok(Compiler { jobs })
+    }
+}
+
+impl Runtime {
+    /// [`Runtime::compile`] on the runtime's low-priority compiler thread.
+    ///
+    /// # Errors
+    ///
+    /// As [`Runtime::compile`].
+    pub async fn compile_in_background(
+        self: &Arc<Self>,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> anyhow::Result<Plugin> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let runtime = self.clone();
+        let name = name.to_owned();
+        let job: Job = Box::new(move || {
+            let _ = tx.send(runtime.compile(&name, &bytes));
+        });
+        self.compiler
+            .jobs
+            .send(job)
+            .map_err(|_| anyhow::anyhow!("the compiler thread has stopped"))?;
+        rx.await
+            .map_err(|_| anyhow::anyhow!("the compiler thread dropped the job"))?
+    }
+
+    /// Compiles and validates a component and reflects its callable exports.
+    ///
+    /// CPU-heavy: call it off the serving path (`spawn_blocking`).
+    ///
+    /// # Errors
+    ///
+    /// When `bytes` is not a valid component, or it imports something the
+    /// host does not provide.
+    pub fn compile(&self, name: &str, bytes: &[u8]) -> anyhow::Result<Plugin> {
+        let engine = &self.shared.engine;
+        let component = Component::new(engine, bytes)?;
+        let pre = self.linker.instantiate_pre(&component)?;
+        let mut functions = Vec::new();
+        let mut skipped = Vec::new();
+        let ty = component.component_type();
+        for (export, item) in ty.exports(engine) {
+            match item.ty {
+                ComponentItem::ComponentFunc(func) => {
+                    let index = component
+                        .get_export_index(None, export)
+                        .expect("reflected export has an index");
+                    reflect(
+                        name,
+                        None,
+                        export,
+                        &func,
+                        index,
+                        &mut functions,
+                        &mut skipped,
+                    );
+                }
+                ComponentItem::ComponentInstance(instance) => {
+                    let interface = interface_name(export);
+                    let instance_index = component
+                        .get_export_index(None, export)
+                        .expect("reflected export has an index");
+                    for (fname, item) in instance.exports(engine) {
+                        if let ComponentItem::ComponentFunc(func) = item.ty {
+                            let index = component
+                                .get_export_index(Some(&instance_index), fname)
+                                .expect("reflected export has an index");
+                            reflect(
+                                name,
+                                Some(interface),
+                                fname,
+                                &func,
+                                index,
+                                &mut functions,
+                                &mut skipped,
+                            );
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        functions.retain(|f: &Function| {
+            let fresh = seen.insert(f.name.clone());
+            if !fresh {
+                skipped.push(format!("`{}`: another export has the same name", f.name));
+            }
+            fresh
+        });
+        for reason in &skipped {
+            tracing::warn!(plugin = name, "function left out of the catalog: {reason}");
+        }
+        Ok(Plugin {
+            name: name.into(),
+            functions,
+            skipped,
+            pre,
+            instances: Instances::default(),
+        })
+    }
+}
+
+fn reflect(
+    plugin: &str,
+    interface: Option<&str>,
+    export: &str,
+    func: &ComponentFunc,
+    index: ComponentExportIndex,
+    functions: &mut Vec<Function>,
+    skipped: &mut Vec<String>,
+) {
+    let name = match interface {
+        Some(interface) => format!("{plugin}.{interface}.{export}"),
+        None => format!("{plugin}.{export}"),
+    };
+    if export.starts_with('[') {
+        skipped.push(format!(
+            "`{name}`: resource methods cannot be called over RPC"
+        ));
+        return;
+    }
+    if func.async_() {
+        skipped.push(format!("`{name}`: async functions are not supported yet"));
+        return;
+    }
+    let params: Vec<(String, Type)> = func.params().map(|(n, t)| (n.to_owned(), t)).collect();
+    let mut results = func.results();
+    let result = results.next();
+    let all = params.iter().map(|(_, t)| t).chain(result.as_ref());
+    if let Some(kind) = all.clone().find_map(signature::unsupported) {
+        skipped.push(format!(
+            "`{name}`: its signature uses a {kind}, which cannot cross the wire"
+        ));
+        return;
+    }
+    let signature = func_to_wit(params.iter().map(|(n, t)| (n.as_str(), t)), result.as_ref());
+    let typed = bytes::Shape::of(&params, result.as_ref());
+    functions.push(Function {
+        name,
+        signature,
+        params,
+        result,
+        typed,
+        index,
+        pool_mark: PoolMark::default(),
+    });
+}
+
+/// The interface part of an export name: `example:inventory/stock@1.0.0` → `stock`.
+fn interface_name(export: &str) -> &str {
+    let name = export.rsplit_once('/').map_or(export, |(_, rest)| rest);
+    name.split_once('@').map_or(name, |(name, _)| name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::interface_name;
+
+    #[test]
+    fn interface_names_drop_package_and_version() {
+        assert_eq!(interface_name("example:inventory/stock@1.0.0"), "stock");
+        assert_eq!(interface_name("example:inventory/stock"), "stock");
+        assert_eq!(interface_name("local"), "local");
+    }
+}
