@@ -245,13 +245,10 @@ async fn a_partitioned_host_fails_no_idempotent_call_and_runs_nothing_twice() {
         SocketAddr::new(network.addr(netns(region, index)), 7100)
     });
     let start = |region, index| {
-        cluster.start_in(
-            region,
-            index,
-            &[],
-            "info",
-            Some(network.netns(netns(region, index))),
-        )
+        cluster
+            .host(region, index)
+            .netns(network.netns(netns(region, index)))
+            .start()
     };
     let hosts = [
         start("eu-west", 0),

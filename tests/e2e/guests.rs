@@ -182,7 +182,7 @@ async fn reuse_mode_serves_warm_instances_and_discards_one_that_failed() {
         "idempotent = [\"locate\"]\nreuse_instances = true\n",
     )
     .unwrap();
-    let host = HostProcess::start_in("test", plugins.path(), &[]);
+    let host = HostProcess::builder().plugin_dir(plugins.path()).start();
     let client = host.client().await;
     let tally = || async { client.call("ledger.tally", vec![]).await.unwrap() };
     // One caller at a time: the same warm instance serves each call.

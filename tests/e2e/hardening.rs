@@ -64,7 +64,10 @@ fn timeout(ms: u64) -> CallOptions {
 
 #[tokio::test]
 async fn slow_senders_are_closed_by_the_frame_read_timeout() {
-    let host = HostProcess::start_with(&["math"], &["--frame-timeout", "1s"]);
+    let host = HostProcess::builder()
+        .plugins(&["math"])
+        .args(&["--frame-timeout", "1s"])
+        .start();
     let client = host.client().await;
     let elapsed = tokio::task::spawn_blocking({
         let addr = host.addr;
@@ -102,10 +105,10 @@ async fn slow_senders_are_closed_by_the_frame_read_timeout() {
 
 #[tokio::test]
 async fn a_hello_must_start_within_the_hello_timeout_and_finish_within_the_frame_timeout() {
-    let host = HostProcess::start_with(
-        &["math"],
-        &["--hello-timeout", "500ms", "--frame-timeout", "1500ms"],
-    );
+    let host = HostProcess::builder()
+        .plugins(&["math"])
+        .args(&["--hello-timeout", "500ms", "--frame-timeout", "1500ms"])
+        .start();
     let client = host.client().await;
     let addr = host.addr;
     tokio::task::spawn_blocking(move || {
@@ -169,10 +172,10 @@ async fn a_hello_must_start_within_the_hello_timeout_and_finish_within_the_frame
 
 #[tokio::test]
 async fn idle_connections_are_closed_and_pings_keep_them_open() {
-    let host = HostProcess::start_with(
-        &["math"],
-        &["--idle-timeout", "1s", "--frame-timeout", "400ms"],
-    );
+    let host = HostProcess::builder()
+        .plugins(&["math"])
+        .args(&["--idle-timeout", "1s", "--frame-timeout", "400ms"])
+        .start();
     tokio::task::spawn_blocking(move || {
         let mut idle = RawConn::handshake(host.addr);
         let mut busy = RawConn::handshake(host.addr);
@@ -201,10 +204,10 @@ async fn idle_connections_are_closed_and_pings_keep_them_open() {
 
 #[tokio::test]
 async fn idle_time_counts_from_the_last_answer_and_never_while_a_call_runs() {
-    let host = HostProcess::start_with(
-        &["misbehave"],
-        &["--idle-timeout", "1s", "--frame-timeout", "400ms"],
-    );
+    let host = HostProcess::builder()
+        .plugins(&["misbehave"])
+        .args(&["--idle-timeout", "1s", "--frame-timeout", "400ms"])
+        .start();
     tokio::task::spawn_blocking(move || {
         let mut conn = RawConn::handshake(host.addr);
         // A call twice as long as the idle timeout: the connection stays open.
@@ -241,7 +244,10 @@ async fn idle_time_counts_from_the_last_answer_and_never_while_a_call_runs() {
 
 #[tokio::test]
 async fn connections_over_the_cap_are_refused_promptly() {
-    let host = HostProcess::start_with(&["math"], &["--max-connections", "3"]);
+    let host = HostProcess::builder()
+        .plugins(&["math"])
+        .args(&["--max-connections", "3"])
+        .start();
     tokio::task::spawn_blocking(move || {
         let mut open: Vec<RawConn> = (0..3).map(|_| RawConn::handshake(host.addr)).collect();
         let start = Instant::now();
@@ -313,7 +319,10 @@ async fn a_flood_of_calls_and_cancels_gets_the_connection_closed() {
 
 #[tokio::test]
 async fn a_caller_that_never_reads_replies_cannot_make_the_host_buffer_more_than_the_limit() {
-    let host = HostProcess::start_with(&["math", "misbehave"], &["--max-outbound-kib", "4096"]);
+    let host = HostProcess::builder()
+        .plugins(&["math", "misbehave"])
+        .args(&["--max-outbound-kib", "4096"])
+        .start();
     let client = host.client().await;
     let baseline = host.rss_kib();
     let addr = host.addr;
@@ -418,7 +427,10 @@ async fn sixteen_spinning_guests_stop_on_time_while_a_healthy_client_is_served()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exhausted_instance_pool_refuses_unprocessed_and_recovers() {
-    let host = HostProcess::start_with(&["misbehave"], &["--max-instances", "2"]);
+    let host = HostProcess::builder()
+        .plugins(&["misbehave"])
+        .args(&["--max-instances", "2"])
+        .start();
     let client = host.client().await;
     let busy: Vec<_> = (0..2)
         .map(|_| {
@@ -453,7 +465,10 @@ async fn an_exhausted_instance_pool_refuses_unprocessed_and_recovers() {
 
 #[tokio::test]
 async fn a_guest_handing_back_more_data_than_allowed_is_stopped() {
-    let host = HostProcess::start_with(&["misbehave"], &["--max-guest-output-kib", "64"]);
+    let host = HostProcess::builder()
+        .plugins(&["misbehave"])
+        .args(&["--max-guest-output-kib", "64"])
+        .start();
     let client = host.client().await;
     let small = client
         .call("misbehave.big", vec![Value::from(1000)])
@@ -479,7 +494,10 @@ async fn a_guest_handing_back_more_data_than_allowed_is_stopped() {
 
 #[tokio::test]
 async fn a_reply_larger_than_a_frame_is_an_error_and_the_connection_goes_on() {
-    let host = HostProcess::start_with(&["misbehave"], &["--max-frame-kib", "64"]);
+    let host = HostProcess::builder()
+        .plugins(&["misbehave"])
+        .args(&["--max-frame-kib", "64"])
+        .start();
     let client = host.client().await;
     let err = client
         .call("misbehave.big", vec![Value::from(100_000)])
@@ -506,10 +524,10 @@ async fn a_reply_larger_than_a_frame_is_an_error_and_the_connection_goes_on() {
 async fn a_catalog_larger_than_a_frame_is_an_error_and_the_connection_goes_on() {
     // The catalog of these 47 functions takes several KiB: more than a
     // 1 KiB frame.
-    let host = HostProcess::start_with(
-        &["math", "greeter", "inventory", "orders", "misbehave"],
-        &["--max-frame-kib", "1"],
-    );
+    let host = HostProcess::builder()
+        .plugins(&["math", "greeter", "inventory", "orders", "misbehave"])
+        .args(&["--max-frame-kib", "1"])
+        .start();
     let client = host.client().await;
     let err = client.list().await.unwrap_err();
     assert_eq!(err.code, ErrorCode::ResourceExhausted);
@@ -525,10 +543,10 @@ async fn a_catalog_larger_than_a_frame_is_an_error_and_the_connection_goes_on() 
 
 #[tokio::test]
 async fn the_output_limit_counts_text_and_nested_call_arguments_in_bytes() {
-    let host = HostProcess::start_with(
-        &["misbehave", "relay", "greeter"],
-        &["--max-guest-output-kib", "64"],
-    );
+    let host = HostProcess::builder()
+        .plugins(&["misbehave", "relay", "greeter"])
+        .args(&["--max-guest-output-kib", "64"])
+        .start();
     let client = host.client().await;
     // A string result goes through wasmtime's dynamic API, whose hostcall
     // fuel would let through 32 times the limit: it is measured in bytes.
@@ -579,7 +597,10 @@ async fn the_output_limit_counts_text_and_nested_call_arguments_in_bytes() {
 
 #[tokio::test]
 async fn a_log_message_longer_than_the_output_limit_is_cut() {
-    let host = HostProcess::start_with(&["relay"], &["--max-guest-output-kib", "1"]);
+    let host = HostProcess::builder()
+        .plugins(&["relay"])
+        .args(&["--max-guest-output-kib", "1"])
+        .start();
     let client = host.client().await;
     // A function name over the limit: the nested call is refused, and
     // `relay.call` logs that, name first.
@@ -629,10 +650,10 @@ async fn a_guest_gets_no_socket() {
 
 #[tokio::test]
 async fn a_call_without_deadline_gets_the_default_and_a_huge_one_is_clamped() {
-    let host = HostProcess::start_with(
-        &["misbehave"],
-        &["--default-deadline", "300ms", "--max-deadline", "600ms"],
-    );
+    let host = HostProcess::builder()
+        .plugins(&["misbehave"])
+        .args(&["--default-deadline", "300ms", "--max-deadline", "600ms"])
+        .start();
     tokio::task::spawn_blocking(move || {
         for (deadline_ms, expected) in [(None, 300u64), (Some(3_600_000), 600)] {
             let mut conn = RawConn::handshake(host.addr);
@@ -662,7 +683,10 @@ async fn a_call_without_deadline_gets_the_default_and_a_huge_one_is_clamped() {
 
 #[tokio::test]
 async fn failure_classes_map_to_their_documented_code_and_processed_flag() {
-    let host = HostProcess::start_with(&["math", "misbehave"], &["--max-instances", "64"]);
+    let host = HostProcess::builder()
+        .plugins(&["math", "misbehave"])
+        .args(&["--max-instances", "64"])
+        .start();
     let client = host.client().await;
     let add = |a: Value| vec![Value::from(1), a];
     let cases: Vec<(
@@ -855,7 +879,10 @@ fn open_fds(pid: u32) -> usize {
 
 #[tokio::test]
 async fn a_caller_that_never_reads_and_never_closes_is_let_go_of() {
-    let host = HostProcess::start_with(&["misbehave"], &["--max-outbound-kib", "2048"]);
+    let host = HostProcess::builder()
+        .plugins(&["misbehave"])
+        .args(&["--max-outbound-kib", "2048"])
+        .start();
     // Warm up (the first guest call opens descriptors the host keeps), then
     // count with no caller connected.
     let client = host.client().await;
@@ -891,7 +918,10 @@ async fn a_caller_that_never_reads_and_never_closes_is_let_go_of() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_retries_only_what_its_processed_flag_and_idempotency_allow() {
-    let host = HostProcess::start_with(&["misbehave"], &["--max-instances", "1"]);
+    let host = HostProcess::builder()
+        .plugins(&["misbehave"])
+        .args(&["--max-instances", "1"])
+        .start();
     let client = host.client().await;
     let occupy = || {
         let client = client.clone();

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ciborium::Value;
-use wasmrpc_tests::{HostProcess, assert_adds, plugin_dir};
+use wasmrpc_tests::{HostProcess, assert_adds};
 
 /// Runs `misbehave.busy(ms)` on `client` while the same connection keeps
 /// calling `math.add`; returns the busy call's answer and the slowest add.
@@ -41,27 +41,18 @@ async fn adds_while_busy(client: &wasmrpc::Client, ms: u32) -> (Value, Duration)
     (busy, adder.await.unwrap())
 }
 
-/// A host serving `math` and `misbehave` that logs the runtime's debug lines.
-fn host_with(plugins: &tempfile::TempDir, extra: &[&str]) -> HostProcess {
-    let mut args = vec![
-        "host",
-        "--region",
-        "test",
-        "--listen",
-        "127.0.0.1:0",
-        "--config",
-        "/nonexistent/regions.toml",
-        "--plugins",
-        plugins.path().to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    HostProcess::spawn_with_log(&args, None, "info,wasmrpc::runtime=debug")
+/// A host serving `guests` that logs the runtime's debug lines.
+fn host_with(guests: &[&str], args: &[&str]) -> HostProcess {
+    HostProcess::builder()
+        .plugins(guests)
+        .args(args)
+        .log_filter("info,wasmrpc::runtime=debug")
+        .start()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guest_past_the_inline_budget_moves_off_the_network_thread() {
-    let plugins = plugin_dir(&["math", "misbehave"]);
-    let host = host_with(&plugins, &[]);
+    let host = host_with(&["math", "misbehave"], &[]);
     let client = host.client().await;
     assert_adds(&client, 1, 2).await;
 
@@ -105,8 +96,7 @@ async fn a_short_call_held_up_by_the_os_keeps_its_function_inline() {
     // for a while passes it too. Stopping the whole host (SIGSTOP) for 5 ms
     // at a time while adds run does that; once a stopped add is moved to the
     // pool, it has next to no work left there, and `math.add` stays inline.
-    let plugins = plugin_dir(&["math"]);
-    let host = host_with(&plugins, &[]);
+    let host = host_with(&["math"], &[]);
     let client = host.client().await;
     assert_adds(&client, 1, 2).await;
     let stop = Arc::new(AtomicBool::new(false));
@@ -174,8 +164,7 @@ async fn a_short_call_held_up_by_the_os_keeps_its_function_inline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_no_inline_budget_every_guest_runs_on_the_pool() {
-    let plugins = plugin_dir(&["math", "misbehave"]);
-    let host = host_with(&plugins, &["--inline-budget", "0s"]);
+    let host = host_with(&["math", "misbehave"], &["--inline-budget", "0s"]);
     let client = host.client().await;
     let (busy, slowest) = adds_while_busy(&client, 200).await;
     assert_eq!(busy, Value::from(200));
@@ -289,7 +278,10 @@ async fn spares_never_take_the_pool_from_calls() {
         "inventory",
         "orders",
     ];
-    let host = HostProcess::start_with(&plugins, &["--max-instances", "32"]);
+    let host = HostProcess::builder()
+        .plugins(&plugins)
+        .args(&["--max-instances", "32"])
+        .start();
     let client = host.client().await;
     let first_calls: [(&str, Vec<Value>); 6] = [
         ("math.add", vec![Value::from(1), Value::from(2)]),

@@ -216,9 +216,9 @@ async fn calls_prefer_the_near_region_and_fail_over_to_the_far_one() {
         .await
         .unwrap();
     let _proxy = Proxy::start_on(listener, cluster.bound("far", 0), Duration::from_millis(50));
-    let _edge = cluster.start("edge", 0, &[]);
-    let near = cluster.start("near", 0, &[]);
-    let _far = cluster.start("far", 0, &[]);
+    let _edge = cluster.start("edge", 0);
+    let near = cluster.start("near", 0);
+    let _far = cluster.start("far", 0);
     let client = Client::connect(cluster.listed("edge", 0)).await.unwrap();
     wait_for(&client, "ledger.locate", &["far", "near"]).await;
     // Let a few pings measure both links.
@@ -306,8 +306,8 @@ async fn losing_one_of_two_hosts_of_a_region_fails_no_idempotent_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_region_is_unavailable_by_name_and_recovers_after_restart() {
     let cluster = Cluster::pair(("eu-west", &[]), ("ap-south", &["inventory"]));
-    let _edge = cluster.start("eu-west", 0, &[]);
-    let mut south = cluster.start("ap-south", 0, &[]);
+    let _edge = cluster.start("eu-west", 0);
+    let mut south = cluster.start("ap-south", 0);
     let client = Client::connect(cluster.listed("eu-west", 0)).await.unwrap();
     wait_for(&client, "inventory.stock.reserve", &["ap-south"]).await;
     let reserve = || {
@@ -350,7 +350,7 @@ async fn a_dead_region_is_unavailable_by_name_and_recovers_after_restart() {
         err.message
     );
 
-    let _south = cluster.start("ap-south", 0, &[]);
+    let _south = cluster.start("ap-south", 0);
     let restarted = Instant::now();
     loop {
         match reserve().await {
@@ -577,9 +577,9 @@ async fn routing_loops_and_forged_hops_are_loop_detected() {
         &[],
     );
     let debug = "info,wasmrpc::region=debug";
-    let a = cluster.start_with_log("a", 0, &[], debug);
-    let b = cluster.start_with_log("b", 0, &[], debug);
-    let c = cluster.start_with_log("c", 0, &[], debug);
+    let a = cluster.host("a", 0).log_filter(debug).start();
+    let b = cluster.host("b", 0).log_filter(debug).start();
+    let c = cluster.host("c", 0).log_filter(debug).start();
     for host in [&a, &b, &c] {
         host.wait_for_log("linked to peer", 2, Duration::from_secs(10));
     }
@@ -656,8 +656,8 @@ fn cpu_ticks(pid: u32) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forwarded_deadline_stops_the_remote_guest() {
     let cluster = Cluster::pair(("eu-west", &[]), ("us-east", &["misbehave"]));
-    let _edge = cluster.start("eu-west", 0, &[]);
-    let remote = cluster.start("us-east", 0, &[]);
+    let _edge = cluster.start("eu-west", 0);
+    let remote = cluster.start("us-east", 0);
     let client = Client::connect(cluster.listed("eu-west", 0)).await.unwrap();
     wait_for(&client, "misbehave.spin", &["us-east"]).await;
 
@@ -692,8 +692,8 @@ async fn cancel_across_two_hops_stops_the_remote_guest() {
     use wasmrpc_tests::{RawConn, Read2};
 
     let cluster = Cluster::pair(("eu-west", &[]), ("us-east", &["misbehave"]));
-    let _edge = cluster.start("eu-west", 0, &[]);
-    let remote = cluster.start("us-east", 0, &[]);
+    let _edge = cluster.start("eu-west", 0);
+    let remote = cluster.start("us-east", 0);
     let client = Client::connect(cluster.listed("eu-west", 0)).await.unwrap();
     wait_for(&client, "misbehave.spin", &["us-east"]).await;
 

@@ -493,8 +493,8 @@ async fn a_sidecar_reloads_with_its_plugin_and_a_bad_one_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn regions_toml_edits_add_and_remove_regions_and_a_bad_edit_changes_nothing() {
     let mut cluster = Cluster::pair(("a", &["math"]), ("b", &[]));
-    let a = cluster.start("a", 0, &[]);
-    let _b = cluster.start("b", 0, &[]);
+    let a = cluster.start("a", 0);
+    let _b = cluster.start("b", 0);
     let at_a = Client::connect(cluster.listed("a", 0)).await.unwrap();
     let reserve = || vec![cbor("\"sku-1\""), Value::from(1)];
 
@@ -503,7 +503,7 @@ async fn regions_toml_edits_add_and_remove_regions_and_a_bad_edit_changes_nothin
         hosts: 1,
         plugins: &["inventory"],
     });
-    let _c = cluster.start("c", 0, &[]);
+    let _c = cluster.start("c", 0);
     let start = Instant::now();
     while at_a
         .call("inventory.stock.reserve", reserve())

@@ -51,7 +51,10 @@ async fn sigterm_lets_calls_in_flight_finish_then_exits_zero() {
 
 #[tokio::test]
 async fn a_second_signal_exits_at_once_with_code_130_as_documented() {
-    let mut host = HostProcess::start_with(&["misbehave"], &["--drain-timeout", "30s"]);
+    let mut host = HostProcess::builder()
+        .plugins(&["misbehave"])
+        .args(&["--drain-timeout", "30s"])
+        .start();
     let client = host.client().await;
     let call = {
         let client = client.clone();
