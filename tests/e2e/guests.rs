@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use ciborium::Value;
 use wasmrpc::{CallOptions, ErrorCode, Processed};
-use wasmrpc_tests::{HostProcess, assert_adds, cbor};
+use wasmrpc_tests::{HostProcess, assert_adds, assert_call_error, cbor};
 
 fn timeout(ms: u64) -> CallOptions {
     CallOptions {
@@ -111,15 +111,11 @@ async fn panic_and_unbounded_recursion_are_traps_and_the_host_serves_on() {
     let host = HostProcess::start(&["math", "misbehave"]);
     let client = host.client().await;
 
-    let err = client
-        .call("misbehave.crash", vec![cbor("\"boom\"")])
-        .await
-        .unwrap_err();
-    assert_eq!(err.code, ErrorCode::Trap);
-    assert_eq!(err.processed, Processed::Maybe);
-    assert_eq!(
-        err.message,
-        "`misbehave.crash` trapped: wasm `unreachable` instruction executed (guest panicked: boom)"
+    assert_call_error(
+        client.call("misbehave.crash", vec![cbor("\"boom\"")]).await,
+        ErrorCode::Trap,
+        Processed::Maybe,
+        "`misbehave.crash` trapped: wasm `unreachable` instruction executed (guest panicked: boom)",
     );
     assert_adds(&client, 40, 2).await;
 

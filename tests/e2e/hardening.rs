@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use ciborium::Value;
 use wasmrpc::protocol::{Call, Cancel, ErrorCode, ErrorReply, Message, Processed};
 use wasmrpc::{CallOptions, Client};
-use wasmrpc_tests::{HostProcess, RawConn, Read2, assert_adds, cbor};
+use wasmrpc_tests::{
+    HostProcess, RawConn, Read2, assert_adds, assert_call_error, assert_call_error_prefix, cbor,
+};
 
 fn call(id: u64, function: &str, args: Vec<Value>, deadline_ms: Option<u64>) -> Message {
     Message::Call(Call {
@@ -188,10 +190,12 @@ async fn idle_connections_are_closed_and_pings_keep_them_open() {
             ));
             std::thread::sleep(Duration::from_millis(200));
         }
-        let error = closing_error(&mut idle, Duration::from_secs(3));
-        assert_eq!(error.code, ErrorCode::Unavailable);
-        assert_eq!(error.processed, Processed::No);
-        assert_eq!(error.message, "connection idle for 1s");
+        assert_call_error(
+            closing_error(&mut idle, Duration::from_secs(3)),
+            ErrorCode::Unavailable,
+            Processed::No,
+            "connection idle for 1s",
+        );
         busy.send_message(&Message::Ping(wasmrpc::protocol::Ping { nonce: 2 }));
         assert!(matches!(
             busy.read(Duration::from_secs(1)),
@@ -439,17 +443,11 @@ async fn an_exhausted_instance_pool_refuses_unprocessed_and_recovers() {
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let err = client
-        .call("misbehave.busy", vec![Value::from(1)])
-        .await
-        .unwrap_err();
-    assert_eq!(err.code, ErrorCode::ResourceExhausted);
-    assert_eq!(err.processed, Processed::No);
-    assert!(
-        err.message
-            .starts_with("no instance slot free to run `misbehave.busy`"),
-        "{}",
-        err.message
+    assert_call_error_prefix(
+        client.call("misbehave.busy", vec![Value::from(1)]).await,
+        ErrorCode::ResourceExhausted,
+        Processed::No,
+        "no instance slot free to run `misbehave.busy`",
     );
     for call in busy {
         assert_eq!(call.await.unwrap().unwrap(), Value::from(600));
@@ -475,15 +473,13 @@ async fn a_guest_handing_back_more_data_than_allowed_is_stopped() {
         .await
         .unwrap();
     assert_eq!(small, Value::Bytes(vec![7; 1000]));
-    let err = client
-        .call("misbehave.big", vec![Value::from(200_000)])
-        .await
-        .unwrap_err();
-    assert_eq!(err.code, ErrorCode::ResourceExhausted);
-    assert_eq!(err.processed, Processed::Maybe);
-    assert_eq!(
-        err.message,
-        "`misbehave.big` handed the host more than the 64 KiB of data allowed per call"
+    assert_call_error(
+        client
+            .call("misbehave.big", vec![Value::from(200_000)])
+            .await,
+        ErrorCode::ResourceExhausted,
+        Processed::Maybe,
+        "`misbehave.big` handed the host more than the 64 KiB of data allowed per call",
     );
     let again = client
         .call("misbehave.big", vec![Value::from(10)])
@@ -499,15 +495,13 @@ async fn a_reply_larger_than_a_frame_is_an_error_and_the_connection_goes_on() {
         .args(&["--max-frame-kib", "64"])
         .start();
     let client = host.client().await;
-    let err = client
-        .call("misbehave.big", vec![Value::from(100_000)])
-        .await
-        .unwrap_err();
-    assert_eq!(err.code, ErrorCode::ResourceExhausted);
-    assert_eq!(err.processed, Processed::Yes);
-    assert_eq!(
-        err.message,
-        "the reply does not fit in a frame: frame of 100023 bytes exceeds the limit of 65536 bytes"
+    assert_call_error(
+        client
+            .call("misbehave.big", vec![Value::from(100_000)])
+            .await,
+        ErrorCode::ResourceExhausted,
+        Processed::Yes,
+        "the reply does not fit in a frame: frame of 100023 bytes exceeds the limit of 65536 bytes",
     );
     // The refused reply left nothing behind in the connection's queue: the
     // next replies on the same connection arrive whole.
@@ -529,10 +523,12 @@ async fn a_catalog_larger_than_a_frame_is_an_error_and_the_connection_goes_on() 
         .args(&["--max-frame-kib", "1"])
         .start();
     let client = host.client().await;
-    let err = client.list().await.unwrap_err();
-    assert_eq!(err.code, ErrorCode::ResourceExhausted);
-    assert_eq!(err.processed, Processed::Yes);
-    assert_eq!(err.message, "the catalog does not fit in one frame");
+    assert_call_error(
+        client.list().await,
+        ErrorCode::ResourceExhausted,
+        Processed::Yes,
+        "the catalog does not fit in one frame",
+    );
     // Nothing of the refused catalog was queued: the next answers on the
     // same connection arrive whole.
     assert_adds(&client, 40, 2).await;
@@ -555,15 +551,13 @@ async fn the_output_limit_counts_text_and_nested_call_arguments_in_bytes() {
         .await
         .unwrap();
     assert_eq!(text, Value::Text("x".repeat(65_536)));
-    let err = client
-        .call("misbehave.big-text", vec![Value::from(65_537)])
-        .await
-        .unwrap_err();
-    assert_eq!(err.code, ErrorCode::ResourceExhausted);
-    assert_eq!(err.processed, Processed::Maybe);
-    assert_eq!(
-        err.message,
-        "`misbehave.big-text` handed the host more than the 64 KiB of data allowed per call"
+    assert_call_error(
+        client
+            .call("misbehave.big-text", vec![Value::from(65_537)])
+            .await,
+        ErrorCode::ResourceExhausted,
+        Processed::Maybe,
+        "`misbehave.big-text` handed the host more than the 64 KiB of data allowed per call",
     );
 
     // The arguments of a nested call, handed to the host's `call` import.

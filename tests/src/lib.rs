@@ -25,8 +25,10 @@ use std::time::{Duration, Instant};
 
 use ciborium::Value;
 use tempfile::TempDir;
-use wasmrpc::Client;
-use wasmrpc::protocol::{Hello, Message, PROTOCOL_VERSION, Role, decode_message, encode_message};
+use wasmrpc::protocol::{
+    ErrorReply, Hello, Message, PROTOCOL_VERSION, Role, decode_message, encode_message,
+};
+use wasmrpc::{CallError, Client, ErrorCode, Processed};
 
 /// The repository root.
 pub fn workspace_root() -> &'static Path {
@@ -154,6 +156,93 @@ pub async fn assert_adds(client: &Client, a: i64, b: i64) {
         .call("math.add", vec![Value::from(a), Value::from(b)])
         .await;
     assert_eq!(sum.unwrap(), Value::from(a + b));
+}
+
+/// A call's failure as a test meets it: the client's [`CallError`], an
+/// error frame read off a raw connection, or the result of a call that
+/// must have failed.
+pub trait Failure {
+    /// The error, as the client would report it (an error frame's call id
+    /// is dropped).
+    ///
+    /// # Panics
+    ///
+    /// For a result that is not an error.
+    fn into_call_error(self) -> CallError;
+}
+
+impl Failure for CallError {
+    fn into_call_error(self) -> CallError {
+        self
+    }
+}
+
+impl Failure for &CallError {
+    fn into_call_error(self) -> CallError {
+        self.clone()
+    }
+}
+
+impl Failure for ErrorReply {
+    fn into_call_error(self) -> CallError {
+        ErrorReply::into_call_error(self)
+    }
+}
+
+impl Failure for &ErrorReply {
+    fn into_call_error(self) -> CallError {
+        self.clone().into_call_error()
+    }
+}
+
+impl<T: std::fmt::Debug> Failure for Result<T, CallError> {
+    #[track_caller]
+    fn into_call_error(self) -> CallError {
+        match self {
+            Ok(value) => panic!("expected the call to fail, it answered {value:?}"),
+            Err(error) => error,
+        }
+    }
+}
+
+/// Asserts that `failure` has exactly this code, `processed` flag and
+/// message; returns the error for checks of its region or detail.
+#[track_caller]
+pub fn assert_call_error(
+    failure: impl Failure,
+    code: ErrorCode,
+    processed: Processed,
+    message: &str,
+) -> CallError {
+    let error = failure.into_call_error();
+    assert_eq!(
+        (error.code, error.processed, error.message.as_str()),
+        (code, processed, message),
+        "{error:?}"
+    );
+    error
+}
+
+/// [`assert_call_error`] for a message that starts with `prefix` (the rest
+/// names addresses or timings that vary from run to run).
+#[track_caller]
+pub fn assert_call_error_prefix(
+    failure: impl Failure,
+    code: ErrorCode,
+    processed: Processed,
+    prefix: &str,
+) -> CallError {
+    let error = failure.into_call_error();
+    assert_eq!(
+        (error.code, error.processed),
+        (code, processed),
+        "{error:?}"
+    );
+    assert!(
+        error.message.starts_with(prefix),
+        "expected a message starting with `{prefix}`: {error:?}"
+    );
+    error
 }
 
 /// JSON text → CBOR value, for writing arguments the way the CLI takes them.
