@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use ciborium::Value;
 use wasmrpc::{CallOptions, ErrorCode, Processed};
-use wasmrpc_tests::{HostProcess, assert_adds, assert_call_error, cbor};
+use wasmrpc_tests::{HostProcess, assert_adds, assert_call_error, cbor, eventually_async};
 
 fn timeout(ms: u64) -> CallOptions {
     CallOptions {
@@ -47,12 +47,19 @@ async fn spinning_guest_hits_its_deadline_while_other_calls_keep_answering() {
                 }
                 answered.fetch_add(1, Ordering::Relaxed);
                 i += 1;
+                // Pacing, not a wait: a steady trickle of adds, each one
+                // measured alone.
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         })
     };
 
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The adds are under way before the guest starts spinning.
+    let adding = eventually_async(Duration::from_secs(5), || async {
+        answered.load(Ordering::Relaxed) > 0
+    })
+    .await;
+    assert!(adding, "no add answered");
     let before = answered.load(Ordering::Relaxed);
     let start = Instant::now();
     let err = client

@@ -6,10 +6,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ciborium::Value;
+use tokio::task::JoinHandle;
 use wasmrpc::protocol::{Call, Cancel, ErrorCode, ErrorReply, Message, Processed};
 use wasmrpc::{CallOptions, Client};
 use wasmrpc_tests::{
-    HostProcess, RawConn, Read2, assert_adds, assert_call_error, assert_call_error_prefix, cbor,
+    HostProcess, RawConn, Read2, assert_adds, assert_call_error, assert_call_error_prefix,
+    call_in_flight, cbor, eventually, eventually_async,
 };
 
 fn call(id: u64, function: &str, args: Vec<Value>, deadline_ms: Option<u64>) -> Message {
@@ -79,6 +81,8 @@ async fn slow_senders_are_closed_by_the_frame_read_timeout() {
             let start = Instant::now();
             conn.send(&100u32.to_be_bytes());
             for _ in 0..20 {
+                // The drip is the scenario: a sender slower than the frame
+                // timeout allows.
                 std::thread::sleep(Duration::from_millis(150));
                 conn.send_lossy(&[0xa1]);
             }
@@ -140,7 +144,8 @@ async fn a_hello_must_start_within_the_hello_timeout_and_finish_within_the_frame
         assert!(took < Duration::from_millis(1400), "closed after {took:?}");
 
         // A hello started in time may finish after the hello timeout,
-        // within the frame timeout of its first byte.
+        // within the frame timeout of its first byte. (The pauses are the
+        // scenario: its first byte at 300 ms, its last at 900 ms.)
         let mut slow = RawConn::connect(addr);
         std::thread::sleep(Duration::from_millis(300));
         slow.send(&hello[..7]);
@@ -154,6 +159,7 @@ async fn a_hello_must_start_within_the_hello_timeout_and_finish_within_the_frame
         // A hello started and never finished: the frame timeout's error,
         // from its first byte.
         let mut partial = RawConn::connect(addr);
+        // The scenario: its first byte at 300 ms, within the hello timeout.
         std::thread::sleep(Duration::from_millis(300));
         let start = Instant::now();
         partial.send(&hello[..7]);
@@ -188,6 +194,8 @@ async fn idle_connections_are_closed_and_pings_keep_them_open() {
                 busy.read(Duration::from_secs(1)),
                 Read2::Message(Message::Pong(_))
             ));
+            // Pacing, not a wait: a ping every 200 ms, well within the
+            // idle timeout.
             std::thread::sleep(Duration::from_millis(200));
         }
         assert_call_error(
@@ -222,7 +230,7 @@ async fn idle_time_counts_from_the_last_answer_and_never_while_a_call_runs() {
         }
         let answered = Instant::now();
         // Past a few idle checks (every 100 ms here), but within the idle
-        // timeout of the answer: still open.
+        // timeout of the answer: still open. (A duration under test.)
         std::thread::sleep(Duration::from_millis(600));
         conn.send_message(&Message::Ping(wasmrpc::protocol::Ping { nonce: 3 }));
         match conn.read(Duration::from_secs(1)) {
@@ -330,11 +338,24 @@ async fn a_caller_that_never_reads_replies_cannot_make_the_host_buffer_more_than
     let client = host.client().await;
     let baseline = host.rss_kib();
     let addr = host.addr;
-    let error = tokio::task::spawn_blocking(move || {
+    let worked_from = host.cpu_time();
+    let mut conn = tokio::task::spawn_blocking(move || {
         let mut conn = RawConn::handshake(addr);
         // 64 replies of 1 MiB each, never read while they are produced.
         ask_for_megabytes(&mut conn, 64);
-        std::thread::sleep(Duration::from_secs(3));
+        conn
+    })
+    .await
+    .unwrap();
+    // The host ran calls until their replies overflowed the queue, then
+    // gave up on the connection and went quiet.
+    let worked = eventually_async(Duration::from_secs(10), || async {
+        host.cpu_time() >= worked_from + Duration::from_millis(20)
+    })
+    .await;
+    assert!(worked, "the host ran none of the calls");
+    host.wait_until_idle(Duration::from_secs(10)).await;
+    let error = tokio::task::spawn_blocking(move || {
         // Replies queued before the overflow, then the connection-level
         // error as the last frame: nothing for the calls still in flight.
         let messages = conn.read_until_closed(Duration::from_secs(20));
@@ -390,6 +411,7 @@ async fn sixteen_spinning_guests_stop_on_time_while_a_healthy_client_is_served()
                 assert_eq!(sum.unwrap(), Value::from(42));
                 slowest = slowest.max(start.elapsed());
                 answered += 1;
+                // Pacing, not a wait: a healthy caller's steady trickle.
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             (answered, slowest)
@@ -414,6 +436,8 @@ async fn sixteen_spinning_guests_stop_on_time_while_a_healthy_client_is_served()
         assert_eq!(code, ErrorCode::DeadlineExceeded);
         latest = latest.max(took);
     }
+    // A measuring window, not a wait: the prober's count covers the
+    // spinners' time and 100 ms more.
     tokio::time::sleep(Duration::from_millis(100)).await;
     stop.store(true, Ordering::Relaxed);
     let (answered, slowest) = prober.await.unwrap();
@@ -436,13 +460,13 @@ async fn an_exhausted_instance_pool_refuses_unprocessed_and_recovers() {
         .args(&["--max-instances", "2"])
         .start();
     let client = host.client().await;
-    let busy: Vec<_> = (0..2)
-        .map(|_| {
-            let client = client.clone();
-            tokio::spawn(async move { client.call("misbehave.busy", vec![Value::from(600)]).await })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Both slots are taken: the host has both calls, and guests run.
+    let pool_before = host.guest_pool_cpu();
+    let mut busy = Vec::new();
+    for _ in 0..2 {
+        busy.push(call_in_flight(&client, "misbehave.busy", vec![Value::from(600)]).await);
+    }
+    host.wait_for_pool_work(pool_before).await;
     assert_call_error_prefix(
         client.call("misbehave.busy", vec![Value::from(1)]).await,
         ErrorCode::ResourceExhausted,
@@ -636,6 +660,8 @@ async fn a_guest_gets_no_socket() {
         "{}",
         err.message
     );
+    // Waiting for something not to happen takes a fixed time: a connection
+    // that reached the listener late has 100 ms to show up.
     std::thread::sleep(Duration::from_millis(100));
     assert!(listener.accept().is_err(), "the guest reached the listener");
 }
@@ -777,9 +803,21 @@ async fn failure_classes_map_to_their_documented_code_and_processed_flag() {
 
     // Cancelled by the caller while running.
     let mut conn = RawConn::handshake(host.addr);
-    let cancelled = tokio::task::spawn_blocking(move || {
+    let pool_before = host.guest_pool_cpu();
+    let mut conn = tokio::task::spawn_blocking(move || {
         conn.send_message(&call(7, "misbehave.spin", vec![], Some(5000)));
-        std::thread::sleep(Duration::from_millis(100));
+        // The host read the call before the ping behind it.
+        conn.send_message(&Message::Ping(wasmrpc::protocol::Ping { nonce: 7 }));
+        assert!(matches!(
+            conn.read(Duration::from_secs(5)),
+            Read2::Message(Message::Pong(_))
+        ));
+        conn
+    })
+    .await
+    .unwrap();
+    host.wait_for_pool_work(pool_before).await;
+    let cancelled = tokio::task::spawn_blocking(move || {
         conn.send_message(&Message::Cancel(Cancel { id: 7 }));
         match conn.read(Duration::from_secs(2)) {
             Read2::Message(Message::Error(error)) => (error.code, error.processed),
@@ -795,11 +833,7 @@ async fn failure_classes_map_to_their_documented_code_and_processed_flag() {
 async fn a_host_dying_mid_call_gives_unavailable_maybe_processed() {
     let host = HostProcess::start(&["misbehave"]);
     let client = host.client().await;
-    let pending = {
-        let client = client.clone();
-        tokio::spawn(async move { client.call("misbehave.busy", vec![Value::from(2000)]).await })
-    };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let pending = call_in_flight(&client, "misbehave.busy", vec![Value::from(2000)]).await;
     host.signal(libc::SIGKILL);
     let err = pending.await.unwrap().unwrap_err();
     assert_eq!(
@@ -825,10 +859,15 @@ async fn huge_length_prefixes_cost_the_host_no_memory() {
     let host = HostProcess::start(&["math"]);
     let addr = host.addr;
     // Warm up: one full connection so buffers and tasks exist already.
+    let sockets = host.open_sockets();
     tokio::task::spawn_blocking(move || drop(RawConn::handshake(addr)))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let closed = eventually_async(Duration::from_secs(5), || async {
+        host.open_sockets() == sockets
+    })
+    .await;
+    assert!(closed, "the host kept the warm-up connection");
     let before = host.rss_kib();
     tokio::task::spawn_blocking(move || {
         for prefix in [1u32 << 30, u32::MAX, (4 << 20) + 1] {
@@ -865,12 +904,6 @@ async fn huge_length_prefixes_cost_the_host_no_memory() {
     assert_adds(&client, 1, 1).await;
 }
 
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count()
-}
-
 #[tokio::test]
 async fn a_caller_that_never_reads_and_never_closes_is_let_go_of() {
     let host = HostProcess::builder()
@@ -884,9 +917,16 @@ async fn a_caller_that_never_reads_and_never_closes_is_let_go_of() {
         .call("misbehave.big", vec![Value::from(10)])
         .await
         .unwrap();
+    let connected = host.open_sockets();
     drop(client);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let baseline = open_fds(host.pid());
+    // The host has closed the client's connection and made its spares.
+    let closed = eventually_async(Duration::from_secs(5), || async {
+        host.open_sockets() < connected
+    })
+    .await;
+    assert!(closed, "the host kept the warm-up connection");
+    host.wait_until_idle(Duration::from_secs(5)).await;
+    let baseline = host.open_fds();
     let addr = host.addr;
     let mut conn = tokio::task::spawn_blocking(move || {
         let mut conn = RawConn::handshake(addr);
@@ -896,18 +936,30 @@ async fn a_caller_that_never_reads_and_never_closes_is_let_go_of() {
     .await
     .unwrap();
     assert!(
-        open_fds(host.pid()) > baseline,
+        host.open_fds() > baseline,
         "the connection is open on the host"
     );
     // We never read and never close; the host must still let go of the
     // connection (overflow, then at most 5 s trying to flush).
-    let released =
-        wasmrpc_tests::eventually(Duration::from_secs(15), || open_fds(host.pid()) <= baseline);
+    let released = eventually(Duration::from_secs(15), || host.open_fds() <= baseline);
     assert!(
         released,
         "the host still holds the connection of a caller that never reads"
     );
     conn.finish_writing();
+}
+
+/// Starts `misbehave.busy(ms)` and returns once it runs on the guest pool,
+/// holding its instance; its answer is left to await.
+async fn busy_on_the_pool(
+    host: &HostProcess,
+    client: &Client,
+    ms: u32,
+) -> JoinHandle<Result<Value, wasmrpc::CallError>> {
+    let pool_before = host.guest_pool_cpu();
+    let busy = call_in_flight(client, "misbehave.busy", vec![Value::from(ms)]).await;
+    host.wait_for_pool_work(pool_before).await;
+    busy
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -917,14 +969,8 @@ async fn the_client_retries_only_what_its_processed_flag_and_idempotency_allow()
         .args(&["--max-instances", "1"])
         .start();
     let client = host.client().await;
-    let occupy = || {
-        let client = client.clone();
-        tokio::spawn(async move { client.call("misbehave.busy", vec![Value::from(300)]).await })
-    };
-
     // The only instance slot is busy: without retries the call is refused...
-    let busy = occupy();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let busy = busy_on_the_pool(&host, &client, 300).await;
     let err = client
         .call("misbehave.busy", vec![Value::from(1)])
         .await
@@ -936,8 +982,7 @@ async fn the_client_retries_only_what_its_processed_flag_and_idempotency_allow()
     busy.await.unwrap().unwrap();
 
     // ...with retries it was not processed, so it is retried until it runs.
-    let busy = occupy();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let busy = busy_on_the_pool(&host, &client, 300).await;
     let retrying = CallOptions {
         retries: 6,
         ..CallOptions::default()

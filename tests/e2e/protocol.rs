@@ -225,8 +225,13 @@ async fn cancel_stops_the_guest_and_answers_cancelled() {
     if let Message::Call(c) = &mut spin {
         c.deadline_ms = Some(10_000);
     }
+    let pool_before = host.guest_pool_cpu();
     conn.send_message(&spin);
-    std::thread::sleep(Duration::from_millis(100));
+    // The spin is running: the host read it before the ping behind it,
+    // and it moved on to the guest pool, where it keeps a thread busy.
+    conn.send_message(&Message::Ping(Ping { nonce: 5 }));
+    assert!(matches!(conn.read(WAIT), Read2::Message(Message::Pong(_))));
+    host.wait_for_pool_work(pool_before).await;
     let sent = std::time::Instant::now();
     conn.send_message(&Message::Cancel(wasmrpc::protocol::Cancel { id: 5 }));
     match conn.read(WAIT) {

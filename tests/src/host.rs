@@ -2,6 +2,7 @@
 //! or as a host of a [`Cluster`](crate::Cluster), and a handle reads their
 //! log, signals them, and looks at them through `/proc`.
 
+use std::cell::Cell;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 use wasmrpc::Client;
 
-use crate::{eventually, plugin_dir, wasmrpc_bin};
+use crate::{eventually, eventually_async, plugin_dir, wasmrpc_bin};
 
 /// How long a host may take to print its address.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
@@ -273,10 +274,10 @@ impl HostProcess {
     /// Sends `signal` (e.g. `libc::SIGTERM`) to the host.
     pub fn signal(&self, signal: i32) {
         let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t");
-        // SAFETY: kill(2) takes plain integers and touches no memory. The
-        // pid is our own child's, which we have not reaped (that happens in
-        // `wait_exit` or on drop, both needing `&mut self`), so it cannot
-        // have been reused by another process.
+        // SAFETY: kill(2) takes plain integers and touches no memory, so
+        // the call is sound for any pid. This one is our child's, and until
+        // `wait_exit` has seen it exit it is not reaped, so it names the
+        // host and no other process.
         let rc = unsafe { libc::kill(pid, signal) };
         assert_eq!(rc, 0, "kill failed");
     }
@@ -334,22 +335,41 @@ impl HostProcess {
     /// Waits until the host has gone quiet: 100 ms in which all its threads
     /// together used less than 1 ms of CPU time. Work it does in the
     /// background after an answer (tearing an instance down, making spares,
-    /// filling a queue for a caller that does not read) is then done.
+    /// running what a hung host received) is then done.
     ///
     /// # Panics
     ///
     /// When the host stays busy for `timeout`.
-    pub fn wait_until_idle(&self, timeout: Duration) {
+    pub async fn wait_until_idle(&self, timeout: Duration) {
         const QUIET: Duration = Duration::from_millis(100);
-        let mut window = (Instant::now(), self.cpu_time());
-        let idle = eventually(timeout, || {
-            let used = self.cpu_time();
-            if used - window.1 >= Duration::from_millis(1) {
-                window = (Instant::now(), used);
+        let window = Cell::new((Instant::now(), self.cpu_time()));
+        let idle = eventually_async(timeout, || async {
+            let (since, used) = window.get();
+            let now = self.cpu_time();
+            if now - used >= Duration::from_millis(1) {
+                window.set((Instant::now(), now));
+                return false;
             }
-            window.0.elapsed() >= QUIET
-        });
+            since.elapsed() >= QUIET
+        })
+        .await;
         assert!(idle, "the host stayed busy for {timeout:?}");
+    }
+
+    /// Waits until guests have run on the guest pool for 20 ms more than
+    /// `since` (a reading of [`HostProcess::guest_pool_cpu`] taken before
+    /// the call): a long call handed to the pool is running there, on its
+    /// instance. A call moves to the pool after 1 ms inline at most.
+    ///
+    /// # Panics
+    ///
+    /// When no guest runs on the pool within 10 s.
+    pub async fn wait_for_pool_work(&self, since: Duration) {
+        let ran = eventually_async(Duration::from_secs(10), || async {
+            self.guest_pool_cpu() >= since + Duration::from_millis(20)
+        })
+        .await;
+        assert!(ran, "no guest ran on the guest pool");
     }
 
     /// The sockets the host holds open: its listener, its connections,
