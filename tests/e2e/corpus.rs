@@ -326,7 +326,8 @@ async fn the_malformed_frame_corpus_replays_without_harming_the_host() {
                     Ok(value) if value == Value::from(5) => ok += 1,
                     other => failures.push(format!("{other:?}")),
                 }
-                // Steady load without hogging the CPU other tests share.
+                // Pacing, not a wait: steady load without hogging the CPU
+                // other tests share.
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
             (ok, failures)

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use ciborium::Value;
 use wasmrpc::{CallError, CallOptions, Client, ErrorCode, Processed};
-use wasmrpc_tests::{Cluster, HostProcess, Network, RegionSpec};
+use wasmrpc_tests::{Cluster, HostProcess, Network, RegionSpec, eventually_async};
 
 /// The deadline of the idempotent calls (`ledger.locate`).
 const IDEMPOTENT_DEADLINE: Duration = Duration::from_secs(3);
@@ -83,21 +83,14 @@ async fn caller(
 }
 
 async fn wait_until_listed(client: &Client, function: &str) {
-    let start = Instant::now();
-    loop {
+    let listed = eventually_async(Duration::from_secs(10), || async {
         let catalog = client.list().await.expect("list");
-        if catalog
+        catalog
             .iter()
             .any(|f| f.name == function && f.regions == ["us-east"])
-        {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "{function} never listed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
+    assert!(listed, "{function} never listed");
 }
 
 /// Runs idempotent and non-idempotent callers through `edge`, applies
@@ -124,6 +117,8 @@ async fn calls_survive(
     };
     let idempotent = spawn("ledger.locate", IDEMPOTENT_DEADLINE);
     let once = spawn("ledger.record", ONCE_DEADLINE);
+    // These three are the scenario's timeline, not waits: load for 1 s,
+    // the fault for 8 s, load again for 2 s after it heals.
     tokio::time::sleep(Duration::from_secs(1)).await;
     fault();
     tokio::time::sleep(Duration::from_secs(8)).await;
@@ -156,8 +151,10 @@ async fn calls_survive(
             .all(|o| o.result == Ok(Value::from("us-east")))
     );
 
-    // Let the host that was hung or cut off run what it had received.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The host that was hung or cut off has run what it had received.
+    for server in servers {
+        server.wait_until_idle(Duration::from_secs(10)).await;
+    }
     let logs = format!("{}\n{}", servers[0].log(), servers[1].log());
     let mut executions: HashMap<&str, usize> = HashMap::new();
     for line in logs.lines() {
@@ -245,13 +242,10 @@ async fn a_partitioned_host_fails_no_idempotent_call_and_runs_nothing_twice() {
         SocketAddr::new(network.addr(netns(region, index)), 7100)
     });
     let start = |region, index| {
-        cluster.start_in(
-            region,
-            index,
-            &[],
-            "info",
-            Some(network.netns(netns(region, index))),
-        )
+        cluster
+            .host(region, index)
+            .netns(network.netns(netns(region, index)))
+            .start()
     };
     let hosts = [
         start("eu-west", 0),

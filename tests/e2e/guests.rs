@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use ciborium::Value;
 use wasmrpc::{CallOptions, ErrorCode, Processed};
-use wasmrpc_tests::{HostProcess, assert_adds, cbor};
+use wasmrpc_tests::{HostProcess, assert_adds, assert_call_error, cbor, eventually_async};
 
 fn timeout(ms: u64) -> CallOptions {
     CallOptions {
@@ -47,12 +47,19 @@ async fn spinning_guest_hits_its_deadline_while_other_calls_keep_answering() {
                 }
                 answered.fetch_add(1, Ordering::Relaxed);
                 i += 1;
+                // Pacing, not a wait: a steady trickle of adds, each one
+                // measured alone.
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         })
     };
 
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The adds are under way before the guest starts spinning.
+    let adding = eventually_async(Duration::from_secs(5), || async {
+        answered.load(Ordering::Relaxed) > 0
+    })
+    .await;
+    assert!(adding, "no add answered");
     let before = answered.load(Ordering::Relaxed);
     let start = Instant::now();
     let err = client
@@ -111,15 +118,11 @@ async fn panic_and_unbounded_recursion_are_traps_and_the_host_serves_on() {
     let host = HostProcess::start(&["math", "misbehave"]);
     let client = host.client().await;
 
-    let err = client
-        .call("misbehave.crash", vec![cbor("\"boom\"")])
-        .await
-        .unwrap_err();
-    assert_eq!(err.code, ErrorCode::Trap);
-    assert_eq!(err.processed, Processed::Maybe);
-    assert_eq!(
-        err.message,
-        "`misbehave.crash` trapped: wasm `unreachable` instruction executed (guest panicked: boom)"
+    assert_call_error(
+        client.call("misbehave.crash", vec![cbor("\"boom\"")]).await,
+        ErrorCode::Trap,
+        Processed::Maybe,
+        "`misbehave.crash` trapped: wasm `unreachable` instruction executed (guest panicked: boom)",
     );
     assert_adds(&client, 40, 2).await;
 
@@ -182,7 +185,7 @@ async fn reuse_mode_serves_warm_instances_and_discards_one_that_failed() {
         "idempotent = [\"locate\"]\nreuse_instances = true\n",
     )
     .unwrap();
-    let host = HostProcess::start_in("test", plugins.path(), &[]);
+    let host = HostProcess::builder().plugin_dir(plugins.path()).start();
     let client = host.client().await;
     let tally = || async { client.call("ledger.tally", vec![]).await.unwrap() };
     // One caller at a time: the same warm instance serves each call.

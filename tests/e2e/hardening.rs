@@ -6,9 +6,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ciborium::Value;
+use tokio::task::JoinHandle;
 use wasmrpc::protocol::{Call, Cancel, ErrorCode, ErrorReply, Message, Processed};
 use wasmrpc::{CallOptions, Client};
-use wasmrpc_tests::{HostProcess, RawConn, Read2, assert_adds, cbor};
+use wasmrpc_tests::{
+    HostProcess, RawConn, Read2, assert_adds, assert_call_error, assert_call_error_prefix,
+    call_in_flight, cbor, eventually, eventually_async,
+};
 
 fn call(id: u64, function: &str, args: Vec<Value>, deadline_ms: Option<u64>) -> Message {
     Message::Call(Call {
@@ -64,7 +68,10 @@ fn timeout(ms: u64) -> CallOptions {
 
 #[tokio::test]
 async fn slow_senders_are_closed_by_the_frame_read_timeout() {
-    let host = HostProcess::start_with(&["math"], &["--frame-timeout", "1s"]);
+    let host = HostProcess::builder()
+        .plugins(&["math"])
+        .args(&["--frame-timeout", "1s"])
+        .start();
     let client = host.client().await;
     let elapsed = tokio::task::spawn_blocking({
         let addr = host.addr;
@@ -74,6 +81,8 @@ async fn slow_senders_are_closed_by_the_frame_read_timeout() {
             let start = Instant::now();
             conn.send(&100u32.to_be_bytes());
             for _ in 0..20 {
+                // The drip is the scenario: a sender slower than the frame
+                // timeout allows.
                 std::thread::sleep(Duration::from_millis(150));
                 conn.send_lossy(&[0xa1]);
             }
@@ -102,10 +111,10 @@ async fn slow_senders_are_closed_by_the_frame_read_timeout() {
 
 #[tokio::test]
 async fn a_hello_must_start_within_the_hello_timeout_and_finish_within_the_frame_timeout() {
-    let host = HostProcess::start_with(
-        &["math"],
-        &["--hello-timeout", "500ms", "--frame-timeout", "1500ms"],
-    );
+    let host = HostProcess::builder()
+        .plugins(&["math"])
+        .args(&["--hello-timeout", "500ms", "--frame-timeout", "1500ms"])
+        .start();
     let client = host.client().await;
     let addr = host.addr;
     tokio::task::spawn_blocking(move || {
@@ -135,7 +144,8 @@ async fn a_hello_must_start_within_the_hello_timeout_and_finish_within_the_frame
         assert!(took < Duration::from_millis(1400), "closed after {took:?}");
 
         // A hello started in time may finish after the hello timeout,
-        // within the frame timeout of its first byte.
+        // within the frame timeout of its first byte. (The pauses are the
+        // scenario: its first byte at 300 ms, its last at 900 ms.)
         let mut slow = RawConn::connect(addr);
         std::thread::sleep(Duration::from_millis(300));
         slow.send(&hello[..7]);
@@ -149,6 +159,7 @@ async fn a_hello_must_start_within_the_hello_timeout_and_finish_within_the_frame
         // A hello started and never finished: the frame timeout's error,
         // from its first byte.
         let mut partial = RawConn::connect(addr);
+        // The scenario: its first byte at 300 ms, within the hello timeout.
         std::thread::sleep(Duration::from_millis(300));
         let start = Instant::now();
         partial.send(&hello[..7]);
@@ -169,10 +180,10 @@ async fn a_hello_must_start_within_the_hello_timeout_and_finish_within_the_frame
 
 #[tokio::test]
 async fn idle_connections_are_closed_and_pings_keep_them_open() {
-    let host = HostProcess::start_with(
-        &["math"],
-        &["--idle-timeout", "1s", "--frame-timeout", "400ms"],
-    );
+    let host = HostProcess::builder()
+        .plugins(&["math"])
+        .args(&["--idle-timeout", "1s", "--frame-timeout", "400ms"])
+        .start();
     tokio::task::spawn_blocking(move || {
         let mut idle = RawConn::handshake(host.addr);
         let mut busy = RawConn::handshake(host.addr);
@@ -183,12 +194,16 @@ async fn idle_connections_are_closed_and_pings_keep_them_open() {
                 busy.read(Duration::from_secs(1)),
                 Read2::Message(Message::Pong(_))
             ));
+            // Pacing, not a wait: a ping every 200 ms, well within the
+            // idle timeout.
             std::thread::sleep(Duration::from_millis(200));
         }
-        let error = closing_error(&mut idle, Duration::from_secs(3));
-        assert_eq!(error.code, ErrorCode::Unavailable);
-        assert_eq!(error.processed, Processed::No);
-        assert_eq!(error.message, "connection idle for 1s");
+        assert_call_error(
+            closing_error(&mut idle, Duration::from_secs(3)),
+            ErrorCode::Unavailable,
+            Processed::No,
+            "connection idle for 1s",
+        );
         busy.send_message(&Message::Ping(wasmrpc::protocol::Ping { nonce: 2 }));
         assert!(matches!(
             busy.read(Duration::from_secs(1)),
@@ -201,10 +216,10 @@ async fn idle_connections_are_closed_and_pings_keep_them_open() {
 
 #[tokio::test]
 async fn idle_time_counts_from_the_last_answer_and_never_while_a_call_runs() {
-    let host = HostProcess::start_with(
-        &["misbehave"],
-        &["--idle-timeout", "1s", "--frame-timeout", "400ms"],
-    );
+    let host = HostProcess::builder()
+        .plugins(&["misbehave"])
+        .args(&["--idle-timeout", "1s", "--frame-timeout", "400ms"])
+        .start();
     tokio::task::spawn_blocking(move || {
         let mut conn = RawConn::handshake(host.addr);
         // A call twice as long as the idle timeout: the connection stays open.
@@ -215,7 +230,7 @@ async fn idle_time_counts_from_the_last_answer_and_never_while_a_call_runs() {
         }
         let answered = Instant::now();
         // Past a few idle checks (every 100 ms here), but within the idle
-        // timeout of the answer: still open.
+        // timeout of the answer: still open. (A duration under test.)
         std::thread::sleep(Duration::from_millis(600));
         conn.send_message(&Message::Ping(wasmrpc::protocol::Ping { nonce: 3 }));
         match conn.read(Duration::from_secs(1)) {
@@ -241,7 +256,10 @@ async fn idle_time_counts_from_the_last_answer_and_never_while_a_call_runs() {
 
 #[tokio::test]
 async fn connections_over_the_cap_are_refused_promptly() {
-    let host = HostProcess::start_with(&["math"], &["--max-connections", "3"]);
+    let host = HostProcess::builder()
+        .plugins(&["math"])
+        .args(&["--max-connections", "3"])
+        .start();
     tokio::task::spawn_blocking(move || {
         let mut open: Vec<RawConn> = (0..3).map(|_| RawConn::handshake(host.addr)).collect();
         let start = Instant::now();
@@ -313,15 +331,31 @@ async fn a_flood_of_calls_and_cancels_gets_the_connection_closed() {
 
 #[tokio::test]
 async fn a_caller_that_never_reads_replies_cannot_make_the_host_buffer_more_than_the_limit() {
-    let host = HostProcess::start_with(&["math", "misbehave"], &["--max-outbound-kib", "4096"]);
+    let host = HostProcess::builder()
+        .plugins(&["math", "misbehave"])
+        .args(&["--max-outbound-kib", "4096"])
+        .start();
     let client = host.client().await;
     let baseline = host.rss_kib();
     let addr = host.addr;
-    let error = tokio::task::spawn_blocking(move || {
+    let worked_from = host.cpu_time();
+    let mut conn = tokio::task::spawn_blocking(move || {
         let mut conn = RawConn::handshake(addr);
         // 64 replies of 1 MiB each, never read while they are produced.
         ask_for_megabytes(&mut conn, 64);
-        std::thread::sleep(Duration::from_secs(3));
+        conn
+    })
+    .await
+    .unwrap();
+    // The host ran calls until their replies overflowed the queue, then
+    // gave up on the connection and went quiet.
+    let worked = eventually_async(Duration::from_secs(10), || async {
+        host.cpu_time() >= worked_from + Duration::from_millis(20)
+    })
+    .await;
+    assert!(worked, "the host ran none of the calls");
+    host.wait_until_idle(Duration::from_secs(10)).await;
+    let error = tokio::task::spawn_blocking(move || {
         // Replies queued before the overflow, then the connection-level
         // error as the last frame: nothing for the calls still in flight.
         let messages = conn.read_until_closed(Duration::from_secs(20));
@@ -377,6 +411,7 @@ async fn sixteen_spinning_guests_stop_on_time_while_a_healthy_client_is_served()
                 assert_eq!(sum.unwrap(), Value::from(42));
                 slowest = slowest.max(start.elapsed());
                 answered += 1;
+                // Pacing, not a wait: a healthy caller's steady trickle.
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             (answered, slowest)
@@ -401,6 +436,8 @@ async fn sixteen_spinning_guests_stop_on_time_while_a_healthy_client_is_served()
         assert_eq!(code, ErrorCode::DeadlineExceeded);
         latest = latest.max(took);
     }
+    // A measuring window, not a wait: the prober's count covers the
+    // spinners' time and 100 ms more.
     tokio::time::sleep(Duration::from_millis(100)).await;
     stop.store(true, Ordering::Relaxed);
     let (answered, slowest) = prober.await.unwrap();
@@ -418,26 +455,23 @@ async fn sixteen_spinning_guests_stop_on_time_while_a_healthy_client_is_served()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exhausted_instance_pool_refuses_unprocessed_and_recovers() {
-    let host = HostProcess::start_with(&["misbehave"], &["--max-instances", "2"]);
+    let host = HostProcess::builder()
+        .plugins(&["misbehave"])
+        .args(&["--max-instances", "2"])
+        .start();
     let client = host.client().await;
-    let busy: Vec<_> = (0..2)
-        .map(|_| {
-            let client = client.clone();
-            tokio::spawn(async move { client.call("misbehave.busy", vec![Value::from(600)]).await })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let err = client
-        .call("misbehave.busy", vec![Value::from(1)])
-        .await
-        .unwrap_err();
-    assert_eq!(err.code, ErrorCode::ResourceExhausted);
-    assert_eq!(err.processed, Processed::No);
-    assert!(
-        err.message
-            .starts_with("no instance slot free to run `misbehave.busy`"),
-        "{}",
-        err.message
+    // Both slots are taken: the host has both calls, and guests run.
+    let pool_before = host.guest_pool_cpu();
+    let mut busy = Vec::new();
+    for _ in 0..2 {
+        busy.push(call_in_flight(&client, "misbehave.busy", vec![Value::from(600)]).await);
+    }
+    host.wait_for_pool_work(pool_before).await;
+    assert_call_error_prefix(
+        client.call("misbehave.busy", vec![Value::from(1)]).await,
+        ErrorCode::ResourceExhausted,
+        Processed::No,
+        "no instance slot free to run `misbehave.busy`",
     );
     for call in busy {
         assert_eq!(call.await.unwrap().unwrap(), Value::from(600));
@@ -453,22 +487,23 @@ async fn an_exhausted_instance_pool_refuses_unprocessed_and_recovers() {
 
 #[tokio::test]
 async fn a_guest_handing_back_more_data_than_allowed_is_stopped() {
-    let host = HostProcess::start_with(&["misbehave"], &["--max-guest-output-kib", "64"]);
+    let host = HostProcess::builder()
+        .plugins(&["misbehave"])
+        .args(&["--max-guest-output-kib", "64"])
+        .start();
     let client = host.client().await;
     let small = client
         .call("misbehave.big", vec![Value::from(1000)])
         .await
         .unwrap();
     assert_eq!(small, Value::Bytes(vec![7; 1000]));
-    let err = client
-        .call("misbehave.big", vec![Value::from(200_000)])
-        .await
-        .unwrap_err();
-    assert_eq!(err.code, ErrorCode::ResourceExhausted);
-    assert_eq!(err.processed, Processed::Maybe);
-    assert_eq!(
-        err.message,
-        "`misbehave.big` handed the host more than the 64 KiB of data allowed per call"
+    assert_call_error(
+        client
+            .call("misbehave.big", vec![Value::from(200_000)])
+            .await,
+        ErrorCode::ResourceExhausted,
+        Processed::Maybe,
+        "`misbehave.big` handed the host more than the 64 KiB of data allowed per call",
     );
     let again = client
         .call("misbehave.big", vec![Value::from(10)])
@@ -479,17 +514,18 @@ async fn a_guest_handing_back_more_data_than_allowed_is_stopped() {
 
 #[tokio::test]
 async fn a_reply_larger_than_a_frame_is_an_error_and_the_connection_goes_on() {
-    let host = HostProcess::start_with(&["misbehave"], &["--max-frame-kib", "64"]);
+    let host = HostProcess::builder()
+        .plugins(&["misbehave"])
+        .args(&["--max-frame-kib", "64"])
+        .start();
     let client = host.client().await;
-    let err = client
-        .call("misbehave.big", vec![Value::from(100_000)])
-        .await
-        .unwrap_err();
-    assert_eq!(err.code, ErrorCode::ResourceExhausted);
-    assert_eq!(err.processed, Processed::Yes);
-    assert_eq!(
-        err.message,
-        "the reply does not fit in a frame: frame of 100023 bytes exceeds the limit of 65536 bytes"
+    assert_call_error(
+        client
+            .call("misbehave.big", vec![Value::from(100_000)])
+            .await,
+        ErrorCode::ResourceExhausted,
+        Processed::Yes,
+        "the reply does not fit in a frame: frame of 100023 bytes exceeds the limit of 65536 bytes",
     );
     // The refused reply left nothing behind in the connection's queue: the
     // next replies on the same connection arrive whole.
@@ -506,15 +542,17 @@ async fn a_reply_larger_than_a_frame_is_an_error_and_the_connection_goes_on() {
 async fn a_catalog_larger_than_a_frame_is_an_error_and_the_connection_goes_on() {
     // The catalog of these 47 functions takes several KiB: more than a
     // 1 KiB frame.
-    let host = HostProcess::start_with(
-        &["math", "greeter", "inventory", "orders", "misbehave"],
-        &["--max-frame-kib", "1"],
-    );
+    let host = HostProcess::builder()
+        .plugins(&["math", "greeter", "inventory", "orders", "misbehave"])
+        .args(&["--max-frame-kib", "1"])
+        .start();
     let client = host.client().await;
-    let err = client.list().await.unwrap_err();
-    assert_eq!(err.code, ErrorCode::ResourceExhausted);
-    assert_eq!(err.processed, Processed::Yes);
-    assert_eq!(err.message, "the catalog does not fit in one frame");
+    assert_call_error(
+        client.list().await,
+        ErrorCode::ResourceExhausted,
+        Processed::Yes,
+        "the catalog does not fit in one frame",
+    );
     // Nothing of the refused catalog was queued: the next answers on the
     // same connection arrive whole.
     assert_adds(&client, 40, 2).await;
@@ -525,10 +563,10 @@ async fn a_catalog_larger_than_a_frame_is_an_error_and_the_connection_goes_on() 
 
 #[tokio::test]
 async fn the_output_limit_counts_text_and_nested_call_arguments_in_bytes() {
-    let host = HostProcess::start_with(
-        &["misbehave", "relay", "greeter"],
-        &["--max-guest-output-kib", "64"],
-    );
+    let host = HostProcess::builder()
+        .plugins(&["misbehave", "relay", "greeter"])
+        .args(&["--max-guest-output-kib", "64"])
+        .start();
     let client = host.client().await;
     // A string result goes through wasmtime's dynamic API, whose hostcall
     // fuel would let through 32 times the limit: it is measured in bytes.
@@ -537,15 +575,13 @@ async fn the_output_limit_counts_text_and_nested_call_arguments_in_bytes() {
         .await
         .unwrap();
     assert_eq!(text, Value::Text("x".repeat(65_536)));
-    let err = client
-        .call("misbehave.big-text", vec![Value::from(65_537)])
-        .await
-        .unwrap_err();
-    assert_eq!(err.code, ErrorCode::ResourceExhausted);
-    assert_eq!(err.processed, Processed::Maybe);
-    assert_eq!(
-        err.message,
-        "`misbehave.big-text` handed the host more than the 64 KiB of data allowed per call"
+    assert_call_error(
+        client
+            .call("misbehave.big-text", vec![Value::from(65_537)])
+            .await,
+        ErrorCode::ResourceExhausted,
+        Processed::Maybe,
+        "`misbehave.big-text` handed the host more than the 64 KiB of data allowed per call",
     );
 
     // The arguments of a nested call, handed to the host's `call` import.
@@ -579,7 +615,10 @@ async fn the_output_limit_counts_text_and_nested_call_arguments_in_bytes() {
 
 #[tokio::test]
 async fn a_log_message_longer_than_the_output_limit_is_cut() {
-    let host = HostProcess::start_with(&["relay"], &["--max-guest-output-kib", "1"]);
+    let host = HostProcess::builder()
+        .plugins(&["relay"])
+        .args(&["--max-guest-output-kib", "1"])
+        .start();
     let client = host.client().await;
     // A function name over the limit: the nested call is refused, and
     // `relay.call` logs that, name first.
@@ -621,6 +660,8 @@ async fn a_guest_gets_no_socket() {
         "{}",
         err.message
     );
+    // Waiting for something not to happen takes a fixed time: a connection
+    // that reached the listener late has 100 ms to show up.
     std::thread::sleep(Duration::from_millis(100));
     assert!(listener.accept().is_err(), "the guest reached the listener");
 }
@@ -629,10 +670,10 @@ async fn a_guest_gets_no_socket() {
 
 #[tokio::test]
 async fn a_call_without_deadline_gets_the_default_and_a_huge_one_is_clamped() {
-    let host = HostProcess::start_with(
-        &["misbehave"],
-        &["--default-deadline", "300ms", "--max-deadline", "600ms"],
-    );
+    let host = HostProcess::builder()
+        .plugins(&["misbehave"])
+        .args(&["--default-deadline", "300ms", "--max-deadline", "600ms"])
+        .start();
     tokio::task::spawn_blocking(move || {
         for (deadline_ms, expected) in [(None, 300u64), (Some(3_600_000), 600)] {
             let mut conn = RawConn::handshake(host.addr);
@@ -662,7 +703,10 @@ async fn a_call_without_deadline_gets_the_default_and_a_huge_one_is_clamped() {
 
 #[tokio::test]
 async fn failure_classes_map_to_their_documented_code_and_processed_flag() {
-    let host = HostProcess::start_with(&["math", "misbehave"], &["--max-instances", "64"]);
+    let host = HostProcess::builder()
+        .plugins(&["math", "misbehave"])
+        .args(&["--max-instances", "64"])
+        .start();
     let client = host.client().await;
     let add = |a: Value| vec![Value::from(1), a];
     let cases: Vec<(
@@ -759,9 +803,21 @@ async fn failure_classes_map_to_their_documented_code_and_processed_flag() {
 
     // Cancelled by the caller while running.
     let mut conn = RawConn::handshake(host.addr);
-    let cancelled = tokio::task::spawn_blocking(move || {
+    let pool_before = host.guest_pool_cpu();
+    let mut conn = tokio::task::spawn_blocking(move || {
         conn.send_message(&call(7, "misbehave.spin", vec![], Some(5000)));
-        std::thread::sleep(Duration::from_millis(100));
+        // The host read the call before the ping behind it.
+        conn.send_message(&Message::Ping(wasmrpc::protocol::Ping { nonce: 7 }));
+        assert!(matches!(
+            conn.read(Duration::from_secs(5)),
+            Read2::Message(Message::Pong(_))
+        ));
+        conn
+    })
+    .await
+    .unwrap();
+    host.wait_for_pool_work(pool_before).await;
+    let cancelled = tokio::task::spawn_blocking(move || {
         conn.send_message(&Message::Cancel(Cancel { id: 7 }));
         match conn.read(Duration::from_secs(2)) {
             Read2::Message(Message::Error(error)) => (error.code, error.processed),
@@ -777,11 +833,7 @@ async fn failure_classes_map_to_their_documented_code_and_processed_flag() {
 async fn a_host_dying_mid_call_gives_unavailable_maybe_processed() {
     let host = HostProcess::start(&["misbehave"]);
     let client = host.client().await;
-    let pending = {
-        let client = client.clone();
-        tokio::spawn(async move { client.call("misbehave.busy", vec![Value::from(2000)]).await })
-    };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let pending = call_in_flight(&client, "misbehave.busy", vec![Value::from(2000)]).await;
     host.signal(libc::SIGKILL);
     let err = pending.await.unwrap().unwrap_err();
     assert_eq!(
@@ -807,10 +859,15 @@ async fn huge_length_prefixes_cost_the_host_no_memory() {
     let host = HostProcess::start(&["math"]);
     let addr = host.addr;
     // Warm up: one full connection so buffers and tasks exist already.
+    let sockets = host.open_sockets();
     tokio::task::spawn_blocking(move || drop(RawConn::handshake(addr)))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let closed = eventually_async(Duration::from_secs(5), || async {
+        host.open_sockets() == sockets
+    })
+    .await;
+    assert!(closed, "the host kept the warm-up connection");
     let before = host.rss_kib();
     tokio::task::spawn_blocking(move || {
         for prefix in [1u32 << 30, u32::MAX, (4 << 20) + 1] {
@@ -847,15 +904,12 @@ async fn huge_length_prefixes_cost_the_host_no_memory() {
     assert_adds(&client, 1, 1).await;
 }
 
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count()
-}
-
 #[tokio::test]
 async fn a_caller_that_never_reads_and_never_closes_is_let_go_of() {
-    let host = HostProcess::start_with(&["misbehave"], &["--max-outbound-kib", "2048"]);
+    let host = HostProcess::builder()
+        .plugins(&["misbehave"])
+        .args(&["--max-outbound-kib", "2048"])
+        .start();
     // Warm up (the first guest call opens descriptors the host keeps), then
     // count with no caller connected.
     let client = host.client().await;
@@ -863,9 +917,16 @@ async fn a_caller_that_never_reads_and_never_closes_is_let_go_of() {
         .call("misbehave.big", vec![Value::from(10)])
         .await
         .unwrap();
+    let connected = host.open_sockets();
     drop(client);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let baseline = open_fds(host.pid());
+    // The host has closed the client's connection and made its spares.
+    let closed = eventually_async(Duration::from_secs(5), || async {
+        host.open_sockets() < connected
+    })
+    .await;
+    assert!(closed, "the host kept the warm-up connection");
+    host.wait_until_idle(Duration::from_secs(5)).await;
+    let baseline = host.open_fds();
     let addr = host.addr;
     let mut conn = tokio::task::spawn_blocking(move || {
         let mut conn = RawConn::handshake(addr);
@@ -875,13 +936,12 @@ async fn a_caller_that_never_reads_and_never_closes_is_let_go_of() {
     .await
     .unwrap();
     assert!(
-        open_fds(host.pid()) > baseline,
+        host.open_fds() > baseline,
         "the connection is open on the host"
     );
     // We never read and never close; the host must still let go of the
     // connection (overflow, then at most 5 s trying to flush).
-    let released =
-        wasmrpc_tests::eventually(Duration::from_secs(15), || open_fds(host.pid()) <= baseline);
+    let released = eventually(Duration::from_secs(15), || host.open_fds() <= baseline);
     assert!(
         released,
         "the host still holds the connection of a caller that never reads"
@@ -889,18 +949,28 @@ async fn a_caller_that_never_reads_and_never_closes_is_let_go_of() {
     conn.finish_writing();
 }
 
+/// Starts `misbehave.busy(ms)` and returns once it runs on the guest pool,
+/// holding its instance; its answer is left to await.
+async fn busy_on_the_pool(
+    host: &HostProcess,
+    client: &Client,
+    ms: u32,
+) -> JoinHandle<Result<Value, wasmrpc::CallError>> {
+    let pool_before = host.guest_pool_cpu();
+    let busy = call_in_flight(client, "misbehave.busy", vec![Value::from(ms)]).await;
+    host.wait_for_pool_work(pool_before).await;
+    busy
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_retries_only_what_its_processed_flag_and_idempotency_allow() {
-    let host = HostProcess::start_with(&["misbehave"], &["--max-instances", "1"]);
+    let host = HostProcess::builder()
+        .plugins(&["misbehave"])
+        .args(&["--max-instances", "1"])
+        .start();
     let client = host.client().await;
-    let occupy = || {
-        let client = client.clone();
-        tokio::spawn(async move { client.call("misbehave.busy", vec![Value::from(300)]).await })
-    };
-
     // The only instance slot is busy: without retries the call is refused...
-    let busy = occupy();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let busy = busy_on_the_pool(&host, &client, 300).await;
     let err = client
         .call("misbehave.busy", vec![Value::from(1)])
         .await
@@ -912,8 +982,7 @@ async fn the_client_retries_only_what_its_processed_flag_and_idempotency_allow()
     busy.await.unwrap().unwrap();
 
     // ...with retries it was not processed, so it is retried until it runs.
-    let busy = occupy();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let busy = busy_on_the_pool(&host, &client, 300).await;
     let retrying = CallOptions {
         retries: 6,
         ..CallOptions::default()

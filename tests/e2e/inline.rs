@@ -7,14 +7,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ciborium::Value;
-use wasmrpc_tests::{HostProcess, assert_adds, plugin_dir};
+use wasmrpc_tests::{HostProcess, assert_adds, eventually_async};
 
 /// Runs `misbehave.busy(ms)` on `client` while the same connection keeps
 /// calling `math.add`; returns the busy call's answer and the slowest add.
 async fn adds_while_busy(client: &wasmrpc::Client, ms: u32) -> (Value, Duration) {
     let stop = Arc::new(AtomicBool::new(false));
+    let added = Arc::new(AtomicU64::new(0));
     let adder = {
-        let (client, stop) = (client.clone(), stop.clone());
+        let (client, stop, added) = (client.clone(), stop.clone(), added.clone());
         tokio::spawn(async move {
             let mut slowest = Duration::ZERO;
             let mut i = 0i64;
@@ -27,12 +28,20 @@ async fn adds_while_busy(client: &wasmrpc::Client, ms: u32) -> (Value, Duration)
                 assert_eq!(sum, Value::from(i + 2));
                 slowest = slowest.max(start.elapsed());
                 i += 1;
+                added.fetch_add(1, Ordering::Relaxed);
+                // Pacing, not a wait: a steady trickle of adds, each one
+                // measured alone.
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
             slowest
         })
     };
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // The adds are under way before the busy call starts.
+    let adding = eventually_async(Duration::from_secs(5), || async {
+        added.load(Ordering::Relaxed) > 0
+    })
+    .await;
+    assert!(adding, "no add answered");
     let busy = client
         .call("misbehave.busy", vec![Value::from(ms)])
         .await
@@ -41,27 +50,18 @@ async fn adds_while_busy(client: &wasmrpc::Client, ms: u32) -> (Value, Duration)
     (busy, adder.await.unwrap())
 }
 
-/// A host serving `math` and `misbehave` that logs the runtime's debug lines.
-fn host_with(plugins: &tempfile::TempDir, extra: &[&str]) -> HostProcess {
-    let mut args = vec![
-        "host",
-        "--region",
-        "test",
-        "--listen",
-        "127.0.0.1:0",
-        "--config",
-        "/nonexistent/regions.toml",
-        "--plugins",
-        plugins.path().to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    HostProcess::spawn_with_log(&args, None, "info,wasmrpc::runtime=debug")
+/// A host serving `guests` that logs the runtime's debug lines.
+fn host_with(guests: &[&str], args: &[&str]) -> HostProcess {
+    HostProcess::builder()
+        .plugins(guests)
+        .args(args)
+        .log_filter("info,wasmrpc::runtime=debug")
+        .start()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guest_past_the_inline_budget_moves_off_the_network_thread() {
-    let plugins = plugin_dir(&["math", "misbehave"]);
-    let host = host_with(&plugins, &[]);
+    let host = host_with(&["math", "misbehave"], &[]);
     let client = host.client().await;
     assert_adds(&client, 1, 2).await;
 
@@ -105,8 +105,7 @@ async fn a_short_call_held_up_by_the_os_keeps_its_function_inline() {
     // for a while passes it too. Stopping the whole host (SIGSTOP) for 5 ms
     // at a time while adds run does that; once a stopped add is moved to the
     // pool, it has next to no work left there, and `math.add` stays inline.
-    let plugins = plugin_dir(&["math"]);
-    let host = host_with(&plugins, &[]);
+    let host = host_with(&["math"], &[]);
     let client = host.client().await;
     assert_adds(&client, 1, 2).await;
     let stop = Arc::new(AtomicBool::new(false));
@@ -137,18 +136,24 @@ async fn a_short_call_held_up_by_the_os_keeps_its_function_inline() {
             "no add was stopped while inline in {stops} stops"
         );
         stops += 1;
-        // SAFETY: signals to our own child process.
+        // SAFETY: kill(2) takes plain integers and touches no memory, so
+        // the call is sound for any pid; this one is our unreaped child's
+        // (`host` owns it until the end of the test), so it names the host.
         unsafe { libc::kill(pid, libc::SIGSTOP) };
+        // The stop is the scenario: the host held up for 5 ms at a time.
         std::thread::sleep(Duration::from_millis(5));
+        // SAFETY: as for SIGSTOP above.
         unsafe { libc::kill(pid, libc::SIGCONT) };
+        // Pacing, not a wait: the adds run between stops.
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     host.wait_for_log("`math.add` needed ", 1, Duration::from_secs(5));
     // Within the second the move would have sent `math.add` to the pool
     // for, the adds run inline: the guest pool's threads stay idle.
-    let (pool_before, adds_before) = (guest_pool_cpu(host.pid()), added.load(Ordering::Relaxed));
+    let (pool_before, adds_before) = (host.guest_pool_cpu(), added.load(Ordering::Relaxed));
+    // A measuring window, not a wait: the pool's CPU time over 300 ms of adds.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let pool_used = guest_pool_cpu(host.pid()) - pool_before;
+    let pool_used = host.guest_pool_cpu() - pool_before;
     let adds = added.load(Ordering::Relaxed) - adds_before;
     eprintln!("the guest pool ran for {pool_used:?} during {adds} adds");
     assert!(adds >= 100, "only {adds} adds in 300 ms");
@@ -174,8 +179,7 @@ async fn a_short_call_held_up_by_the_os_keeps_its_function_inline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_no_inline_budget_every_guest_runs_on_the_pool() {
-    let plugins = plugin_dir(&["math", "misbehave"]);
-    let host = host_with(&plugins, &["--inline-budget", "0s"]);
+    let host = host_with(&["math", "misbehave"], &["--inline-budget", "0s"]);
     let client = host.client().await;
     let (busy, slowest) = adds_while_busy(&client, 200).await;
     assert_eq!(busy, Value::from(200));
@@ -204,30 +208,12 @@ async fn instances_made_ahead_of_calls_are_fresh_for_every_call() {
     for caller in callers {
         caller.await.unwrap();
     }
-    // One at a time, with time between calls for spares to be made.
+    // One at a time, each after the host has made its spares.
     for _ in 0..20 {
         let tally = clients[0].call("ledger.tally", vec![]).await.unwrap();
         assert_eq!(tally, Value::from(1));
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        host.wait_until_idle(Duration::from_secs(5)).await;
     }
-}
-
-/// CPU time the guest pool's threads (`wasm-guest`) of process `pid` have
-/// used so far, from the kernel's per-thread accounting.
-fn guest_pool_cpu(pid: u32) -> Duration {
-    let nanos = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .filter_map(|task| {
-            let task = task.ok()?.path();
-            let name = std::fs::read_to_string(task.join("comm")).ok()?;
-            if name.trim_end() != "wasm-guest" {
-                return None;
-            }
-            let schedstat = std::fs::read_to_string(task.join("schedstat")).ok()?;
-            schedstat.split_whitespace().next()?.parse::<u64>().ok()
-        })
-        .sum();
-    Duration::from_nanos(nanos)
 }
 
 /// Context switches of all the threads of process `pid` so far.
@@ -250,9 +236,10 @@ async fn an_idle_host_sleeps() {
     let host = HostProcess::start(&["math", "misbehave"]);
     let client = host.client().await;
     assert_adds(&client, 1, 2).await;
-    // Let the call's leftovers (teardown, the next spare) finish.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The call's leftovers (teardown, the next spare) are done.
+    host.wait_until_idle(Duration::from_secs(5)).await;
     let before = context_switches(host.pid());
+    // A measuring window, not a wait: what an idle host does in 2 s.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let woke = context_switches(host.pid()) - before;
     eprintln!("an idle host switched context {woke} times in 2 s");
@@ -289,7 +276,10 @@ async fn spares_never_take_the_pool_from_calls() {
         "inventory",
         "orders",
     ];
-    let host = HostProcess::start_with(&plugins, &["--max-instances", "32"]);
+    let host = HostProcess::builder()
+        .plugins(&plugins)
+        .args(&["--max-instances", "32"])
+        .start();
     let client = host.client().await;
     let first_calls: [(&str, Vec<Value>); 6] = [
         ("math.add", vec![Value::from(1), Value::from(2)]),
@@ -314,9 +304,9 @@ async fn spares_never_take_the_pool_from_calls() {
                 "{function}: {error}"
             );
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The host has made the spares this call asked for.
+        host.wait_until_idle(Duration::from_secs(5)).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
     // Twelve spares would leave 20 slots. The host keeps at most an eighth
     // of the pool (4) as spares, so 26 calls at once all get an instance.
     let calls: Vec<_> = (0..26)

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use ciborium::Value;
 use wasmrpc::protocol::{Call, ErrorCode, ErrorReply, Hello, Message, Ping, Processed, Role};
-use wasmrpc_tests::{HostProcess, RawConn, Read2};
+use wasmrpc_tests::{HostProcess, RawConn, Read2, assert_call_error};
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -153,18 +153,21 @@ async fn call_before_hello_is_answered_with_an_error_and_closed() {
     match messages.as_slice() {
         [Message::Error(error), Message::Error(closing)] => {
             assert_eq!(error.id, Some(9));
-            assert_eq!(error.code, ErrorCode::ProtocolError);
-            assert_eq!(error.processed, Processed::No);
-            assert_eq!(error.message, "the connection must start with `hello`");
+            let error = assert_call_error(
+                error,
+                ErrorCode::ProtocolError,
+                Processed::No,
+                "the connection must start with `hello`",
+            );
             // Like every per-call error, it names the host's region (§7.3).
             assert_eq!(error.region.as_deref(), Some("test"));
             assert_eq!(error.detail, None);
             assert_eq!(closing.id, None);
-            assert_eq!(closing.code, ErrorCode::ProtocolError);
-            assert_eq!(closing.processed, Processed::No);
-            assert_eq!(
-                closing.message,
-                "unexpected `call` message: the connection must start with `hello`"
+            let closing = assert_call_error(
+                closing,
+                ErrorCode::ProtocolError,
+                Processed::No,
+                "unexpected `call` message: the connection must start with `hello`",
             );
             assert_eq!(closing.region, None);
         }
@@ -222,8 +225,13 @@ async fn cancel_stops_the_guest_and_answers_cancelled() {
     if let Message::Call(c) = &mut spin {
         c.deadline_ms = Some(10_000);
     }
+    let pool_before = host.guest_pool_cpu();
     conn.send_message(&spin);
-    std::thread::sleep(Duration::from_millis(100));
+    // The spin is running: the host read it before the ping behind it,
+    // and it moved on to the guest pool, where it keeps a thread busy.
+    conn.send_message(&Message::Ping(Ping { nonce: 5 }));
+    assert!(matches!(conn.read(WAIT), Read2::Message(Message::Pong(_))));
+    host.wait_for_pool_work(pool_before).await;
     let sent = std::time::Instant::now();
     conn.send_message(&Message::Cancel(wasmrpc::protocol::Cancel { id: 5 }));
     match conn.read(WAIT) {
@@ -251,11 +259,11 @@ async fn calls_beyond_the_in_flight_limit_are_refused_unprocessed() {
     match conn.read(WAIT) {
         Read2::Message(Message::Error(error)) => {
             assert_eq!(error.id, Some(101));
-            assert_eq!(error.code, ErrorCode::ResourceExhausted);
-            assert_eq!(error.processed, Processed::No);
-            assert_eq!(
-                error.message,
-                "100 calls already in flight on this connection (the limit)"
+            assert_call_error(
+                error,
+                ErrorCode::ResourceExhausted,
+                Processed::No,
+                "100 calls already in flight on this connection (the limit)",
             );
         }
         other => panic!("expected call 101 to be refused first, got {other:?}"),
@@ -284,11 +292,11 @@ async fn a_call_id_already_in_flight_closes_the_connection_and_neither_call_is_a
     match conn.read_until_closed(WAIT).as_slice() {
         [Message::Error(error)] => {
             assert_eq!(error.id, None);
-            assert_eq!(error.code, ErrorCode::ProtocolError);
-            assert_eq!(error.processed, Processed::No);
-            assert_eq!(
-                error.message,
-                "unexpected `call` message: call id 3 is already in flight on this connection"
+            assert_call_error(
+                error,
+                ErrorCode::ProtocolError,
+                Processed::No,
+                "unexpected `call` message: call id 3 is already in flight on this connection",
             );
         }
         other => panic!("expected only the connection-level error, got {other:?}"),
@@ -312,16 +320,15 @@ async fn a_caller_that_half_closes_gets_cancelled_for_each_call_in_flight() {
             .into_iter()
             .map(|m| match m {
                 Message::Error(error) => {
-                    assert_eq!(error.code, ErrorCode::Cancelled, "{error:?}");
-                    assert_eq!(error.processed, Processed::Maybe, "{error:?}");
-                    assert_eq!(
-                        error.message,
-                        "call cancelled: the caller closed its side of the connection"
+                    let id = error.id;
+                    let error = assert_call_error(
+                        error,
+                        ErrorCode::Cancelled,
+                        Processed::Maybe,
+                        "call cancelled: the caller closed its side of the connection",
                     );
                     assert_eq!(error.region.as_deref(), Some("test"));
-                    error
-                        .id
-                        .expect("a per-call error, not a connection-level one")
+                    id.expect("a per-call error, not a connection-level one")
                 }
                 other => panic!("expected only `cancelled` errors, got {other:?}"),
             })

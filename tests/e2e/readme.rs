@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use wasmrpc::config::Topology;
-use wasmrpc_tests::{eventually, wasmrpc_bin, workspace_root};
+use wasmrpc_tests::{eventually, eventually_async, wasmrpc_bin, workspace_root};
 
 /// How long the start command may take to build what it needs and start its
 /// first host (a cold build of the host and the plugins).
@@ -157,7 +157,9 @@ impl Demo {
             command.process_group(0);
             // The command dies with the test thread, even if the test is
             // killed; its hosts die with it (`wasmrpc up` sets the same).
-            // SAFETY: prctl is async-signal-safe and touches no memory.
+            // SAFETY: the closure runs in the forked child before exec,
+            // where only async-signal-safe calls are allowed; prctl(2) is
+            // one, takes integer arguments and touches no memory of ours.
             unsafe {
                 command.pre_exec(|| {
                     libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
@@ -234,16 +236,21 @@ impl Demo {
     /// Ctrl-C as a terminal sends it: SIGINT to the whole process group.
     /// Returns the command's exit status.
     fn interrupt(&mut self) -> ExitStatus {
-        // SAFETY: kill(2) has no memory-safety preconditions.
+        // SAFETY: kill(2) takes plain integers and touches no memory, so
+        // the call is sound for any id. This group is the one our unreaped
+        // child leads (started with `process_group(0)`), so it names no
+        // one else's processes.
         let rc = unsafe { libc::kill(-self.pid(), libc::SIGINT) };
         assert_eq!(rc, 0, "cannot signal the process group");
-        let start = Instant::now();
-        while start.elapsed() < STOP_TIMEOUT {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                self.exit = Some(status);
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let child = &mut self.child;
+        let mut exit = None;
+        eventually(STOP_TIMEOUT, || {
+            exit = child.try_wait().expect("try_wait");
+            exit.is_some()
+        });
+        if let Some(status) = exit {
+            self.exit = Some(status);
+            return status;
         }
         panic!(
             "the start command did not stop within {STOP_TIMEOUT:?} of Ctrl-C; its output ends \
@@ -254,7 +261,8 @@ impl Demo {
 
     /// Whether any process is left in the command's process group.
     fn group_alive(&self) -> bool {
-        // SAFETY: as above; signal 0 only checks that the group exists.
+        // SAFETY: kill(2) takes plain integers and touches no memory, and
+        // signal 0 delivers nothing: it only asks whether the group exists.
         unsafe { libc::kill(-self.pid(), 0) == 0 }
     }
 }
@@ -265,8 +273,11 @@ impl Drop for Demo {
             return;
         }
         let hosts = descendants(self.pid());
-        // SAFETY: as above. The group id cannot be reused while the group
-        // has a member; the descendants are children of a live process.
+        // SAFETY: kill(2) takes plain integers and touches no memory, so
+        // the calls are sound for any id. The group id cannot be reused
+        // while the group has a member (our child, not reaped until the
+        // wait below); the descendants were read from /proc just now, as
+        // children of live processes of ours.
         unsafe {
             libc::kill(-self.pid(), libc::SIGKILL);
             for pid in hosts {
@@ -332,7 +343,8 @@ fn descendants(root: i32) -> Vec<i32> {
 }
 
 fn process_exists(pid: i32) -> bool {
-    // SAFETY: kill(2) with signal 0 only checks that the process exists.
+    // SAFETY: kill(2) takes plain integers and touches no memory, and
+    // signal 0 delivers nothing: it only asks whether the process exists.
     unsafe { libc::kill(pid, 0) == 0 }
 }
 
@@ -348,21 +360,14 @@ fn wait_for_catalog(addr: &str, function: &str, regions: &[&str]) {
         .unwrap();
     runtime.block_on(async {
         let client = wasmrpc::Client::connect(addr).await.unwrap();
-        let start = Instant::now();
-        loop {
+        let listed = eventually_async(Duration::from_secs(10), || async {
             let catalog = client.list().await.unwrap();
-            if catalog
+            catalog
                 .iter()
                 .any(|f| f.name == function && f.regions == regions)
-            {
-                return;
-            }
-            assert!(
-                start.elapsed().as_secs() < 10,
-                "{addr} never listed {function} in {regions:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await;
+        assert!(listed, "{addr} never listed {function} in {regions:?}");
     });
 }
 

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use ciborium::Value;
 use wasmrpc::{Client, ErrorCode};
 use wasmrpc_tests::{
-    Cluster, HostProcess, RegionSpec, WriteStyle, cbor, component_returning, large_component,
+    Cluster, HostProcess, RegionSpec, WriteStyle, call_in_flight, cbor, component_returning,
+    eventually_async, large_component,
 };
 
 /// Polls `function` until it answers `expected`; returns how long it took.
@@ -19,16 +20,15 @@ async fn until_answers(
     limit: Duration,
 ) -> Duration {
     let start = Instant::now();
-    loop {
-        if client.call(function, vec![]).await.as_ref() == Ok(expected) {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < limit,
-            "`{function}` did not answer {expected:?} within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let answered = eventually_async(limit, || async {
+        client.call(function, vec![]).await.as_ref() == Ok(expected)
+    })
+    .await;
+    assert!(
+        answered,
+        "`{function}` did not answer {expected:?} within {limit:?}"
+    );
+    start.elapsed()
 }
 
 /// A host serving `version.wasm` answering 1: the host, the file, a client.
@@ -266,6 +266,7 @@ async fn an_empty_file_is_waited_for_like_a_write_in_progress() {
     // A copy that stalls after creating the file: it is empty, closed, and
     // holds still for longer than the settling period.
     std::fs::write(&path, b"").unwrap();
+    // The stall is the scenario: longer than the host's settling period.
     std::thread::sleep(Duration::from_millis(1200));
     assert_eq!(
         client.call("version.version", vec![]).await.unwrap(),
@@ -308,6 +309,8 @@ async fn a_slowly_written_file_loads_once_when_complete() {
             ErrorCode::NotFound,
             "loaded while still being written"
         );
+        // Pacing, not a wait: the check repeats for as long as the writer
+        // runs.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     writer.await.unwrap();
@@ -327,24 +330,17 @@ async fn a_slowly_written_file_loads_once_when_complete() {
 async fn deleting_a_plugin_refuses_new_calls_and_lets_running_ones_finish() {
     let host = HostProcess::start(&["misbehave"]);
     let client = host.client().await;
-    let running = {
-        let client = client.clone();
-        tokio::spawn(async move { client.call("misbehave.busy", vec![Value::from(1500)]).await })
-    };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let running = call_in_flight(&client, "misbehave.busy", vec![Value::from(1500)]).await;
     std::fs::remove_file(host.plugins().join("misbehave.wasm")).unwrap();
-    let start = Instant::now();
-    loop {
+    let refused = eventually_async(Duration::from_secs(1), || async {
         match client.call("misbehave.busy", vec![Value::from(1)]).await {
-            Err(e) if e.code == ErrorCode::NotFound => break,
-            Ok(_) => assert!(
-                start.elapsed() < Duration::from_secs(1),
-                "still served 1 s after deletion"
-            ),
+            Err(e) if e.code == ErrorCode::NotFound => true,
+            Ok(_) => false,
             Err(e) => panic!("unexpected {e}"),
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    })
+    .await;
+    assert!(refused, "still served 1 s after deletion");
     assert!(
         !running.is_finished(),
         "the running call should still be running"
@@ -363,18 +359,11 @@ async fn a_plugin_deleted_in_one_region_is_served_from_another() {
         cbor("\"b\"")
     );
     std::fs::remove_file(cluster.plugins("b").join("ledger.wasm")).unwrap();
-    let start = Instant::now();
-    loop {
-        let region = at_b.call("ledger.locate", locate()).await.unwrap();
-        if region == cbor("\"a\"") {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(1),
-            "b still ran it itself"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let moved = eventually_async(Duration::from_secs(1), || async {
+        at_b.call("ledger.locate", locate()).await.unwrap() == cbor("\"a\"")
+    })
+    .await;
+    assert!(moved, "b still ran it itself");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -459,14 +448,11 @@ async fn a_sidecar_reloads_with_its_plugin_and_a_bad_one_is_refused() {
 
     let sidecar = host.plugins().join("ledger.toml");
     std::fs::write(&sidecar, "idempotent = [\"locate\", \"record\"]\n").unwrap();
-    let start = Instant::now();
-    while !idempotent(&client.list().await.unwrap(), "ledger.record") {
-        assert!(
-            start.elapsed() < Duration::from_secs(1),
-            "sidecar change not applied"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let applied = eventually_async(Duration::from_secs(1), || async {
+        idempotent(&client.list().await.unwrap(), "ledger.record")
+    })
+    .await;
+    assert!(applied, "sidecar change not applied");
 
     std::fs::write(&sidecar, "idempotent = [\"fly\"]\n").unwrap();
     host.wait_for_log("refused `", 1, Duration::from_secs(3));
@@ -493,8 +479,8 @@ async fn a_sidecar_reloads_with_its_plugin_and_a_bad_one_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn regions_toml_edits_add_and_remove_regions_and_a_bad_edit_changes_nothing() {
     let mut cluster = Cluster::pair(("a", &["math"]), ("b", &[]));
-    let a = cluster.start("a", 0, &[]);
-    let _b = cluster.start("b", 0, &[]);
+    let a = cluster.start("a", 0);
+    let _b = cluster.start("b", 0);
     let at_a = Client::connect(cluster.listed("a", 0)).await.unwrap();
     let reserve = || vec![cbor("\"sku-1\""), Value::from(1)];
 
@@ -503,19 +489,15 @@ async fn regions_toml_edits_add_and_remove_regions_and_a_bad_edit_changes_nothin
         hosts: 1,
         plugins: &["inventory"],
     });
-    let _c = cluster.start("c", 0, &[]);
+    let _c = cluster.start("c", 0);
     let start = Instant::now();
-    while at_a
-        .call("inventory.stock.reserve", reserve())
-        .await
-        .is_err()
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "the new region never became callable"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let callable = eventually_async(Duration::from_secs(5), || async {
+        at_a.call("inventory.stock.reserve", reserve())
+            .await
+            .is_ok()
+    })
+    .await;
+    assert!(callable, "the new region never became callable");
     eprintln!(
         "added region callable from a running host after {:?}",
         start.elapsed()
@@ -531,18 +513,12 @@ async fn regions_toml_edits_add_and_remove_regions_and_a_bad_edit_changes_nothin
     );
 
     cluster.remove_region("c");
-    let start = Instant::now();
-    loop {
+    let unlisted = eventually_async(Duration::from_secs(3), || async {
         let catalog = at_a.list().await.unwrap();
-        if !catalog.iter().any(|f| f.name == "inventory.stock.reserve") {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(3),
-            "removed region still listed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        !catalog.iter().any(|f| f.name == "inventory.stock.reserve")
+    })
+    .await;
+    assert!(unlisted, "removed region still listed");
     let err = at_a
         .call("inventory.stock.reserve", reserve())
         .await

@@ -4,28 +4,29 @@ use std::time::{Duration, Instant};
 
 use ciborium::Value;
 use wasmrpc::{ErrorCode, Processed};
-use wasmrpc_tests::HostProcess;
+use wasmrpc_tests::{HostProcess, call_in_flight, eventually_some};
 
 #[tokio::test]
 async fn sigterm_lets_calls_in_flight_finish_then_exits_zero() {
     let mut host = HostProcess::start(&["math", "misbehave"]);
     let client = host.client().await;
-    let calls: Vec<_> = (0..5)
-        .map(|_| {
-            let client = client.clone();
-            tokio::spawn(async move { client.call("misbehave.busy", vec![Value::from(800)]).await })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut calls = Vec::new();
+    for _ in 0..5 {
+        calls.push(call_in_flight(&client, "misbehave.busy", vec![Value::from(800)]).await);
+    }
     let signalled = Instant::now();
     host.signal(libc::SIGTERM);
 
-    // Calls sent after the drain began are refused, unprocessed.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let refused = client
-        .call("math.add", vec![Value::from(1), Value::from(1)])
-        .await
-        .unwrap_err();
+    // Calls sent after the drain began are refused, unprocessed; the ones
+    // sent before the host noticed the signal still run.
+    let refused = eventually_some(Duration::from_secs(5), || async {
+        client
+            .call("math.add", vec![Value::from(1), Value::from(1)])
+            .await
+            .err()
+    })
+    .await
+    .expect("calls still served 5 s after SIGTERM");
     assert_eq!(refused.code, ErrorCode::Unavailable);
     assert_eq!(refused.processed, Processed::No);
 
@@ -51,13 +52,12 @@ async fn sigterm_lets_calls_in_flight_finish_then_exits_zero() {
 
 #[tokio::test]
 async fn a_second_signal_exits_at_once_with_code_130_as_documented() {
-    let mut host = HostProcess::start_with(&["misbehave"], &["--drain-timeout", "30s"]);
+    let mut host = HostProcess::builder()
+        .plugins(&["misbehave"])
+        .args(&["--drain-timeout", "30s"])
+        .start();
     let client = host.client().await;
-    let call = {
-        let client = client.clone();
-        tokio::spawn(async move { client.call("misbehave.busy", vec![Value::from(4000)]).await })
-    };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let call = call_in_flight(&client, "misbehave.busy", vec![Value::from(4000)]).await;
     host.signal(libc::SIGTERM);
     host.wait_for_log("shutting down", 1, Duration::from_secs(5));
     let signalled = Instant::now();

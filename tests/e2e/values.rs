@@ -2,7 +2,7 @@
 
 use ciborium::Value;
 use wasmrpc::{ErrorCode, Processed};
-use wasmrpc_tests::{HostProcess, cbor, json};
+use wasmrpc_tests::{HostProcess, assert_call_error, cbor, json};
 
 /// (function, arguments as JSON, expected result as JSON)
 const ROUND_TRIPS: &[(&str, &str, &str)] = &[
@@ -153,16 +153,17 @@ async fn byte_strings_are_copied_whole() {
         .await
         .unwrap();
     assert_eq!(framed, Value::Bytes(vec![b'n', 0xc3, 0xa9, b':', 0, 255]));
-    let err = client
-        .call(
-            "greeter.frame",
-            vec![Value::Text("x".into()), Value::Bytes(Vec::new())],
-        )
-        .await
-        .unwrap_err();
-    assert_eq!(err.code, ErrorCode::HandlerError);
-    assert_eq!(err.processed, Processed::Yes);
-    assert_eq!(err.message, "nothing to frame under `x`");
+    let err = assert_call_error(
+        client
+            .call(
+                "greeter.frame",
+                vec![Value::Text("x".into()), Value::Bytes(Vec::new())],
+            )
+            .await,
+        ErrorCode::HandlerError,
+        Processed::Yes,
+        "nothing to frame under `x`",
+    );
     assert_eq!(
         err.detail,
         Some(Value::Text("nothing to frame under `x`".into()))
@@ -180,13 +181,14 @@ async fn byte_strings_are_copied_whole() {
 async fn result_err_becomes_handler_error_carrying_the_error_value() {
     let host = HostProcess::start(&["greeter", "inventory"]);
     let client = host.client().await;
-    let err = client
-        .call("greeter.echo.echo-result", args("[{\"err\": 7}]"))
-        .await
-        .unwrap_err();
-    assert_eq!(err.code, ErrorCode::HandlerError);
-    assert_eq!(err.processed, Processed::Yes);
-    assert_eq!(err.message, "7");
+    let err = assert_call_error(
+        client
+            .call("greeter.echo.echo-result", args("[{\"err\": 7}]"))
+            .await,
+        ErrorCode::HandlerError,
+        Processed::Yes,
+        "7",
+    );
     assert_eq!(err.detail, Some(Value::from(7)));
     assert_eq!(err.region.as_deref(), Some("test"));
 
@@ -410,14 +412,12 @@ async fn invalid_arguments_are_refused_naming_the_parameter() {
     let host = HostProcess::start(&["math", "greeter", "misbehave"]);
     let client = host.client().await;
     for (function, arguments, message) in INVALID {
-        let err = client.call(function, args(arguments)).await.unwrap_err();
-        assert_eq!(
-            err.code,
+        assert_call_error(
+            client.call(function, args(arguments)).await,
             ErrorCode::InvalidArgs,
-            "{function}({arguments}): {err}"
+            Processed::No,
+            message,
         );
-        assert_eq!(err.processed, Processed::No, "{function}({arguments})");
-        assert_eq!(err.message, *message, "{function}({arguments})");
     }
     // The host keeps serving after all of them.
     assert_eq!(
@@ -466,11 +466,11 @@ async fn bignums_are_integers_and_out_of_range_ones_say_so() {
             "parameter `v`: a bignum of 40 bytes is out of range for u64",
         ),
     ] {
-        let err = client.call(function, vec![arg]).await.unwrap_err();
-        assert_eq!(
-            (err.code, err.processed, err.message.as_str()),
-            (ErrorCode::InvalidArgs, Processed::No, message),
-            "{function}"
+        assert_call_error(
+            client.call(function, vec![arg]).await,
+            ErrorCode::InvalidArgs,
+            Processed::No,
+            message,
         );
     }
     // The one bignum the decoder itself refuses (PROTOCOL.md §3): a

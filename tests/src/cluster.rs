@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use tempfile::TempDir;
 
-use crate::{HostProcess, install_guest};
+use crate::{HostBuilder, HostProcess, install_guest};
 
 /// A free loopback port for a host to bind later.
 ///
@@ -187,15 +187,15 @@ impl Cluster {
 
     /// The address of host `index` of `region` as written in the file.
     pub fn listed(&self, region: &str, index: usize) -> SocketAddr {
-        self.host(region, index).1
+        self.entry(region, index).1
     }
 
     /// The address host `index` of `region` actually binds.
     pub fn bound(&self, region: &str, index: usize) -> SocketAddr {
-        self.host(region, index).2
+        self.entry(region, index).2
     }
 
-    fn host(&self, region: &str, index: usize) -> &(String, SocketAddr, SocketAddr) {
+    fn entry(&self, region: &str, index: usize) -> &(String, SocketAddr, SocketAddr) {
         self.hosts
             .iter()
             .filter(|(r, _, _)| r == region)
@@ -203,43 +203,22 @@ impl Cluster {
             .unwrap_or_else(|| panic!("no host {index} in region {region}"))
     }
 
-    /// Starts host `index` of `region` (again, after a kill: same ports).
-    pub fn start(&self, region: &str, index: usize, extra: &[&str]) -> HostProcess {
-        self.start_with_log(region, index, extra, "info")
-    }
-
-    /// [`Cluster::start`] with a `RUST_LOG` filter.
-    pub fn start_with_log(
-        &self,
-        region: &str,
-        index: usize,
-        extra: &[&str],
-        log: &str,
-    ) -> HostProcess {
-        self.start_in(region, index, extra, log, None)
-    }
-
-    /// [`Cluster::start_with_log`] inside network namespace `netns`.
-    pub fn start_in(
-        &self,
-        region: &str,
-        index: usize,
-        extra: &[&str],
-        log: &str,
-        netns: Option<&str>,
-    ) -> HostProcess {
-        let (_, listed, bound) = self.host(region, index).clone();
-        let listed = listed.to_string();
-        let bound = bound.to_string();
-        let config = self.config.to_str().unwrap();
-        let mut args = vec![
-            "host", "--region", region, "--listen", &listed, "--config", config,
-        ];
-        if bound != listed {
-            args.extend_from_slice(&["--bind", &bound]);
+    /// Host `index` of `region`, to start with the builder's settings
+    /// (more arguments, a log filter, a network namespace); starting it
+    /// again after a kill gives it the same ports.
+    pub fn host(&self, region: &str, index: usize) -> HostBuilder {
+        let (_, listed, bound) = self.entry(region, index);
+        let host = HostBuilder::new(region, *listed, &self.config);
+        if bound == listed {
+            host
+        } else {
+            host.bind(*bound)
         }
-        args.extend_from_slice(extra);
-        HostProcess::spawn_in(&args, None, log, netns)
+    }
+
+    /// Starts host `index` of `region` as it is.
+    pub fn start(&self, region: &str, index: usize) -> HostProcess {
+        self.host(region, index).start()
     }
 
     /// Two regions of one host each.
@@ -285,7 +264,7 @@ impl Cluster {
         for (region, _, _) in &self.hosts {
             let index = seen.iter().filter(|(r, _)| r == region).count();
             seen.push((region.clone(), index));
-            started.push(self.start(region, index, &[]));
+            started.push(self.start(region, index));
         }
         started
     }

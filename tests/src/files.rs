@@ -63,6 +63,7 @@ impl WriteStyle {
                 for chunk in bytes.chunks(size.max(1)) {
                     file.write_all(chunk).expect("write chunk");
                     file.flush().expect("flush");
+                    // The pause is the scenario: a copy that takes its time.
                     std::thread::sleep(pause);
                 }
             }

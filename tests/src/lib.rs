@@ -4,26 +4,31 @@
 
 mod cluster;
 mod files;
+mod host;
 mod netns;
 mod proxy;
+mod wait;
 
 pub use cluster::{Cluster, RegionSpec, free_addr};
 pub use files::{WriteStyle, component_returning, large_component};
+pub use host::{HostBuilder, HostProcess};
 pub use netns::Network;
 pub use proxy::Proxy;
+pub use wait::{call_in_flight, eventually, eventually_async, eventually_some};
 
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use ciborium::Value;
 use tempfile::TempDir;
-use wasmrpc::Client;
-use wasmrpc::protocol::{Hello, Message, PROTOCOL_VERSION, Role, decode_message, encode_message};
+use wasmrpc::protocol::{
+    ErrorReply, Hello, Message, PROTOCOL_VERSION, Role, decode_message, encode_message,
+};
+use wasmrpc::{CallError, Client, ErrorCode, Processed};
 
 /// The repository root.
 pub fn workspace_root() -> &'static Path {
@@ -119,221 +124,6 @@ pub fn plugin_dir(guests: &[&str]) -> TempDir {
     dir
 }
 
-/// A `wasmrpc host` child process, killed when dropped.
-pub struct HostProcess {
-    child: Child,
-    /// The address it listens on.
-    pub addr: SocketAddr,
-    log_path: PathBuf,
-    _dir: TempDir,
-    _plugins: Option<TempDir>,
-}
-
-impl HostProcess {
-    /// Starts a host of region `test` serving copies of the named guests.
-    pub fn start(guests: &[&str]) -> HostProcess {
-        HostProcess::start_with(guests, &[])
-    }
-
-    /// [`HostProcess::start`] with extra `wasmrpc host` arguments.
-    pub fn start_with(guests: &[&str], extra: &[&str]) -> HostProcess {
-        let plugins = plugin_dir(guests);
-        let path = plugins.path().to_owned();
-        let mut host = HostProcess::start_in("test", &path, extra);
-        host._plugins = Some(plugins);
-        host
-    }
-
-    /// Starts a host of `region` on a free port serving `plugins`, with extra
-    /// command-line arguments.
-    pub fn start_in(region: &str, plugins: &Path, extra: &[&str]) -> HostProcess {
-        let mut args = vec![
-            "host",
-            "--region",
-            region,
-            "--listen",
-            "127.0.0.1:0",
-            "--config",
-            "/nonexistent/regions.toml",
-            "--plugins",
-        ];
-        let plugins = plugins.to_str().expect("utf-8 path");
-        args.push(plugins);
-        args.extend_from_slice(extra);
-        HostProcess::spawn(&args, None)
-    }
-
-    /// Runs `wasmrpc` with `args` (a `host` command) in `cwd` and waits for
-    /// its "listening on" line.
-    pub fn spawn(args: &[&str], cwd: Option<&Path>) -> HostProcess {
-        HostProcess::spawn_with_log(args, cwd, "info")
-    }
-
-    /// [`HostProcess::spawn`] with a `RUST_LOG` filter.
-    pub fn spawn_with_log(args: &[&str], cwd: Option<&Path>, log_filter: &str) -> HostProcess {
-        HostProcess::spawn_in(args, cwd, log_filter, None)
-    }
-
-    /// [`HostProcess::spawn_with_log`], inside network namespace `netns`
-    /// when one is given (see [`Network`]).
-    pub fn spawn_in(
-        args: &[&str],
-        cwd: Option<&Path>,
-        log_filter: &str,
-        netns: Option<&str>,
-    ) -> HostProcess {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let log_path = dir.path().join("host.log");
-        let log = File::create(&log_path).expect("log file");
-        // `ip netns exec` enters the namespace and executes the host in its
-        // place: the child's pid is the host's.
-        let mut command = match netns {
-            Some(netns) => {
-                let mut command = Command::new("ip");
-                command.args(["netns", "exec", netns]).arg(wasmrpc_bin());
-                command
-            }
-            None => Command::new(wasmrpc_bin()),
-        };
-        command
-            .args(args)
-            .env("RUST_LOG", log_filter)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log);
-        if let Some(cwd) = cwd {
-            command.current_dir(cwd);
-        }
-        // Make sure the host dies with the test even if the test is killed.
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let mut child = command.spawn().expect("spawn wasmrpc host");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
-                let _ = tx.send(line);
-            }
-            // Keep draining so the host never blocks on a full pipe.
-            for _ in lines {}
-        });
-        let line = match rx.recv_timeout(Duration::from_secs(120)) {
-            Ok(line) => line,
-            Err(_) => {
-                let _ = child.kill();
-                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-                panic!("host did not report its address; log:\n{log}");
-            }
-        };
-        let addr = line
-            .split("listening on ")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected first line from host: {line}"));
-        HostProcess {
-            child,
-            addr,
-            log_path,
-            _dir: dir,
-            _plugins: None,
-        }
-    }
-
-    /// The plugin folder of a host made by [`HostProcess::start`].
-    pub fn plugins(&self) -> &Path {
-        self._plugins
-            .as_ref()
-            .expect("started with HostProcess::start")
-            .path()
-    }
-
-    /// The address as `ip:port` text, for the CLI's `--host`.
-    pub fn host_arg(&self) -> String {
-        self.addr.to_string()
-    }
-
-    /// A client connected to this host.
-    pub async fn client(&self) -> Client {
-        Client::connect(self.addr).await.expect("connect to host")
-    }
-
-    /// Everything the host logged so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-
-    /// Waits until the log holds `pattern` at least `count` times.
-    pub fn wait_for_log(&self, pattern: &str, count: usize, timeout: Duration) {
-        let found = eventually(timeout, || self.log().matches(pattern).count() >= count);
-        assert!(
-            found,
-            "`{pattern}` not logged {count} times; log:\n{}",
-            self.log()
-        );
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Sends `signal` (e.g. `libc::SIGTERM`) to the host.
-    pub fn signal(&self, signal: i32) {
-        let rc = unsafe { libc::kill(self.child.id() as i32, signal) };
-        assert_eq!(rc, 0, "kill failed");
-    }
-
-    /// Waits up to `timeout` for the host to exit.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let start = Instant::now();
-        while start.elapsed() < timeout {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        None
-    }
-
-    /// Resident memory of the host process, in KiB.
-    pub fn rss_kib(&self) -> u64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS")
-    }
-}
-
-impl Drop for HostProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Waits until `check` holds, polling every 10 ms, for at most `timeout`.
-pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    loop {
-        if check() {
-            return true;
-        }
-        if start.elapsed() >= timeout {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// Asserts that `math.add(a, b)` answers `a + b` through `client`: the host
 /// still serves healthy calls.
 pub async fn assert_adds(client: &Client, a: i64, b: i64) {
@@ -341,6 +131,93 @@ pub async fn assert_adds(client: &Client, a: i64, b: i64) {
         .call("math.add", vec![Value::from(a), Value::from(b)])
         .await;
     assert_eq!(sum.unwrap(), Value::from(a + b));
+}
+
+/// A call's failure as a test meets it: the client's [`CallError`], an
+/// error frame read off a raw connection, or the result of a call that
+/// must have failed.
+pub trait Failure {
+    /// The error, as the client would report it (an error frame's call id
+    /// is dropped).
+    ///
+    /// # Panics
+    ///
+    /// For a result that is not an error.
+    fn into_call_error(self) -> CallError;
+}
+
+impl Failure for CallError {
+    fn into_call_error(self) -> CallError {
+        self
+    }
+}
+
+impl Failure for &CallError {
+    fn into_call_error(self) -> CallError {
+        self.clone()
+    }
+}
+
+impl Failure for ErrorReply {
+    fn into_call_error(self) -> CallError {
+        ErrorReply::into_call_error(self)
+    }
+}
+
+impl Failure for &ErrorReply {
+    fn into_call_error(self) -> CallError {
+        self.clone().into_call_error()
+    }
+}
+
+impl<T: std::fmt::Debug> Failure for Result<T, CallError> {
+    #[track_caller]
+    fn into_call_error(self) -> CallError {
+        match self {
+            Ok(value) => panic!("expected the call to fail, it answered {value:?}"),
+            Err(error) => error,
+        }
+    }
+}
+
+/// Asserts that `failure` has exactly this code, `processed` flag and
+/// message; returns the error for checks of its region or detail.
+#[track_caller]
+pub fn assert_call_error(
+    failure: impl Failure,
+    code: ErrorCode,
+    processed: Processed,
+    message: &str,
+) -> CallError {
+    let error = failure.into_call_error();
+    assert_eq!(
+        (error.code, error.processed, error.message.as_str()),
+        (code, processed, message),
+        "{error:?}"
+    );
+    error
+}
+
+/// [`assert_call_error`] for a message that starts with `prefix` (the rest
+/// names addresses or timings that vary from run to run).
+#[track_caller]
+pub fn assert_call_error_prefix(
+    failure: impl Failure,
+    code: ErrorCode,
+    processed: Processed,
+    prefix: &str,
+) -> CallError {
+    let error = failure.into_call_error();
+    assert_eq!(
+        (error.code, error.processed),
+        (code, processed),
+        "{error:?}"
+    );
+    assert!(
+        error.message.starts_with(prefix),
+        "expected a message starting with `{prefix}`: {error:?}"
+    );
+    error
 }
 
 /// JSON text → CBOR value, for writing arguments the way the CLI takes them.
