@@ -537,7 +537,9 @@ impl Peers {
     }
 }
 
-/// Records in `all` that `region` serves `info`'s function.
+/// Records in `all` that `region` serves `info`'s function. The function is
+/// idempotent only if every host serving it says so, as the router requires
+/// before it retries or hedges a call.
 pub(crate) fn merge_served(
     all: &mut BTreeMap<String, FunctionInfo>,
     info: &FunctionInfo,
@@ -549,7 +551,7 @@ pub(crate) fn merge_served(
             regions: Vec::new(),
             ..info.clone()
         });
-    entry.idempotent |= info.idempotent;
+    entry.idempotent &= info.idempotent;
     if !entry.regions.iter().any(|r| r == region) {
         entry.regions.push(region.to_owned());
     }

@@ -823,3 +823,27 @@ async fn list_shows_only_regions_whose_hosts_are_linked() {
     assert_eq!(error.code, ErrorCode::Unavailable);
     assert_eq!(error.processed, Processed::No);
 }
+
+#[tokio::test(start_paused = true)]
+async fn list_marks_a_function_idempotent_only_when_every_host_serving_it_does() {
+    let link = FakeLink::always(now("x"));
+    let idempotent = |peers: Vec<Arc<Peer>>| {
+        let router = router(&[], peers, vec![], no_hedging());
+        let catalog = router.catalog();
+        assert_eq!(catalog.len(), 1);
+        // The router retries by the same rule.
+        let request = CallRequest::new("f", vec![], Duration::from_secs(5));
+        let (_, retries_it) = router.plan(&request).unwrap();
+        assert_eq!(catalog[0].idempotent, retries_it);
+        catalog[0].idempotent
+    };
+    let both = vec![peer("a", "a1", &link, true), peer("b", "b1", &link, true)];
+    assert!(idempotent(both));
+    for order in [[true, false], [false, true]] {
+        let mixed = vec![
+            peer("a", "a1", &link, order[0]),
+            peer("b", "b1", &link, order[1]),
+        ];
+        assert!(!idempotent(mixed), "{order:?}");
+    }
+}
