@@ -143,6 +143,7 @@ impl Host {
             &options.server.host_id,
             options.peers.clone(),
             options.peer_config.clone(),
+            options.server.max_frame,
             links.clone(),
         );
         let router = Arc::new(Router::new(

@@ -816,3 +816,24 @@ async fn cancel_across_two_hops_stops_the_remote_guest() {
         "remote host used {idle_ticks} ticks in 0.5 s after the cancel"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_links_carry_frames_up_to_the_hosts_own_limit() {
+    // 8 MiB frames and guest output on both hosts; a 5 MiB byte string each
+    // way is over the 4 MiB default.
+    let limits = ["--max-frame-kib", "8192", "--max-guest-output-kib", "8192"];
+    let cluster = Cluster::pair(("eu-west", &[]), ("us-east", &["greeter"]));
+    let _serving = cluster.host("us-east", 0).args(&limits).start();
+    let edge = cluster.host("eu-west", 0).args(&limits).start();
+    let options = wasmrpc::ClientOptions {
+        max_frame: 8 << 20,
+        ..wasmrpc::ClientOptions::default()
+    };
+    let client = Client::connect_with(edge.addr, options).await.unwrap();
+    wait_for(&client, "greeter.echo.echo-bytes", &["us-east"]).await;
+    let big: Vec<u8> = (0..5 << 20).map(|i: usize| (i % 251) as u8).collect();
+    let echoed = client
+        .call("greeter.echo.echo-bytes", vec![Value::Bytes(big.clone())])
+        .await;
+    assert_eq!(echoed, Ok(Value::Bytes(big)));
+}

@@ -445,11 +445,15 @@ pub struct Peers {
 impl Peers {
     /// Starts a link task for every `(region, address)`; they run until
     /// `shutdown` is cancelled or the peer leaves the topology.
+    ///
+    /// Links send and accept frames of up to `max_frame` bytes, the host's own
+    /// limit: a call the host accepted can be forwarded, and its reply read.
     pub fn start(
         own_region: &str,
         own_id: &str,
         peers: Vec<(String, String)>,
         config: PeerConfig,
+        max_frame: usize,
         shutdown: CancellationToken,
     ) -> Arc<Peers> {
         let options = ClientOptions {
@@ -457,6 +461,7 @@ impl Peers {
             region: Some(own_region.to_owned()),
             host_id: Some(own_id.to_owned()),
             connect_timeout: config.connect_timeout,
+            max_frame,
             ..ClientOptions::default()
         };
         let all = Arc::new(Peers {
