@@ -298,7 +298,7 @@ impl<L: Local> Router<L> {
         if known.is_empty() {
             return Err(CallError::not_found(function));
         }
-        let mut candidates: Vec<Arc<Peer>> = known.iter().filter(|p| allowed(p)).cloned().collect();
+        let candidates: Vec<Arc<Peer>> = known.iter().filter(|p| allowed(p)).cloned().collect();
         if candidates.is_empty() {
             let mut regions: Vec<&str> = known.iter().map(|p| p.region.as_str()).collect();
             regions.dedup();
@@ -337,11 +337,13 @@ impl<L: Local> Router<L> {
             let late = peer.is_late(self.config.hedge_min, late_max);
             (peer.health(), late, tier, preferred)
         };
-        candidates.sort_by(|a, b| {
-            rank(a)
-                .cmp(&rank(b))
-                .then_with(|| a.score().total_cmp(&b.score()))
-        });
+        // Each peer's state is read once, not at every comparison.
+        let mut ranked: Vec<_> = candidates
+            .into_iter()
+            .map(|peer| (rank(&peer), peer.score(), peer))
+            .collect();
+        ranked.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.total_cmp(&b.1)));
+        let candidates = ranked.into_iter().map(|(_, _, peer)| peer).collect();
         Ok((candidates, idempotent))
     }
 
