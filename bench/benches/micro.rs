@@ -42,6 +42,7 @@ fn call_message() -> Message {
         hops: 0,
         visited: Vec::new(),
         metadata: Default::default(),
+        principal: None,
     })
 }
 

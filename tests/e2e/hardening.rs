@@ -23,6 +23,7 @@ fn call(id: u64, function: &str, args: Vec<Value>, deadline_ms: Option<u64>) -> 
         hops: 0,
         visited: vec![],
         metadata: Default::default(),
+        principal: None,
     })
 }
 
@@ -125,6 +126,7 @@ async fn a_hello_must_start_within_the_hello_timeout_and_finish_within_the_frame
                 region: None,
                 host_id: None,
                 max_in_flight: None,
+                token: None,
             }),
             1 << 20,
         )
@@ -289,6 +291,7 @@ async fn connections_over_the_cap_are_refused_promptly() {
                 region: None,
                 host_id: None,
                 max_in_flight: None,
+                token: None,
             }));
             matches!(
                 conn.read(Duration::from_secs(1)),

@@ -41,6 +41,7 @@ fn hello(version: u32, role: Role) -> Message {
         region: None,
         host_id: None,
         max_in_flight: None,
+        token: None,
     })
 }
 
@@ -53,6 +54,7 @@ fn call(id: u64, function: &str, args: Vec<Value>) -> Message {
         hops: 0,
         visited: vec![],
         metadata: Default::default(),
+        principal: None,
     })
 }
 

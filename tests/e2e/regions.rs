@@ -565,6 +565,7 @@ async fn a_batch_of_forwarded_calls_in_one_write_answers_every_call_exactly() {
             hops: 0,
             visited: Vec::new(),
             metadata: Default::default(),
+            principal: None,
         });
         encode_message(&message, 1 << 20).unwrap()
     };
@@ -779,6 +780,7 @@ async fn cancel_across_two_hops_stops_the_remote_guest() {
             hops: 0,
             visited: vec![],
             metadata: Default::default(),
+            principal: None,
         }));
         // The call reached the remote host and its guest spins there.
         let sent = cpu_ticks(pid);

@@ -263,6 +263,7 @@ impl RawConn {
             region: None,
             host_id: None,
             max_in_flight: None,
+            token: None,
         }));
         match conn.read(Duration::from_secs(5)) {
             Read2::Message(Message::Hello(_)) => conn,

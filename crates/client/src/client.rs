@@ -165,6 +165,7 @@ impl Client {
                 region: options.region.clone(),
                 host_id: options.host_id.clone(),
                 max_in_flight: None,
+                token: None,
             });
             let frame = encode_message(&hello, options.max_frame)
                 .map_err(|e| unavailable(e.to_string()))?;
@@ -356,6 +357,7 @@ impl Client {
             hops: context.hops,
             visited: context.visited.clone(),
             metadata: context.metadata.clone(),
+            principal: None,
         });
         match self.request(id, message, context.remaining(), true).await? {
             Response::Value(value) => Ok(value),

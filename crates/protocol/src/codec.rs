@@ -252,6 +252,7 @@ mod tests {
             hops: 1,
             visited: vec!["eu-west".into()],
             metadata: [("trace".to_owned(), "abc".to_owned())].into(),
+            principal: None,
         });
         let mut buf = BytesMut::from(&frame(&msg)[..]);
         let body = FrameCodec::new(1 << 20).decode(&mut buf).unwrap().unwrap();
@@ -303,6 +304,7 @@ mod tests {
             region: None,
             host_id: None,
             max_in_flight: None,
+            token: None,
         });
         let bytes = frame(&msg);
         // a1 (map of 1) 65 "hello" a2 (map of 2) 67 "version" 01 64 "role" 66 "client"
@@ -426,6 +428,7 @@ mod tests {
             hops: 0,
             visited: vec![],
             metadata: Default::default(),
+            principal: None,
         });
         let bytes = frame(&msg);
         let err = decode_message(&bytes[4..]).unwrap_err().to_string();

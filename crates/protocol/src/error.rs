@@ -29,6 +29,9 @@ pub enum ErrorCode {
     LoopDetected,
     /// The caller's credentials were refused.
     Unauthenticated,
+    /// The caller is authenticated but may not call this function (its
+    /// token's patterns, or a plugin's `calls` list, leave it out).
+    PermissionDenied,
     /// The peer broke the protocol (bad frame, bad envelope, wrong order).
     ProtocolError,
     /// A bug or unexpected condition in the host.
@@ -49,6 +52,7 @@ impl ErrorCode {
             ErrorCode::ResourceExhausted => "resource_exhausted",
             ErrorCode::LoopDetected => "loop_detected",
             ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::PermissionDenied => "permission_denied",
             ErrorCode::ProtocolError => "protocol_error",
             ErrorCode::Internal => "internal",
         }

@@ -15,12 +15,19 @@ pub use codec::{FrameCodec, decode_message, encode_message, encode_message_into}
 pub use error::{CallError, ErrorCode, Processed, ProtocolError};
 pub use message::{
     Call, Cancel, Catalog, CatalogUpdate, Drain, ErrorReply, FunctionInfo, Hello, ListFunctions,
-    Message, Ping, Pong, Reply, Role,
+    Message, Ping, Pong, Reply, Role, Secret,
 };
 pub use retry::RetryPolicy;
 
 /// The protocol version this build speaks, sent in every `hello`.
-pub const PROTOCOL_VERSION: u32 = 1;
+///
+/// Version 2 added the `token` of `hello`, the `principal` of `call` and the
+/// code `permission_denied`. A host still accepts version 1 callers (see
+/// [`OLDEST_PROTOCOL_VERSION`]) and never sends them what version 1 lacks.
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// The oldest version a host accepts from a caller.
+pub const OLDEST_PROTOCOL_VERSION: u32 = 1;
 
 /// Largest frame body accepted or sent by default (4 MiB), as in gRPC.
 pub const DEFAULT_MAX_FRAME: usize = 4 * 1024 * 1024;

@@ -88,6 +88,33 @@ pub struct Hello {
     /// caller queues further calls until one completes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_in_flight: Option<u32>,
+    /// Client only (version 2): the caller's bearer token, checked against
+    /// the host's access file. Never logged: its `Debug` is redacted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+}
+
+/// A credential: serialised as the plain string it holds, but never shown by
+/// `Debug`, so that a message logged whole does not leak it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The credential itself, for the one place that checks it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
 }
 
 /// `call`: run `function` with `args`.
@@ -113,6 +140,11 @@ pub struct Call {
     /// Free-form string metadata, passed along on forwards.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
+    /// Peer only (version 2): the name of the caller the forwarding host
+    /// authenticated, for this host's logs. A host accepts it only on a peer
+    /// connection whose certificate names a region of the topology.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {

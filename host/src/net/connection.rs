@@ -22,8 +22,8 @@ use tokio_util::sync::CancellationToken;
 use super::config::ServerConfig;
 use crate::protocol::{
     Call, CallError, Catalog, CatalogUpdate, Drain, ErrorCode, ErrorReply, FrameCodec, Hello,
-    Message, PROTOCOL_VERSION, Pong, Processed, ProtocolError, Reply, Role, decode_message,
-    encode_message,
+    Message, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION, Pong, Processed, ProtocolError, Reply,
+    Role, decode_message, encode_message,
 };
 use crate::service::{CallContext, CallRequest, Service};
 use wasmrpc_client::outbound::{self, Outbound};
@@ -196,14 +196,18 @@ impl Connection {
                 why: "role `host` is only sent by the accepting host; say `client` or `peer`"
                     .into(),
             }),
-            Message::Hello(hello) if hello.version == PROTOCOL_VERSION => {
+            Message::Hello(hello)
+                if (OLDEST_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&hello.version) =>
+            {
                 tracing::debug!(role = ?hello.role, region = ?hello.region, host_id = ?hello.host_id, "hello");
                 let ours = Hello {
-                    version: PROTOCOL_VERSION,
+                    // The caller's version: it learns that its own is spoken.
+                    version: hello.version,
                     role: Role::Host,
                     region: Some(self.config.region.clone()),
                     host_id: Some(self.config.host_id.clone()),
                     max_in_flight: u32::try_from(self.config.max_in_flight).ok(),
+                    token: None,
                 };
                 self.send(tx, Message::Hello(ours));
                 tx.flush();

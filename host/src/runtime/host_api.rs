@@ -97,6 +97,7 @@ fn to_wit_error(error: protocol::CallError) -> CallError {
             ErrorCode::ResourceExhausted => types::ErrorCode::ResourceExhausted,
             ErrorCode::LoopDetected => types::ErrorCode::LoopDetected,
             ErrorCode::Unauthenticated => types::ErrorCode::Unauthenticated,
+            ErrorCode::PermissionDenied => types::ErrorCode::Unauthenticated,
             ErrorCode::ProtocolError => types::ErrorCode::ProtocolError,
             ErrorCode::Internal => types::ErrorCode::Internal,
         },
