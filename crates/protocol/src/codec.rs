@@ -299,7 +299,7 @@ mod tests {
     #[test]
     fn hello_encodes_as_a_single_key_map() {
         let msg = Message::Hello(Hello {
-            version: PROTOCOL_VERSION,
+            version: 1,
             role: Role::Client,
             region: None,
             host_id: None,
@@ -307,6 +307,7 @@ mod tests {
             token: None,
         });
         let bytes = frame(&msg);
+        // Version 1, as an old client sends it.
         // a1 (map of 1) 65 "hello" a2 (map of 2) 67 "version" 01 64 "role" 66 "client"
         let expected: &[u8] = b"\xa1\x65hello\xa2\x67version\x01\x64role\x66client";
         assert_eq!(&bytes[4..], expected);
