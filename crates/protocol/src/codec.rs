@@ -236,7 +236,7 @@ fn describe_de_error(error: ciborium::de::Error<std::io::Error>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Call, Hello, PROTOCOL_VERSION, Role};
+    use crate::{Call, Hello, Role};
 
     fn frame(msg: &Message) -> Bytes {
         encode_message(msg, 1 << 20).unwrap()
