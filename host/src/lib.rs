@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod host;
 pub mod net;
+pub mod pattern;
 pub mod plugins;
 pub mod region;
 pub mod runtime;
