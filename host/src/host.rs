@@ -1,8 +1,9 @@
 //! A running host: runtime, plugins, router and server wired together.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -11,7 +12,9 @@ use tokio_util::sync::CancellationToken;
 use ciborium::Value;
 use tokio::sync::watch;
 
-use crate::net::{ServerConfig, serve};
+use crate::net::{Security, ServerConfig, serve};
+use crate::tls::{Tls, TlsFiles};
+use crate::watch::watch_files;
 use crate::plugins::{PluginSet, Registry, ReloadConfig, Reloader};
 use crate::protocol::{CallError, FunctionInfo};
 use crate::region::{
@@ -42,6 +45,11 @@ pub struct HostOptions {
     pub reload: ReloadConfig,
     /// The `regions.toml` to follow: peers and routes change with it.
     pub topology_file: Option<PathBuf>,
+    /// TLS for the listener and the peer links; `None`: plaintext.
+    pub tls: Option<TlsFiles>,
+    /// Serve plaintext on an address other than loopback (logged loudly):
+    /// anyone who reaches it can call every function and read every call.
+    pub insecure: bool,
 }
 
 impl HostOptions {
@@ -60,6 +68,8 @@ impl HostOptions {
             peer_config: PeerConfig::default(),
             reload: ReloadConfig::default(),
             topology_file: None,
+            tls: None,
+            insecure: false,
         }
     }
 }
@@ -116,7 +126,8 @@ impl Host {
     ///
     /// When the runtime cannot be built, the plugin folder cannot be read, or
     /// the address cannot be bound.
-    pub async fn start(options: HostOptions) -> anyhow::Result<Host> {
+    pub async fn start(mut options: HostOptions) -> anyhow::Result<Host> {
+        let tls = secure_transport(&options)?;
         let runtime = Arc::new(
             Runtime::new(options.runtime.clone()).context("cannot start the wasm runtime")?,
         );
@@ -132,6 +143,23 @@ impl Host {
         let (functions, plugin_count) = (loaded.len(), loaded.plugins().count());
         drop(loaded);
         let shutdown = CancellationToken::new();
+        if let Some(tls) = &tls {
+            let files = tls.files().paths().map(Path::to_path_buf).to_vec();
+            let reloaded = tls.clone();
+            watch_files(files, shutdown.clone(), move || match reloaded.reload() {
+                Ok(()) => tracing::info!("TLS certificate, key or CA changed: new connections use them"),
+                Err(error) => tracing::error!("{error}; keeping the previous TLS material"),
+            })
+            .context("cannot watch the TLS files")?;
+        }
+        options.peer_config.tls = tls.clone();
+        let mut regions: BTreeSet<String> =
+            options.peers.iter().map(|(region, _)| region.clone()).collect();
+        regions.insert(options.region.clone());
+        let security = Security {
+            tls,
+            regions: Arc::new(RwLock::new(regions)),
+        };
         reloader.watch(shutdown.clone()).with_context(|| {
             format!("cannot watch plugin folder `{}`", options.plugins.display())
         })?;
@@ -158,7 +186,13 @@ impl Host {
                 region: options.region.clone(),
                 addr: options.server.host_id.clone(),
             };
-            watch_topology(path.clone(), me, router.clone(), shutdown.clone())
+            watch_topology(
+                path.clone(),
+                me,
+                router.clone(),
+                security.regions.clone(),
+                shutdown.clone(),
+            )
                 .with_context(|| format!("cannot watch `{}`", path.display()))?;
         }
         let router: Arc<dyn Service> = router;
@@ -175,7 +209,7 @@ impl Host {
         let served = tokio::spawn({
             let shutdown = shutdown.clone();
             async move {
-                let drained = serve(listener, router, server, shutdown).await;
+                let drained = serve(listener, router, server, security, shutdown).await;
                 links.cancel();
                 drained
             }
@@ -208,4 +242,39 @@ impl Host {
     pub async fn wait(self) -> bool {
         self.served.await.unwrap_or(false)
     }
+}
+
+/// Loads the TLS material, or checks that plaintext is allowed: on a
+/// loopback address, or when asked for with `insecure` (and then logged
+/// loudly).
+fn secure_transport(options: &HostOptions) -> anyhow::Result<Option<Arc<Tls>>> {
+    let Some(files) = &options.tls else {
+        if options.listen.ip().is_loopback() {
+            return Ok(None);
+        }
+        if !options.insecure {
+            anyhow::bail!(
+                "refusing to serve plaintext on `{}`, which is not a loopback address: \
+                 give the cluster CA and this host's certificate (`[tls]` in regions.toml, \
+                 or --tls-cert and --tls-key), or pass --insecure to accept the risk",
+                options.listen
+            );
+        }
+        tracing::warn!(
+            "INSECURE: serving plaintext on `{}`: anyone who can reach it can read and alter \
+             every call and pose as any caller or peer",
+            options.listen
+        );
+        return Ok(None);
+    };
+    let tls = Tls::load(files.clone())?;
+    let named = tls.current().region.clone();
+    if named != options.region {
+        anyhow::bail!(
+            "the certificate `{}` names region `{named}`, but this host serves `{}`",
+            files.cert.display(),
+            options.region
+        );
+    }
+    Ok(Some(Arc::new(tls)))
 }

@@ -14,6 +14,8 @@ pub mod plugins;
 pub mod region;
 pub mod runtime;
 pub mod service;
+pub mod tls;
+pub mod watch;
 
 pub use protocol::{CallError, ErrorCode, Processed};
 pub use wasmrpc_client::{CallOptions, Client, ClientOptions};

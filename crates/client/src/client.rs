@@ -14,9 +14,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::context::CallContext;
 use crate::outbound::Outbound;
+use crate::stream::{ReadHalf, Stream};
+use crate::tls::{ClientTls, describe_handshake_error};
 use wasmrpc_protocol::{
     Call, CallError, Cancel, DEFAULT_MAX_FRAME, DEFAULT_MAX_IN_FLIGHT, ErrorCode, FunctionInfo,
-    Hello, ListFunctions, Message, PROTOCOL_VERSION, Ping, Processed, RetryPolicy, Role,
+    Hello, ListFunctions, Message, PROTOCOL_VERSION, Ping, Processed, RetryPolicy, Role, Secret,
     decode_message, encode_message, retry,
 };
 
@@ -34,6 +36,11 @@ pub struct ClientOptions {
     /// Backoff between the attempts of calls made with
     /// [`CallOptions::retries`].
     pub retry: RetryPolicy,
+    /// Connect with TLS, trusting these settings; `None`: plaintext (which
+    /// hosts accept only on loopback, or when started `--insecure`).
+    pub tls: Option<ClientTls>,
+    /// The bearer token sent in `hello`, for hosts with an access file.
+    pub token: Option<Secret>,
 }
 
 impl Default for ClientOptions {
@@ -46,6 +53,8 @@ impl Default for ClientOptions {
             default_timeout: Duration::from_secs(5),
             max_frame: DEFAULT_MAX_FRAME,
             retry: RetryPolicy::default(),
+            tls: None,
+            token: None,
         }
     }
 }
@@ -147,13 +156,37 @@ impl Client {
                 format!("cannot connect to `{name}`: {why}"),
             )
         };
+        let refused = |code: ErrorCode, why: String| {
+            CallError::new(
+                code,
+                Processed::No,
+                format!("`{name}` refused the connection: {why}"),
+            )
+        };
         let handshake = async {
-            let stream = TcpStream::connect(addr)
+            let tcp = TcpStream::connect(addr)
                 .await
                 .map_err(|e| unavailable(e.to_string()))?;
-            stream
-                .set_nodelay(true)
+            tcp.set_nodelay(true)
                 .map_err(|e| unavailable(e.to_string()))?;
+            let stream = match &options.tls {
+                None => Stream::plain(tcp),
+                Some(tls) => {
+                    let server_name = match &tls.server_name {
+                        Some(name) => name.clone(),
+                        None => tcp
+                            .peer_addr()
+                            .map_err(|e| unavailable(e.to_string()))?
+                            .ip()
+                            .into(),
+                    };
+                    crate::stream::connect_tls(tcp, tls.config.clone(), server_name)
+                        .await
+                        .map_err(|e| {
+                            refused(ErrorCode::Unauthenticated, describe_handshake_error(&e))
+                        })?
+                }
+            };
             let (reader, writer) = stream.into_split();
             let mut frames =
                 FramedRead::new(reader, wasmrpc_protocol::FrameCodec::new(options.max_frame));
@@ -165,7 +198,7 @@ impl Client {
                 region: options.region.clone(),
                 host_id: options.host_id.clone(),
                 max_in_flight: None,
-                token: None,
+                token: options.token.clone(),
             });
             let frame = encode_message(&hello, options.max_frame)
                 .map_err(|e| unavailable(e.to_string()))?;
@@ -174,14 +207,22 @@ impl Client {
             }
             let reply = match frames.next().await {
                 Some(Ok(body)) => decode_message(&body).map_err(|e| unavailable(e.to_string()))?,
+                // TLS 1.3: a host that refuses this side's certificate says
+                // so after the handshake, with an alert read here.
+                Some(Err(wasmrpc_protocol::ProtocolError::Io(e))) if e.get_ref().is_some() => {
+                    return Err(refused(
+                        ErrorCode::Unauthenticated,
+                        describe_handshake_error(&e),
+                    ));
+                }
                 Some(Err(e)) => return Err(unavailable(e.to_string())),
                 None => return Err(unavailable("connection closed during handshake".into())),
             };
             match reply {
                 Message::Hello(hello) => Ok((frames, tx, hello)),
-                Message::Error(error) => {
-                    Err(unavailable(format!("{}: {}", error.code, error.message)))
-                }
+                // The host's own code: `unauthenticated` for a missing
+                // token says more than "unavailable".
+                Message::Error(error) => Err(refused(error.code, error.message)),
                 other => Err(unavailable(format!(
                     "expected `hello`, got `{}`",
                     other.kind()
@@ -523,7 +564,7 @@ const HOLD_AT: usize = 4;
 /// write: with many calls in flight, one write per batch instead of one per
 /// call. Fewer replies hold nothing back.
 async fn read_responses(
-    mut frames: FramedRead<tokio::net::tcp::OwnedReadHalf, wasmrpc_protocol::FrameCodec>,
+    mut frames: FramedRead<ReadHalf, wasmrpc_protocol::FrameCodec>,
     inbound: Arc<Inbound>,
     tx: Arc<Outbound>,
     addr: String,

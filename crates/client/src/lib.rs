@@ -20,8 +20,11 @@
 mod client;
 mod context;
 pub mod outbound;
+pub mod stream;
+pub mod tls;
 
 pub use client::{CallOptions, Client, ClientOptions};
+pub use tls::ClientTls;
 pub use context::CallContext;
 pub use wasmrpc_protocol as protocol;
 pub use wasmrpc_protocol::{CallError, ErrorCode, Processed};

@@ -16,20 +16,19 @@
 
 use std::cell::RefCell;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
-use tokio::net::tcp::OwnedWriteHalf;
+use bytes::BytesMut;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::stream::{WriteHalf, Written};
 use wasmrpc_protocol::{Message, ProtocolError, encode_message_into};
 
 /// The write side of a connection, shared by everyone who sends on it.
 pub struct Outbound {
-    socket: OwnedWriteHalf,
+    socket: WriteHalf,
     state: Mutex<State>,
     /// Wakes the background writer: it was handed the socket, or the
     /// outbound closed.
@@ -70,7 +69,7 @@ impl Outbound {
     /// the background writer. The task ends once the outbound is closed and
     /// everything queued is written (or writing failed); the socket's write
     /// side is then shut down.
-    pub fn start(socket: OwnedWriteHalf, limit: usize) -> (Arc<Outbound>, WriterTask) {
+    pub fn start(socket: WriteHalf, limit: usize) -> (Arc<Outbound>, WriterTask) {
         let outbound = Arc::new(Outbound {
             socket,
             state: Mutex::new(State::default()),
@@ -191,12 +190,12 @@ impl Outbound {
         loop {
             let mut chunk = state.buf.split();
             drop(state);
-            let outcome = write_now(&self.socket, &mut chunk);
+            let outcome = self.socket.write_now(&mut chunk);
             state = self.state();
             match outcome {
-                Ok(written) => {
-                    state.unsent -= written;
-                    if !chunk.is_empty() {
+                Ok(Written { bytes, blocked }) => {
+                    state.unsent -= bytes;
+                    if blocked {
                         // The socket is full: what is left goes first.
                         chunk.extend_from_slice(&state.buf);
                         state.buf = chunk;
@@ -233,17 +232,18 @@ impl Outbound {
         self.wake.notify_one();
     }
 
-    /// Counts written bytes out of `unsent`; false (and failed) on an error.
-    fn account(&self, outcome: io::Result<usize>) -> bool {
+    /// Counts written bytes out of `unsent`; whether the socket blocked
+    /// again, or `None` (and failed) on an error.
+    fn account(&self, outcome: io::Result<Written>) -> Option<bool> {
         let mut state = self.state();
         match outcome {
-            Ok(written) => {
-                state.unsent -= written;
-                true
+            Ok(Written { bytes, blocked }) => {
+                state.unsent -= bytes;
+                Some(blocked)
             }
             Err(error) => {
                 self.fail(state, &error);
-                false
+                None
             }
         }
     }
@@ -264,22 +264,21 @@ impl Outbound {
         loop {
             self.wake.notified().await;
             while let Some(mut chunk) = self.take_for_background() {
-                while !chunk.is_empty() {
+                // Handed over because the socket was full: wait for room,
+                // and write until it has taken everything (chunk and any
+                // encrypted bytes owed).
+                loop {
                     let outcome = match self.socket.writable().await {
-                        Ok(()) => write_now(&self.socket, &mut chunk),
+                        Ok(()) => self.socket.write_now(&mut chunk),
                         Err(error) => Err(error),
                     };
-                    if !self.account(outcome) {
+                    if self.account(outcome) != Some(true) {
                         break;
                     }
                 }
             }
             if self.finished() {
-                // SAFETY: shutdown(2) on a descriptor this socket owns; it
-                // only ends the write direction (the peer sees end of stream).
-                unsafe {
-                    libc::shutdown(self.socket.as_ref().as_raw_fd(), libc::SHUT_WR);
-                }
+                self.socket.shutdown();
                 return;
             }
         }
@@ -294,10 +293,10 @@ impl Outbound {
             Writer::Nobody => state.closed && !state.buf.is_empty() && !state.failed,
             Writer::Sender => false,
         };
-        if !mine {
+        if !mine || state.failed {
             return None;
         }
-        if state.buf.is_empty() {
+        if state.buf.is_empty() && !self.socket.owes() {
             state.writer = Writer::Nobody;
             return None;
         }
@@ -415,25 +414,6 @@ impl WriterTask {
     }
 }
 
-/// Writes from `chunk` until it is empty or the socket would block; returns
-/// the bytes written and leaves the rest in `chunk`.
-fn write_now(socket: &OwnedWriteHalf, chunk: &mut BytesMut) -> io::Result<usize> {
-    let mut written = 0;
-    while !chunk.is_empty() {
-        match socket.try_write(chunk) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                chunk.advance(n);
-                written += n;
-            }
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(error) => return Err(error),
-        }
-    }
-    Ok(written)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -451,7 +431,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let connecting = TcpStream::connect(listener.local_addr().unwrap());
         let (ours, theirs) = tokio::join!(connecting, listener.accept());
-        let (_, writer) = ours.unwrap().into_split();
+        let (_, writer) = crate::stream::Stream::plain(ours.unwrap()).into_split();
         let (outbound, task) = Outbound::start(writer, limit);
         (outbound, task, theirs.unwrap().0)
     }

@@ -192,6 +192,10 @@ pub enum ProtocolError {
     /// The caller does not read its replies.
     #[error("more than {0} bytes of replies queued: the caller is not reading them")]
     SlowReader(usize),
+    /// The caller's identity was refused: a token the access file does not
+    /// hold, or a `peer` hello its certificate does not vouch for.
+    #[error("{0}")]
+    Unauthenticated(String),
     /// Reading or writing the socket failed.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
@@ -207,6 +211,7 @@ impl ProtocolError {
             | ProtocolError::TooManyCancels { .. }
             | ProtocolError::SlowReader(_) => ErrorCode::ResourceExhausted,
             ProtocolError::Idle(_) | ProtocolError::Io(_) => ErrorCode::Unavailable,
+            ProtocolError::Unauthenticated(_) => ErrorCode::Unauthenticated,
             ProtocolError::Malformed(_)
             | ProtocolError::Unexpected { .. }
             | ProtocolError::Version { .. }

@@ -14,25 +14,26 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio::time::Interval;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use super::config::ServerConfig;
 use crate::protocol::{
-    Call, CallError, Catalog, CatalogUpdate, Drain, ErrorCode, ErrorReply, FrameCodec, Hello,
+    Call, CallError, Catalog, DEFAULT_MAX_FRAME, CatalogUpdate, Drain, ErrorCode, ErrorReply, FrameCodec, Hello,
     Message, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION, Pong, Processed, ProtocolError, Reply,
     Role, decode_message, encode_message,
 };
 use crate::service::{CallContext, CallRequest, Service};
+use super::security::{Security, Transport};
 use wasmrpc_client::outbound::{self, Outbound};
+use wasmrpc_client::stream::{ReadHalf, Stream, TLS_HANDSHAKE_BYTE};
 
 /// After closing a connection on an error: reads and discards what the
 /// caller is still sending, for up to a second, until it closes its side.
 /// Closing a socket with unread input makes the kernel reset the connection,
 /// which can destroy the error frame that tells the caller why.
-async fn linger(mut reader: tokio::net::tcp::OwnedReadHalf) {
+async fn linger(mut reader: ReadHalf) {
     use tokio::io::AsyncReadExt;
     let mut scratch = vec![0u8; 16 * 1024];
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
@@ -51,10 +52,23 @@ const CANCEL_WINDOW: Duration = Duration::from_secs(10);
 pub(super) struct Connection {
     service: Arc<dyn Service>,
     config: Arc<ServerConfig>,
+    security: Arc<Security>,
     shutdown: CancellationToken,
+    /// The other side's address, for the log.
+    addr: std::net::SocketAddr,
 }
 
-type Frames = FramedRead<tokio::net::tcp::OwnedReadHalf, FrameCodec>;
+/// Who is on the other side, as the handshake established it.
+struct Caller {
+    role: Role,
+    /// The protocol version of its `hello`: nothing newer is sent to it.
+    version: u32,
+    /// A peer host whose certificate the cluster CA vouches for: the
+    /// principals its calls name are believed.
+    vouched: bool,
+}
+
+type Frames = FramedRead<ReadHalf, FrameCodec>;
 
 /// A call's outcome, or the panic that ended it.
 type Outcome = std::thread::Result<Result<ciborium::Value, CallError>>;
@@ -86,17 +100,21 @@ impl Connection {
     pub fn new(
         service: Arc<dyn Service>,
         config: Arc<ServerConfig>,
+        security: Arc<Security>,
         shutdown: CancellationToken,
+        addr: std::net::SocketAddr,
     ) -> Self {
         Connection {
             service,
             config,
+            security,
             shutdown,
+            addr,
         }
     }
 
     /// Refuses a connection over the cap with an error frame.
-    pub async fn refuse(self, stream: TcpStream) {
+    pub async fn refuse(self, stream: Stream) {
         let (_, writer) = stream.into_split();
         let (out, writer) = Outbound::start(writer, usize::MAX);
         let error = ErrorReply::connection(
@@ -115,8 +133,7 @@ impl Connection {
 
     /// Serves the connection until the peer closes it, breaks the protocol,
     /// or the host drains.
-    pub async fn run(self, stream: TcpStream) -> Result<(), ProtocolError> {
-        stream.set_nodelay(true)?;
+    pub async fn run(self, stream: Stream, transport: Transport) -> Result<(), ProtocolError> {
         let (reader, writer) = stream.into_split();
         let mut frames = FramedRead::new(reader, FrameCodec::new(self.config.max_frame));
         let (tx, writer) = Outbound::start(writer, self.config.max_outbound);
@@ -128,9 +145,12 @@ impl Connection {
         );
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
-        let result = match self.handshake(&mut frames, &tx, &mut tick).await {
-            Ok(role) => self.serve_calls(&mut frames, &tx, &mut tick, role).await,
-            Err(error) => Err(error),
+        let result = match self.handshake(&mut frames, &tx, &mut tick, &transport).await {
+            Ok(caller) => self.serve_calls(&mut frames, &tx, &mut tick, caller).await,
+            Err(error) => {
+                self.log_refusal(&error, &frames);
+                Err(error)
+            }
         };
         if let Err(error) = &result {
             // Tell the peer why before closing, when the socket still works.
@@ -153,7 +173,25 @@ impl Connection {
         result
     }
 
-    /// Exchanges `hello`; returns the caller's role.
+    /// Logs, with the caller's address, a handshake that failed for a reason
+    /// an operator may want to see: a refused identity, or a TLS client at a
+    /// plaintext port.
+    fn log_refusal(&self, error: &ProtocolError, frames: &Frames) {
+        let addr = self.addr;
+        match error {
+            ProtocolError::Unauthenticated(why) => {
+                tracing::warn!(%addr, "refused a connection: {why}");
+            }
+            ProtocolError::FrameTooLarge { .. }
+                if frames.read_buffer().starts_with(&[TLS_HANDSHAKE_BYTE, 3]) =>
+            {
+                tracing::warn!(%addr, "refused a TLS connection: this port speaks plaintext");
+            }
+            _ => {}
+        }
+    }
+
+    /// Exchanges `hello`; returns who the caller is.
     ///
     /// The `hello` must start arriving within the hello timeout, and, like
     /// every frame, be complete within the frame timeout of its first byte.
@@ -162,7 +200,8 @@ impl Connection {
         frames: &mut Frames,
         tx: &Outbound,
         tick: &mut Interval,
-    ) -> Result<Role, ProtocolError> {
+        transport: &Transport,
+    ) -> Result<Caller, ProtocolError> {
         let hello_due = tokio::time::sleep(self.config.hello_timeout);
         tokio::pin!(hello_due);
         let mut overdue = false;
@@ -200,6 +239,7 @@ impl Connection {
                 if (OLDEST_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&hello.version) =>
             {
                 tracing::debug!(role = ?hello.role, region = ?hello.region, host_id = ?hello.host_id, "hello");
+                let vouched = self.check_peer(&hello, transport)?;
                 let ours = Hello {
                     // The caller's version: it learns that its own is spoken.
                     version: hello.version,
@@ -211,7 +251,11 @@ impl Connection {
                 };
                 self.send(tx, Message::Hello(ours));
                 tx.flush();
-                Ok(hello.role)
+                Ok(Caller {
+                    role: hello.role,
+                    version: hello.version,
+                    vouched,
+                })
             }
             Message::Hello(hello) => Err(ProtocolError::Version {
                 got: hello.version,
@@ -240,15 +284,43 @@ impl Connection {
         }
     }
 
+    /// Whether a `peer` hello is vouched for by its certificate. On a TLS
+    /// connection the `peer` role needs a certificate of a region of the
+    /// topology, the region the hello claims; on a plaintext one (loopback,
+    /// or `--insecure`) there is no identity to check.
+    ///
+    /// # Errors
+    ///
+    /// [`ProtocolError::Unauthenticated`] saying what the certificate lacks.
+    fn check_peer(&self, hello: &Hello, transport: &Transport) -> Result<bool, ProtocolError> {
+        if hello.role != Role::Peer || !transport.tls {
+            return Ok(false);
+        }
+        let claimed = hello.region.as_deref().unwrap_or("");
+        let refuse = |why: String| Err(ProtocolError::Unauthenticated(why));
+        match &transport.region {
+            None => refuse(format!(
+                "the `peer` role needs a host certificate naming region `{claimed}`; this connection has none"
+            )),
+            Some(region) if region != claimed => refuse(format!(
+                "the certificate names region `{region}`, but the `peer` hello claims `{claimed}`"
+            )),
+            Some(region) if !self.security.regions.read().expect("regions lock").contains(region) => {
+                refuse(format!("region `{region}` is not in this host's topology"))
+            }
+            Some(_) => Ok(true),
+        }
+    }
+
     async fn serve_calls(
         &self,
         frames: &mut Frames,
         tx: &Outbound,
         tick: &mut Interval,
-        role: Role,
+        caller: Caller,
     ) -> Result<(), ProtocolError> {
         // Peers learn this host's own functions now and after every change.
-        let is_peer = role == Role::Peer;
+        let is_peer = caller.role == Role::Peer;
         let mut catalog_changes = self.service.local_changes();
         if is_peer {
             catalog_changes.mark_changed();
@@ -564,4 +636,18 @@ fn queue_reply(
     if let Err(error) = queued {
         tracing::error!("cannot encode the reply to call {id}: {error}");
     }
+}
+
+/// Tells a plaintext caller at a TLS listener why it is refused, in a frame
+/// it can read, then closes.
+pub(super) async fn refuse_plaintext(tcp: tokio::net::TcpStream, why: &str) {
+    let (reader, writer) = Stream::plain(tcp).into_split();
+    let (out, writer) = Outbound::start(writer, usize::MAX);
+    let error = ErrorReply::connection(ErrorCode::Unauthenticated, why);
+    if let Ok(frame) = encode_message(&Message::Error(error), DEFAULT_MAX_FRAME) {
+        out.send(&frame);
+    }
+    out.close();
+    writer.finish(Duration::from_secs(1)).await;
+    linger(reader).await;
 }

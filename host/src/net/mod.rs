@@ -6,8 +6,10 @@
 mod config;
 mod connection;
 mod pending;
+mod security;
 mod server;
 
 pub use config::ServerConfig;
+pub use security::{Security, Transport};
 pub use server::serve;
 pub use wasmrpc_client::{CallOptions, Client, ClientOptions};

@@ -10,6 +10,7 @@ use tokio_util::task::TaskTracker;
 
 use super::config::ServerConfig;
 use super::connection::Connection;
+use super::security::{Security, secure};
 use crate::service::Service;
 
 /// Serves connections from `listener` until `shutdown` is cancelled, then
@@ -21,9 +22,11 @@ pub async fn serve(
     listener: TcpListener,
     service: Arc<dyn Service>,
     config: ServerConfig,
+    security: Security,
     shutdown: CancellationToken,
 ) -> bool {
     let config = Arc::new(config);
+    let security = Arc::new(security);
     let tracker = TaskTracker::new();
     let slots = Arc::new(Semaphore::new(config.max_connections));
     loop {
@@ -41,11 +44,28 @@ pub async fn serve(
             }
         };
         let permit = slots.clone().try_acquire_owned().ok();
-        let connection = Connection::new(service.clone(), config.clone(), shutdown.clone());
+        let connection = Connection::new(
+            service.clone(),
+            config.clone(),
+            security.clone(),
+            shutdown.clone(),
+            addr,
+        );
+        let (security, hello_timeout) = (security.clone(), config.hello_timeout);
         tracker.spawn(async move {
+            if let Err(error) = stream.set_nodelay(true) {
+                tracing::debug!(%addr, "connection closed: {error}");
+                return;
+            }
+            // The TLS handshake runs in the connection's own task: a slow
+            // one holds up no other.
+            let Some((stream, transport)) = secure(stream, addr, &security, hello_timeout).await
+            else {
+                return;
+            };
             match permit {
                 Some(_permit) => {
-                    if let Err(error) = connection.run(stream).await {
+                    if let Err(error) = connection.run(stream, transport).await {
                         tracing::debug!(%addr, "connection closed: {error}");
                     }
                 }

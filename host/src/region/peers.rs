@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::net::{Client, ClientOptions};
 use crate::protocol::{CallError, ErrorCode, FunctionInfo, Processed, Role};
 use crate::service::CallContext;
+use crate::tls::Tls;
 
 /// Timings of peer links; the defaults suit hosts on one network.
 #[derive(Debug, Clone)]
@@ -39,6 +40,9 @@ pub struct PeerConfig {
     /// Ejection time: `eject_base` × ejections in a row, at most `eject_max`.
     pub eject_base: Duration,
     pub eject_max: Duration,
+    /// Dial peers with mutual TLS, as this material says at each dial;
+    /// `None`: plaintext.
+    pub tls: Option<Arc<Tls>>,
 }
 
 impl Default for PeerConfig {
@@ -52,6 +56,7 @@ impl Default for PeerConfig {
             eject_after: 5,
             eject_base: Duration::from_secs(30),
             eject_max: Duration::from_secs(300),
+            tls: None,
         }
     }
 }
@@ -568,17 +573,34 @@ async fn maintain(peer: Arc<Peer>, options: ClientOptions, config: PeerConfig) {
     let shutdown = peer.stop.clone();
     let mut backoff = config.backoff_min;
     let mut was_up = false;
+    // The last refusal logged: a peer whose certificate does not fit is
+    // logged once, not at every redial.
+    let mut refusal = None;
     while !shutdown.is_cancelled() {
+        let mut options = options.clone();
+        if let Some(tls) = &config.tls {
+            // The material of this moment: a rotated certificate is used at
+            // the next dial.
+            options.tls = Some(tls.current().peer_client(&peer.region));
+        }
         let connected = tokio::select! {
-            connected = Client::connect_with(peer.addr.as_str(), options.clone()) => connected,
+            connected = Client::connect_with(peer.addr.as_str(), options) => connected,
             () = shutdown.cancelled() => return,
         };
         match connected {
             Ok(client) => {
                 backoff = config.backoff_min;
                 was_up = true;
+                refusal = None;
                 follow(&peer, client, &config, &shutdown).await;
                 tracing::warn!(peer = %peer.addr, region = %peer.region, "lost the link to peer");
+            }
+            Err(error) if error.code == ErrorCode::Unauthenticated => {
+                was_up = false;
+                if refusal.as_ref() != Some(&error.message) {
+                    tracing::warn!(peer = %peer.addr, region = %peer.region, "peer refused: {}", error.message);
+                    refusal = Some(error.message);
+                }
             }
             Err(error) if was_up => {
                 was_up = false;

@@ -42,6 +42,7 @@ pub fn watch_topology<L: Local>(
     path: PathBuf,
     me: Identity,
     router: Arc<Router<L>>,
+    regions: Arc<std::sync::RwLock<std::collections::BTreeSet<String>>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let file_name = path.file_name().map(|n| n.to_owned());
@@ -91,13 +92,18 @@ pub fn watch_topology<L: Local>(
                 continue;
             }
             last_text = Some(text);
-            apply(&path, &me, &router);
+            apply(&path, &me, &router, &regions);
         }
     });
     Ok(())
 }
 
-fn apply<L: Local>(path: &std::path::Path, me: &Identity, router: &Router<L>) {
+fn apply<L: Local>(
+    path: &std::path::Path,
+    me: &Identity,
+    router: &Router<L>,
+    regions: &std::sync::RwLock<std::collections::BTreeSet<String>>,
+) {
     let topology = match Topology::from_file(path).and_then(|t| t.validate().map(|()| t)) {
         Ok(topology) => topology,
         Err(error) => {
@@ -122,4 +128,7 @@ fn apply<L: Local>(path: &std::path::Path, me: &Identity, router: &Router<L>) {
     );
     router.peers().set(peers);
     router.set_routes(routes);
+    // The regions whose certificates may act as peers.
+    *regions.write().expect("regions lock") =
+        topology.regions.iter().map(|r| r.name.clone()).collect();
 }
