@@ -1,6 +1,7 @@
 //! The `wasmrpc` command line: `host`, `call`, `list`, `up`.
 
 mod host;
+mod token;
 mod up;
 
 use std::io::IsTerminal;
@@ -52,6 +53,8 @@ enum Command {
     /// every host listens, a summary says where each one does. Ctrl-C (or
     /// SIGTERM) stops them all gracefully; a second one stops them at once.
     Up(UpArgs),
+    /// Make bearer tokens for callers.
+    Token(token::TokenArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -153,6 +156,7 @@ pub fn main() -> ExitCode {
             Command::Call(args) => run_call(args).await,
             Command::List(args) => run_list(args).await,
             Command::Up(args) => crate::cli::up::run(args.config).await,
+            Command::Token(args) => token::run(args),
         }
     });
     // Guest threads may still be unwinding an aborted call; don't wait for them.
