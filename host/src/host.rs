@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use ciborium::Value;
 use tokio::sync::watch;
 
+use crate::auth::AccessFile;
 use crate::net::{Security, ServerConfig, serve};
 use crate::tls::{Tls, TlsFiles};
 use crate::watch::watch_files;
@@ -47,8 +48,12 @@ pub struct HostOptions {
     pub topology_file: Option<PathBuf>,
     /// TLS for the listener and the peer links; `None`: plaintext.
     pub tls: Option<TlsFiles>,
-    /// Serve plaintext on an address other than loopback (logged loudly):
-    /// anyone who reaches it can call every function and read every call.
+    /// The access file: the tokens callers must present, and what each may
+    /// call. `None`: every caller may call every function.
+    pub access: Option<PathBuf>,
+    /// Serve on an address other than loopback without TLS or without an
+    /// access file (logged loudly): anyone who reaches it can call every
+    /// function, and without TLS read every call.
     pub insecure: bool,
 }
 
@@ -69,6 +74,7 @@ impl HostOptions {
             reload: ReloadConfig::default(),
             topology_file: None,
             tls: None,
+            access: None,
             insecure: false,
         }
     }
@@ -128,6 +134,20 @@ impl Host {
     /// the address cannot be bound.
     pub async fn start(mut options: HostOptions) -> anyhow::Result<Host> {
         let tls = secure_transport(&options)?;
+        if options.access.is_none() && !options.listen.ip().is_loopback() {
+            if !options.insecure {
+                anyhow::bail!(
+                    "refusing to serve `{}`, which is not a loopback address, without an access \
+                     file: give --access FILE (who may call what), or pass --insecure to let \
+                     every caller call every function",
+                    options.listen
+                );
+            }
+            tracing::warn!(
+                "INSECURE: no access file: every caller that reaches `{}` may call every function",
+                options.listen
+            );
+        }
         let runtime = Arc::new(
             Runtime::new(options.runtime.clone()).context("cannot start the wasm runtime")?,
         );
@@ -156,9 +176,29 @@ impl Host {
         let mut regions: BTreeSet<String> =
             options.peers.iter().map(|(region, _)| region.clone()).collect();
         regions.insert(options.region.clone());
+        let access = match &options.access {
+            Some(path) => {
+                let access = Arc::new(AccessFile::load(path)?);
+                let reloaded = access.clone();
+                watch_files(vec![path.clone()], shutdown.clone(), move || {
+                    match reloaded.reload() {
+                        Ok(tokens) => tracing::info!(
+                            tokens,
+                            "`{}` changed: new calls follow it, revoked tokens' connections close",
+                            reloaded.path().display()
+                        ),
+                        Err(error) => tracing::error!("{error}; keeping the previous access file"),
+                    }
+                })
+                .context("cannot watch the access file")?;
+                Some(access)
+            }
+            None => None,
+        };
         let security = Security {
             tls,
             regions: Arc::new(RwLock::new(regions)),
+            access,
         };
         reloader.watch(shutdown.clone()).with_context(|| {
             format!("cannot watch plugin folder `{}`", options.plugins.display())

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use ciborium::Value;
 use wasmrpc::protocol::{
-    DEFAULT_MAX_FRAME, ErrorCode, Message, PROTOCOL_VERSION, Role, decode_message,
+    DEFAULT_MAX_FRAME, ErrorCode, Message, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION, Role, decode_message,
 };
 use wasmrpc_tests::{HostProcess, RawConn, Read2, workspace_root};
 
@@ -93,7 +93,8 @@ fn predict(bytes: &[u8], prehello: bool) -> Prediction {
         if !hello_done {
             match message {
                 Message::Hello(hello)
-                    if hello.role != Role::Host && hello.version == PROTOCOL_VERSION =>
+                    if hello.role != Role::Host
+                        && (OLDEST_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&hello.version) =>
                 {
                     answers.push(Answer::Hello);
                     peer = hello.role == Role::Peer;

@@ -245,6 +245,9 @@ async fn a_partitioned_host_fails_no_idempotent_call_and_runs_nothing_twice() {
         cluster
             .host(region, index)
             .netns(network.netns(netns(region, index)))
+            // Faults, not security, are under test: plaintext between the
+            // namespaces' addresses.
+            .args(&["--insecure"])
             .start()
     };
     let hosts = [

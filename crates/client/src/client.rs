@@ -398,7 +398,7 @@ impl Client {
             hops: context.hops,
             visited: context.visited.clone(),
             metadata: context.metadata.clone(),
-            principal: None,
+            principal: context.principal.as_deref().map(str::to_owned),
         });
         match self.request(id, message, context.remaining(), true).await? {
             Response::Value(value) => Ok(value),

@@ -24,6 +24,9 @@ pub struct CallContext {
     pub metadata: BTreeMap<String, String>,
     /// Fires when the caller cancels or goes away.
     pub cancel: CancellationToken,
+    /// The name of the authenticated caller (its token's), carried to the
+    /// hosts a call is forwarded to, for their logs. Only hosts set it.
+    pub principal: Option<std::sync::Arc<str>>,
 }
 
 impl CallContext {
@@ -35,6 +38,7 @@ impl CallContext {
             visited: Vec::new(),
             metadata: BTreeMap::new(),
             cancel: CancellationToken::new(),
+            principal: None,
         }
     }
 
@@ -59,6 +63,7 @@ impl CallContext {
             visited: self.visited.clone(),
             metadata: self.metadata.clone(),
             cancel: self.cancel.child_token(),
+            principal: self.principal.clone(),
         }
     }
 

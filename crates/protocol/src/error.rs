@@ -175,7 +175,10 @@ pub enum ProtocolError {
     #[error("unexpected `{got}` message: {why}")]
     Unexpected { got: &'static str, why: String },
     /// The peer speaks another protocol version.
-    #[error("unsupported protocol version {got}; this host speaks version {ours}")]
+    #[error(
+        "unsupported protocol version {got}; this host speaks versions {} to {ours}",
+        crate::OLDEST_PROTOCOL_VERSION
+    )]
     Version { got: u32, ours: u32 },
     /// A frame started arriving and did not complete in time (slow sender).
     #[error("no complete frame within {0:?} of its first byte")]

@@ -26,6 +26,8 @@ use crate::protocol::{
 };
 use crate::service::{CallContext, CallRequest, Service};
 use super::security::{Security, Transport};
+use crate::auth::{Access, Grant};
+use tokio::sync::watch;
 use wasmrpc_client::outbound::{self, Outbound};
 use wasmrpc_client::stream::{ReadHalf, Stream, TLS_HANDSHAKE_BYTE};
 
@@ -63,9 +65,65 @@ struct Caller {
     role: Role,
     /// The protocol version of its `hello`: nothing newer is sent to it.
     version: u32,
-    /// A peer host whose certificate the cluster CA vouches for: the
-    /// principals its calls name are believed.
-    vouched: bool,
+    /// The token it authenticated with, as the access file says now.
+    grant: Option<Arc<Grant>>,
+    /// The grant's name, the principal of its calls.
+    principal: Option<Arc<str>>,
+}
+
+impl Caller {
+    /// The code of a call refused for its function: `permission_denied`,
+    /// which version 1 lacks; that version gets `unauthenticated`.
+    fn denied(&self) -> ErrorCode {
+        if self.version < 2 {
+            ErrorCode::Unauthenticated
+        } else {
+            ErrorCode::PermissionDenied
+        }
+    }
+
+    /// The principal of a call, or why the call is refused: a token's
+    /// patterns must match the function, and only a peer host may name the
+    /// principal of the calls it forwards.
+    fn authorise(&self, call: &Call) -> Result<Option<Arc<str>>, CallError> {
+        if self.role == Role::Peer {
+            // Vouched for by its certificate, or a plaintext peer on a
+            // listener that checks no identity at all (loopback, insecure).
+            return Ok(call.principal.as_deref().map(Arc::from));
+        }
+        if call.principal.is_some() {
+            return Err(CallError::new(
+                self.denied(),
+                Processed::No,
+                "only a peer host may name the principal of a call",
+            ));
+        }
+        match &self.grant {
+            Some(grant) if !grant.allows(&call.function) => Err(CallError::new(
+                self.denied(),
+                Processed::No,
+                format!(
+                    "token `{}` may not call `{}`",
+                    grant.name(),
+                    call.function
+                ),
+            )),
+            _ => Ok(self.principal.clone()),
+        }
+    }
+}
+
+/// The next version of the access file, for a connection that follows it;
+/// never resolves for one that does not.
+async fn access_changed(changes: &mut Option<watch::Receiver<Arc<Access>>>) -> Arc<Access> {
+    if let Some(receiver) = changes {
+        if receiver.changed().await.is_ok() {
+            return receiver.borrow_and_update().clone();
+        }
+        // The host is going away; the connection goes with it.
+        *changes = None;
+    }
+    std::future::pending().await
 }
 
 type Frames = FramedRead<ReadHalf, FrameCodec>;
@@ -240,6 +298,7 @@ impl Connection {
             {
                 tracing::debug!(role = ?hello.role, region = ?hello.region, host_id = ?hello.host_id, "hello");
                 let vouched = self.check_peer(&hello, transport)?;
+                let grant = self.authenticate(&hello, vouched)?;
                 let ours = Hello {
                     // The caller's version: it learns that its own is spoken.
                     version: hello.version,
@@ -254,7 +313,8 @@ impl Connection {
                 Ok(Caller {
                     role: hello.role,
                     version: hello.version,
-                    vouched,
+                    principal: grant.as_ref().map(|g| Arc::from(g.name())),
+                    grant,
                 })
             }
             Message::Hello(hello) => Err(ProtocolError::Version {
@@ -312,13 +372,62 @@ impl Connection {
         }
     }
 
+    /// The caller's token, checked against the access file, if the host has
+    /// one. Peer hosts vouched for by their certificate need none: the hosts
+    /// their calls entered by checked them.
+    ///
+    /// # Errors
+    ///
+    /// [`ProtocolError::Unauthenticated`]: no token, or one the file does not
+    /// hold. The message never repeats the token.
+    fn authenticate(
+        &self,
+        hello: &Hello,
+        vouched: bool,
+    ) -> Result<Option<Arc<Grant>>, ProtocolError> {
+        let Some(access) = &self.security.access else {
+            return Ok(None);
+        };
+        let refuse = |why: String| Err(ProtocolError::Unauthenticated(why));
+        if vouched {
+            return Ok(None);
+        }
+        if hello.role == Role::Peer {
+            return refuse(
+                "a host with an access file accepts the `peer` role only over mutual TLS".into(),
+            );
+        }
+        let Some(token) = &hello.token else {
+            if hello.version < 2 {
+                return refuse(format!(
+                    "this host requires a token, which protocol version {} cannot send: upgrade the client",
+                    hello.version
+                ));
+            }
+            return refuse(
+                "this host requires a token in `hello` (the CLI's --token, or WASMRPC_TOKEN)"
+                    .into(),
+            );
+        };
+        match access.current().authenticate(token.expose()) {
+            Some(grant) => Ok(Some(grant)),
+            None => refuse("the token is not valid here: unknown, or revoked".into()),
+        }
+    }
+
     async fn serve_calls(
         &self,
         frames: &mut Frames,
         tx: &Outbound,
         tick: &mut Interval,
-        caller: Caller,
+        mut caller: Caller,
     ) -> Result<(), ProtocolError> {
+        // A connection with a token follows the access file: a revoked token
+        // closes it, changed patterns apply to its next call.
+        let mut access_changes = match (&caller.grant, &self.security.access) {
+            (Some(_), Some(access)) => Some(access.subscribe()),
+            _ => None,
+        };
         // Peers learn this host's own functions now and after every change.
         let is_peer = caller.role == Role::Peer;
         let mut catalog_changes = self.service.local_changes();
@@ -374,6 +483,19 @@ impl Connection {
                         break Err(ProtocolError::Idle(self.config.idle_timeout));
                     }
                 }
+                access = access_changed(&mut access_changes) => {
+                    let earlier = caller.grant.take().expect("only a connection with a token follows the file");
+                    match access.regrant(&earlier) {
+                        Some(grant) => {
+                            caller.principal = Some(Arc::from(grant.name()));
+                            caller.grant = Some(grant);
+                        }
+                        None => break Err(ProtocolError::Unauthenticated(format!(
+                            "token `{}` was revoked",
+                            earlier.name()
+                        ))),
+                    }
+                }
                 Ok(()) = catalog_changes.changed(), if is_peer => {
                     let functions = self.service.local_catalog();
                     self.send(tx, Message::CatalogUpdate(CatalogUpdate { functions }));
@@ -399,7 +521,7 @@ impl Connection {
                     let _corked = outbound::cork();
                     loop {
                         let handled = decode_message(&body)
-                            .and_then(|message| self.on_message(message, &mut calls, tx, &waker));
+                            .and_then(|message| self.on_message(message, &caller, &mut calls, tx, &waker));
                         if let Err(error) = handled {
                             break 'serve Err(error);
                         }
@@ -448,12 +570,13 @@ impl Connection {
     fn on_message(
         &self,
         message: Message,
+        caller: &Caller,
         calls: &mut Calls,
         tx: &Outbound,
         waker: &Waker,
     ) -> Result<(), ProtocolError> {
         match message {
-            Message::Call(call) => self.start_call(call, calls, tx, waker),
+            Message::Call(call) => self.start_call(call, caller, calls, tx, waker),
             Message::Cancel(cancel) => {
                 if let Some(token) = calls.in_flight.get(&cancel.id) {
                     token.cancel();
@@ -471,7 +594,11 @@ impl Connection {
                 Ok(())
             }
             Message::List(list) => {
-                let functions = self.service.catalog();
+                let mut functions = self.service.catalog();
+                // A caller sees what it may call.
+                if let Some(grant) = &caller.grant {
+                    functions.retain(|f| grant.allows(&f.name));
+                }
                 let catalog = Message::Catalog(Catalog {
                     id: list.id,
                     functions,
@@ -512,6 +639,7 @@ impl Connection {
     fn start_call(
         &self,
         call: Call,
+        caller: &Caller,
         calls: &mut Calls,
         tx: &Outbound,
         waker: &Waker,
@@ -524,6 +652,22 @@ impl Connection {
                     call.id
                 ),
             });
+        }
+        let principal = match caller.authorise(&call) {
+            Ok(principal) => principal,
+            Err(error) => {
+                tracing::info!(addr = %self.addr, "refused a call: {}", error.message);
+                self.answer_error(tx, call.id, error);
+                return Ok(());
+            }
+        };
+        if caller.role == Role::Peer {
+            tracing::debug!(
+                function = %call.function,
+                principal = principal.as_deref().unwrap_or("-"),
+                from = call.visited.last().map_or("-", String::as_str),
+                "forwarded call"
+            );
         }
         let refusal = if calls.draining {
             Some(CallError::new(
@@ -556,6 +700,7 @@ impl Connection {
             hops: call.hops,
             visited: call.visited,
             metadata: call.metadata,
+            principal,
             ..CallContext::new(timeout)
         };
         let cancel = context.cancel.clone();

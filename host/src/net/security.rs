@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use wasmrpc_client::stream::{Stream, TLS_HANDSHAKE_BYTE, accept_tls};
 
+use crate::auth::AccessFile;
 use crate::tls::{Tls, describe_accept_error};
 
 /// How a listener authenticates. The default is plaintext with no tokens,
@@ -20,12 +21,16 @@ pub struct Security {
     pub tls: Option<Arc<Tls>>,
     /// The regions of the topology: those a peer's certificate may name.
     pub regions: Arc<RwLock<BTreeSet<String>>>,
+    /// The tokens callers must present; `None`: every caller may call every
+    /// function.
+    pub access: Option<Arc<AccessFile>>,
 }
 
 impl std::fmt::Debug for Security {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Security")
             .field("tls", &self.tls.is_some())
+            .field("access", &self.access.as_ref().map(|a| a.path().to_owned()))
             .finish_non_exhaustive()
     }
 }
