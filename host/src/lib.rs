@@ -5,6 +5,7 @@
 //! [`net`]) and runs each call in a fresh, sandboxed instance ([`runtime`]).
 //! [`net::Client`] calls any function by name.
 
+pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod host;
