@@ -1,5 +1,6 @@
-//! The `wasmrpc` command line: `host`, `call`, `list`, `up`.
+//! The `wasmrpc` command line: `host`, `call`, `list`, `up`, `certs`.
 
+mod certs;
 mod host;
 mod up;
 
@@ -52,6 +53,13 @@ enum Command {
     /// every host listens, a summary says where each one does. Ctrl-C (or
     /// SIGTERM) stops them all gracefully; a second one stops them at once.
     Up(UpArgs),
+    /// Make development TLS certificates for the regions of the config file.
+    ///
+    /// Creates the cluster CA named by the file's `[tls]` table when it does
+    /// not exist, and reuses it otherwise; then issues each region's host
+    /// certificate (or only the `--region`s named), or callers'
+    /// certificates with `--client`. Prints one line per file written.
+    Certs(certs::CertsArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -153,6 +161,7 @@ pub fn main() -> ExitCode {
             Command::Call(args) => run_call(args).await,
             Command::List(args) => run_list(args).await,
             Command::Up(args) => crate::cli::up::run(args.config).await,
+            Command::Certs(args) => certs::run(args),
         }
     });
     // Guest threads may still be unwinding an aborted call; don't wait for them.
