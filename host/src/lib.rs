@@ -6,6 +6,7 @@
 //! [`net::Client`] calls any function by name.
 
 pub mod auth;
+pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod host;

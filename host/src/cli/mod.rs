@@ -1,5 +1,6 @@
-//! The `wasmrpc` command line: `host`, `call`, `list`, `up`.
+//! The `wasmrpc` command line: `host`, `call`, `list`, `up`, `certs`, `token`.
 
+mod certs;
 mod host;
 mod token;
 mod up;
@@ -55,6 +56,13 @@ enum Command {
     Up(UpArgs),
     /// Make bearer tokens for callers.
     Token(token::TokenArgs),
+    /// Make development TLS certificates for the regions of the config file.
+    ///
+    /// Creates the cluster CA named by the file's `[tls]` table when it does
+    /// not exist, and reuses it otherwise; then issues each region's host
+    /// certificate (or only the `--region`s named), or callers'
+    /// certificates with `--client`. Prints one line per file written.
+    Certs(certs::CertsArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -157,6 +165,7 @@ pub fn main() -> ExitCode {
             Command::List(args) => run_list(args).await,
             Command::Up(args) => crate::cli::up::run(args.config).await,
             Command::Token(args) => token::run(args),
+            Command::Certs(args) => certs::run(args),
         }
     });
     // Guest threads may still be unwinding an aborted call; don't wait for them.
