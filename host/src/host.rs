@@ -14,8 +14,6 @@ use tokio::sync::watch;
 
 use crate::auth::AccessFile;
 use crate::net::{Security, ServerConfig, serve};
-use crate::tls::{Tls, TlsFiles};
-use crate::watch::watch_files;
 use crate::plugins::{PluginSet, Registry, ReloadConfig, Reloader};
 use crate::protocol::{CallError, FunctionInfo};
 use crate::region::{
@@ -23,6 +21,8 @@ use crate::region::{
 };
 use crate::runtime::{LocalCall, Runtime, RuntimeConfig};
 use crate::service::{CallRequest, Service};
+use crate::tls::{Tls, TlsFiles};
+use crate::watch::watch_files;
 
 /// Everything needed to start a host.
 #[derive(Debug, Clone)]
@@ -167,34 +167,40 @@ impl Host {
             let files = tls.files().paths().map(Path::to_path_buf).to_vec();
             let reloaded = tls.clone();
             watch_files(files, shutdown.clone(), move || match reloaded.reload() {
-                Ok(()) => tracing::info!("TLS certificate, key or CA changed: new connections use them"),
+                Ok(()) => {
+                    tracing::info!("TLS certificate, key or CA changed: new connections use them")
+                }
                 Err(error) => tracing::error!("{error}; keeping the previous TLS material"),
             })
             .context("cannot watch the TLS files")?;
         }
         options.peer_config.tls = tls.clone();
-        let mut regions: BTreeSet<String> =
-            options.peers.iter().map(|(region, _)| region.clone()).collect();
+        let mut regions: BTreeSet<String> = options
+            .peers
+            .iter()
+            .map(|(region, _)| region.clone())
+            .collect();
         regions.insert(options.region.clone());
-        let access = match &options.access {
-            Some(path) => {
-                let access = Arc::new(AccessFile::load(path)?);
-                let reloaded = access.clone();
-                watch_files(vec![path.clone()], shutdown.clone(), move || {
-                    match reloaded.reload() {
+        let access =
+            match &options.access {
+                Some(path) => {
+                    let access = Arc::new(AccessFile::load(path)?);
+                    let reloaded = access.clone();
+                    watch_files(vec![path.clone()], shutdown.clone(), move || match reloaded
+                        .reload()
+                    {
                         Ok(tokens) => tracing::info!(
                             tokens,
                             "`{}` changed: new calls follow it, revoked tokens' connections close",
                             reloaded.path().display()
                         ),
                         Err(error) => tracing::error!("{error}; keeping the previous access file"),
-                    }
-                })
-                .context("cannot watch the access file")?;
-                Some(access)
-            }
-            None => None,
-        };
+                    })
+                    .context("cannot watch the access file")?;
+                    Some(access)
+                }
+                None => None,
+            };
         let security = Security {
             tls,
             regions: Arc::new(RwLock::new(regions)),
@@ -233,7 +239,7 @@ impl Host {
                 security.regions.clone(),
                 shutdown.clone(),
             )
-                .with_context(|| format!("cannot watch `{}`", path.display()))?;
+            .with_context(|| format!("cannot watch `{}`", path.display()))?;
         }
         let router: Arc<dyn Service> = router;
 

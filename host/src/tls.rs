@@ -64,13 +64,10 @@ pub enum TlsError {
     NoKey { path: PathBuf },
     #[error("`{path}`: {message}")]
     Invalid { path: PathBuf, message: String },
-    #[error("the certificate `{cert}` names no region of trust domain `{trust_domain}` (a URI SAN `spiffe://{trust_domain}/wasmrpc/region/<region>`)")]
+    #[error(
+        "the certificate `{cert}` names no region of trust domain `{trust_domain}` (a URI SAN `spiffe://{trust_domain}/wasmrpc/region/<region>`)"
+    )]
     NoRegion { cert: PathBuf, trust_domain: String },
-}
-
-/// The SPIFFE ID of region `region`.
-pub fn region_spiffe_id(trust_domain: &str, region: &str) -> String {
-    format!("spiffe://{trust_domain}/wasmrpc/region/{region}")
 }
 
 /// The region a certificate names: the one URI SAN of the form
@@ -79,17 +76,18 @@ pub fn region_spiffe_id(trust_domain: &str, region: &str) -> String {
 pub fn region_of(cert: &CertificateDer<'_>, trust_domain: &str) -> Option<String> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
     let san = parsed.subject_alternative_name().ok()??;
-    let prefix = format!("spiffe://{trust_domain}/wasmrpc/region/");
-    let mut regions = san.value.general_names.iter().filter_map(|name| match name {
-        x509_parser::extensions::GeneralName::URI(uri) => uri.strip_prefix(prefix.as_str()),
-        _ => None,
-    });
+    let mut regions = san
+        .value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            x509_parser::extensions::GeneralName::URI(uri) => {
+                crate::certs::region_of_spiffe_id(uri, trust_domain)
+            }
+            _ => None,
+        });
     let region = regions.next()?;
-    let valid = !region.is_empty()
-        && region
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    (valid && regions.next().is_none()).then(|| region.to_owned())
+    regions.next().is_none().then(|| region.to_owned())
 }
 
 /// Loaded TLS material: what new connections use.
@@ -177,7 +175,12 @@ impl TlsMaterial {
             .map_err(|e| invalid(&files.cert, e.to_string()))?
             .with_client_cert_verifier(verifier)
             .with_single_cert(chain.clone(), key.clone_key())
-            .map_err(|e| invalid(&files.key, format!("does not fit `{}`: {e}", files.cert.display())))?;
+            .map_err(|e| {
+                invalid(
+                    &files.key,
+                    format!("does not fit `{}`: {e}", files.cert.display()),
+                )
+            })?;
         Ok(TlsMaterial {
             server: Arc::new(server),
             roots,
@@ -305,7 +308,9 @@ pub struct Tls {
 
 impl std::fmt::Debug for Tls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tls").field("files", &self.files).finish_non_exhaustive()
+        f.debug_struct("Tls")
+            .field("files", &self.files)
+            .finish_non_exhaustive()
     }
 }
 

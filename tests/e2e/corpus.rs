@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 
 use ciborium::Value;
 use wasmrpc::protocol::{
-    DEFAULT_MAX_FRAME, ErrorCode, Message, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION, Role, decode_message,
+    DEFAULT_MAX_FRAME, ErrorCode, Message, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION, Role,
+    decode_message,
 };
 use wasmrpc_tests::{HostProcess, RawConn, Read2, workspace_root};
 
@@ -94,7 +95,8 @@ fn predict(bytes: &[u8], prehello: bool) -> Prediction {
             match message {
                 Message::Hello(hello)
                     if hello.role != Role::Host
-                        && (OLDEST_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&hello.version) =>
+                        && (OLDEST_PROTOCOL_VERSION..=PROTOCOL_VERSION)
+                            .contains(&hello.version) =>
                 {
                     answers.push(Answer::Hello);
                     peer = hello.role == Role::Peer;

@@ -24,7 +24,7 @@ pub mod stream;
 pub mod tls;
 
 pub use client::{CallOptions, Client, ClientOptions};
-pub use tls::ClientTls;
 pub use context::CallContext;
+pub use tls::ClientTls;
 pub use wasmrpc_protocol as protocol;
 pub use wasmrpc_protocol::{CallError, ErrorCode, Processed};

@@ -254,9 +254,7 @@ impl WriteHalf {
 
     /// Whether encrypted bytes wait for the socket.
     pub fn owes(&self) -> bool {
-        self.tls
-            .as_ref()
-            .is_some_and(|tls| lock(tls).wants_write())
+        self.tls.as_ref().is_some_and(|tls| lock(tls).wants_write())
     }
 
     /// Resolves when the socket may take more bytes.

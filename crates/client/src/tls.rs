@@ -128,7 +128,8 @@ pub fn describe_handshake_error(error: &std::io::Error) -> String {
                 CertificateError::UnknownIssuer => {
                     "it is not signed by a CA this side trusts".to_owned()
                 }
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+                CertificateError::NotValidForName
+                | CertificateError::NotValidForNameContext { .. } => {
                     "it does not name the address connected to".to_owned()
                 }
                 other => format!("{other:?}"),
@@ -139,7 +140,9 @@ pub fn describe_handshake_error(error: &std::io::Error) -> String {
             "the host did not answer with TLS: is this a plaintext port?".to_owned()
         }
         Error::AlertReceived(alert) => {
-            format!("the host refused the TLS handshake (alert `{alert:?}`): does it require a client certificate, or trust another CA?")
+            format!(
+                "the host refused the TLS handshake (alert `{alert:?}`): does it require a client certificate, or trust another CA?"
+            )
         }
         Error::General(message) => format!("the host's certificate was refused: {message}"),
         other => format!("TLS handshake failed: {other}"),

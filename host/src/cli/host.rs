@@ -40,6 +40,26 @@ pub(super) struct HostArgs {
     /// Plugin folder; defaults to the region's `plugins` entry.
     #[arg(long)]
     plugins: Option<PathBuf>,
+    /// This host's TLS certificate chain (PEM), naming its region as
+    /// `spiffe://<trust_domain>/wasmrpc/region/<region>`; default: the
+    /// region's `<region>.crt` in the `[tls]` folder of the config file.
+    /// Reloaded when it changes.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of `--tls-cert` (PEM); default: `<region>.key`
+    /// beside the region's certificate.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// The access file: callers' token digests and the functions each may
+    /// call. Without it every caller may call every function. Reloaded when
+    /// it changes; a token removed closes its connections.
+    #[arg(long, env = "WASMRPC_ACCESS")]
+    access: Option<PathBuf>,
+    /// Serve an address other than loopback without TLS or without an
+    /// access file. Anyone who reaches it can call every function, and
+    /// without TLS read and alter every call; logged loudly at start.
+    #[arg(long)]
+    insecure: bool,
     /// How long shutdown waits for calls in flight (the process then exits
     /// 0; a second signal stops the wait: exit code 130).
     #[arg(long, value_parser = humantime::parse_duration)]
@@ -250,6 +270,7 @@ pub(super) async fn run(args: HostArgs) -> anyhow::Result<ExitCode> {
     let mut peers = Vec::new();
     let mut routes = Vec::new();
     let mut topology_file = None;
+    let mut tls = None;
     let (listen, plugins) = match Topology::from_file(&args.config) {
         Ok(topology) => {
             topology.validate()?;
@@ -266,6 +287,7 @@ pub(super) async fn run(args: HostArgs) -> anyhow::Result<ExitCode> {
             };
             (peers, routes) = peers_and_routes(&topology, &me);
             topology_file = Some(args.config.clone());
+            tls = topology.tls_files(&args.region, args.tls_cert.clone(), args.tls_key.clone());
             let plugins = args
                 .plugins
                 .clone()
@@ -293,6 +315,15 @@ pub(super) async fn run(args: HostArgs) -> anyhow::Result<ExitCode> {
     options.peers = peers;
     options.routes = routes;
     options.topology_file = topology_file;
+    if tls.is_none() && args.tls_cert.is_some() {
+        bail!(
+            "--tls-cert needs the cluster CA and trust domain: add a `[tls]` table to `{}`",
+            args.config.display()
+        );
+    }
+    options.tls = tls;
+    options.access = args.access.clone();
+    options.insecure = args.insecure;
     args.apply(&mut options);
     let host = Host::start(options).await?;
     let (functions, plugin_count) = host.loaded();

@@ -15,9 +15,10 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use crate::net::{CallOptions, Client, ClientOptions};
-use crate::protocol::CallError;
 use crate::protocol::json::{cbor_to_json, json_to_cbor, to_json_text};
+use crate::protocol::{CallError, ErrorCode, Processed};
 use host::HostArgs;
+use wasmrpc_client::ClientTls;
 
 /// Multi-region RPC whose handlers are WebAssembly components.
 #[derive(Debug, Parser)]
@@ -72,11 +73,51 @@ struct UpArgs {
     config: PathBuf,
 }
 
+/// How `call` and `list` reach a host: its address, TLS and token.
 #[derive(Debug, clap::Args)]
-struct CallArgs {
+struct Connect {
     /// Host to connect to.
     #[arg(long, env = "WASMRPC_HOST", default_value = "127.0.0.1:7101")]
     host: String,
+    /// Connect with TLS, trusting this CA certificate (PEM): the cluster CA
+    /// of the hosts' `[tls]` table. Without it the connection is plaintext,
+    /// which hosts accept on loopback only.
+    #[arg(long, env = "WASMRPC_CA")]
+    ca: Option<PathBuf>,
+    /// The name the host's certificate must carry; default: the IP address
+    /// of `--host`.
+    #[arg(long, requires = "ca")]
+    tls_server_name: Option<String>,
+    /// The bearer token to present, for hosts with an access file. Prefer
+    /// the environment variable: a flag shows in the process list.
+    #[arg(long, env = "WASMRPC_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+impl Connect {
+    async fn client(&self) -> Result<Client, CallError> {
+        let mut options = ClientOptions {
+            token: self.token.clone().map(crate::protocol::Secret::new),
+            ..ClientOptions::default()
+        };
+        if let Some(ca) = &self.ca {
+            let bad = |e: wasmrpc_client::tls::TlsError| {
+                CallError::new(ErrorCode::InvalidArgs, Processed::No, format!("--ca: {e}"))
+            };
+            let mut tls = ClientTls::from_ca_file(ca).map_err(bad)?;
+            if let Some(name) = &self.tls_server_name {
+                tls = tls.with_server_name(name).map_err(bad)?;
+            }
+            options.tls = Some(tls);
+        }
+        Client::connect_with(self.host.as_str(), options).await
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct CallArgs {
+    #[command(flatten)]
+    connect: Connect,
     /// The call's deadline, e.g. `200ms`, `5s`.
     #[arg(long, value_parser = humantime::parse_duration)]
     timeout: Option<Duration>,
@@ -89,9 +130,8 @@ struct CallArgs {
 
 #[derive(Debug, clap::Args)]
 struct ListArgs {
-    /// Host to connect to.
-    #[arg(long, env = "WASMRPC_HOST", default_value = "127.0.0.1:7101")]
-    host: String,
+    #[command(flatten)]
+    connect: Connect,
     /// Print the catalog as JSON.
     #[arg(long)]
     json: bool,
@@ -206,7 +246,7 @@ async fn run_call(args: CallArgs) -> anyhow::Result<ExitCode> {
         values.push(json_to_cbor(json));
     }
     let result = async {
-        let client = Client::connect(args.host.as_str()).await?;
+        let client = args.connect.client().await?;
         let options = CallOptions {
             timeout: args.timeout,
             ..CallOptions::default()
@@ -227,7 +267,7 @@ async fn run_call(args: CallArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn run_list(args: ListArgs) -> anyhow::Result<ExitCode> {
-    let result = async { Client::connect(args.host.as_str()).await?.list().await }.await;
+    let result = async { args.connect.client().await?.list().await }.await;
     let mut functions = match result {
         Ok(functions) => functions,
         Err(error) => {

@@ -8,6 +8,11 @@
 //!
 //! [routes]                          # optional: region preference per function pattern
 //! "billing.*" = ["us-east", "eu-west"]
+//!
+//! [tls]                             # optional: TLS on every host of the file
+//! ca = "certs/ca.crt"               # the cluster CA certificate (PEM), relative to this file
+//! trust_domain = "wasmrpc.local"    # SPIFFE trust domain of the hosts' region identities
+//! certs = "certs"                   # each region's <region>.crt and <region>.key (default: the CA's folder)
 //! ```
 
 use std::collections::{BTreeMap, HashSet};
@@ -48,6 +53,8 @@ pub enum ConfigError {
     UnknownRouteRegion { pattern: String, region: String },
     #[error("routes.\"{pattern}\": a pattern is `*`, a function name, or a prefix ending in `*`")]
     BadRoutePattern { pattern: String },
+    #[error("tls.trust_domain `{0}` must be lowercase letters, digits, `-`, `.` and `_`")]
+    BadTrustDomain(String),
     #[error("unknown region `{name}`; `{path}` defines {known}")]
     UnknownRegion {
         name: String,
@@ -69,6 +76,9 @@ pub struct Topology {
     /// then `*`), so the order in the file does not matter.
     #[serde(default)]
     pub routes: BTreeMap<String, Vec<String>>,
+    /// `[tls]`: the cluster CA and where hosts find their certificates.
+    #[serde(default)]
+    pub tls: Option<TlsTable>,
     /// The folder the file is in; relative plugin folders start there.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -89,7 +99,46 @@ pub struct Region {
     pub plugins: PathBuf,
 }
 
+/// `[tls]`: TLS for every host of the file, and mutual TLS between them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsTable {
+    /// `ca = "certs/ca.crt"`: the cluster CA certificate every host's
+    /// certificate chains to, relative to the file.
+    pub ca: PathBuf,
+    /// `trust_domain = "wasmrpc.local"`: hosts' certificates name their
+    /// region as `spiffe://<trust_domain>/wasmrpc/region/<region>`.
+    pub trust_domain: String,
+    /// `certs = "certs"`: the folder of each region's `<region>.crt` and
+    /// `<region>.key` (a host's `--tls-cert` and `--tls-key` override them);
+    /// default: the CA's folder.
+    #[serde(default)]
+    pub certs: Option<PathBuf>,
+}
+
 impl Topology {
+    /// The TLS files of a host of `region`: the CA of `[tls]`, and the
+    /// region's certificate and key in its `certs` folder, unless given.
+    pub fn tls_files(
+        &self,
+        region: &str,
+        cert: Option<PathBuf>,
+        key: Option<PathBuf>,
+    ) -> Option<crate::tls::TlsFiles> {
+        let tls = self.tls.as_ref()?;
+        let ca = self.base_dir.join(&tls.ca);
+        let folder = match &tls.certs {
+            Some(folder) => self.base_dir.join(folder),
+            None => ca.parent().map(Path::to_path_buf).unwrap_or_default(),
+        };
+        Some(crate::tls::TlsFiles {
+            cert: cert.unwrap_or_else(|| folder.join(format!("{region}.crt"))),
+            key: key.unwrap_or_else(|| folder.join(format!("{region}.key"))),
+            ca,
+            trust_domain: tls.trust_domain.clone(),
+        })
+    }
+
     /// Reads and parses `path` (not yet validated).
     ///
     /// # Errors
@@ -173,6 +222,16 @@ impl Topology {
                     region: region.name.clone(),
                     path: folder,
                 });
+            }
+        }
+        if let Some(tls) = &self.tls {
+            let valid = !tls.trust_domain.is_empty()
+                && tls
+                    .trust_domain
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b));
+            if !valid {
+                return Err(ConfigError::BadTrustDomain(tls.trust_domain.clone()));
             }
         }
         for (pattern, regions) in &self.routes {

@@ -19,14 +19,14 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use super::config::ServerConfig;
-use crate::protocol::{
-    Call, CallError, Catalog, DEFAULT_MAX_FRAME, CatalogUpdate, Drain, ErrorCode, ErrorReply, FrameCodec, Hello,
-    Message, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION, Pong, Processed, ProtocolError, Reply,
-    Role, decode_message, encode_message,
-};
-use crate::service::{CallContext, CallRequest, Service};
 use super::security::{Security, Transport};
 use crate::auth::{Access, Grant};
+use crate::protocol::{
+    Call, CallError, Catalog, CatalogUpdate, DEFAULT_MAX_FRAME, Drain, ErrorCode, ErrorReply,
+    FrameCodec, Hello, Message, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION, Pong, Processed,
+    ProtocolError, Reply, Role, decode_message, encode_message,
+};
+use crate::service::{CallContext, CallRequest, Service};
 use tokio::sync::watch;
 use wasmrpc_client::outbound::{self, Outbound};
 use wasmrpc_client::stream::{ReadHalf, Stream, TLS_HANDSHAKE_BYTE};
@@ -102,11 +102,7 @@ impl Caller {
             Some(grant) if !grant.allows(&call.function) => Err(CallError::new(
                 self.denied(),
                 Processed::No,
-                format!(
-                    "token `{}` may not call `{}`",
-                    grant.name(),
-                    call.function
-                ),
+                format!("token `{}` may not call `{}`", grant.name(), call.function),
             )),
             _ => Ok(self.principal.clone()),
         }
@@ -203,7 +199,10 @@ impl Connection {
         );
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
-        let result = match self.handshake(&mut frames, &tx, &mut tick, &transport).await {
+        let result = match self
+            .handshake(&mut frames, &tx, &mut tick, &transport)
+            .await
+        {
             Ok(caller) => self.serve_calls(&mut frames, &tx, &mut tick, caller).await,
             Err(error) => {
                 self.log_refusal(&error, &frames);
@@ -365,7 +364,14 @@ impl Connection {
             Some(region) if region != claimed => refuse(format!(
                 "the certificate names region `{region}`, but the `peer` hello claims `{claimed}`"
             )),
-            Some(region) if !self.security.regions.read().expect("regions lock").contains(region) => {
+            Some(region)
+                if !self
+                    .security
+                    .regions
+                    .read()
+                    .expect("regions lock")
+                    .contains(region) =>
+            {
                 refuse(format!("region `{region}` is not in this host's topology"))
             }
             Some(_) => Ok(true),
