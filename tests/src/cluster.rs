@@ -39,6 +39,8 @@ pub struct Cluster {
     pub hosts: Vec<(String, SocketAddr, SocketAddr)>,
     /// `[routes]` lines, kept for rewriting the file.
     routes: String,
+    /// The `[tls]` table, kept for rewriting the file.
+    tls: String,
 }
 
 impl Cluster {
@@ -103,6 +105,7 @@ impl Cluster {
             config,
             hosts,
             routes: String::new(),
+            tls: String::new(),
         };
         let mut routes_toml = String::new();
         if let Some(routes) = toml.split_once("[routes]\n").map(|(_, r)| r) {
@@ -140,7 +143,23 @@ impl Cluster {
             toml.push_str("[routes]\n");
             toml.push_str(&self.routes);
         }
+        toml.push_str(&self.tls);
         toml
+    }
+
+    /// Turns TLS on for every host: a CA in `<dir>/certs`, a certificate per
+    /// region there, and a `[tls]` table in `regions.toml`.
+    pub fn with_tls(&mut self) -> crate::Pki {
+        let pki = crate::Pki::new(&self.dir.path().join("certs"));
+        let mut regions: Vec<&str> = self.hosts.iter().map(|(r, _, _)| r.as_str()).collect();
+        regions.dedup();
+        pki.write_regions(&regions);
+        self.tls = format!(
+            "\n[tls]\nca = \"certs/ca.crt\"\ntrust_domain = \"{}\"\ncerts = \"certs\"\n",
+            crate::TRUST_DOMAIN
+        );
+        self.replace_config(&self.render());
+        pki
     }
 
     /// Writes `text` as the new `regions.toml`, the way deploy tools do

@@ -6,6 +6,7 @@ mod cluster;
 mod files;
 mod host;
 mod netns;
+mod pki;
 mod proxy;
 mod wait;
 
@@ -13,6 +14,7 @@ pub use cluster::{Cluster, RegionSpec, free_addr};
 pub use files::{WriteStyle, component_returning, large_component};
 pub use host::{HostBuilder, HostProcess};
 pub use netns::Network;
+pub use pki::{Pki, TRUST_DOMAIN};
 pub use proxy::Proxy;
 pub use wait::{call_in_flight, eventually, eventually_async, eventually_some};
 

@@ -73,6 +73,47 @@ impl ClientTls {
         })
     }
 
+    /// [`ClientTls::from_ca_pem`], presenting a certificate of this caller
+    /// (`cert_pem`, leaf first, and its `key_pem`) to hosts that ask.
+    ///
+    /// # Errors
+    ///
+    /// As [`ClientTls::from_ca_pem`], or when the key does not fit the
+    /// certificate.
+    pub fn with_identity(
+        ca_pem: &[u8],
+        cert_pem: &[u8],
+        key_pem: &[u8],
+        what: &str,
+    ) -> Result<ClientTls, TlsError> {
+        let invalid = |message: String| TlsError::Invalid {
+            what: what.to_owned(),
+            message,
+        };
+        let base = ClientTls::from_ca_pem(ca_pem, what)?;
+        let chain = CertificateDer::pem_slice_iter(cert_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid(e.to_string()))?;
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem)
+            .map_err(|e| invalid(e.to_string()))?;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(ca_pem) {
+            roots
+                .add(cert.map_err(|e| invalid(e.to_string()))?)
+                .map_err(|e| invalid(e.to_string()))?;
+        }
+        let config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(VERSIONS)
+            .map_err(|e| invalid(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| invalid(e.to_string()))?;
+        Ok(ClientTls {
+            config: Arc::new(config),
+            ..base
+        })
+    }
+
     /// [`ClientTls::from_ca_pem`] with the CA certificates of a PEM file.
     ///
     /// # Errors
