@@ -14,6 +14,7 @@ mod v0_1;
 use ciborium::Value;
 
 use super::state::{CallScope, PluginState};
+use crate::pattern::{Pattern, any_matches};
 use crate::protocol::{self, ARGS_NESTING, ErrorCode, Processed};
 use crate::service::CallRequest;
 
@@ -80,12 +81,13 @@ impl host::Host for PluginState {
 
 /// The request of a nested call of `function` with the CBOR `args`, once it
 /// has passed, in this order, the data limit (`max_guest_output` bytes of
-/// name and arguments) and the decoding of its arguments.
+/// name and arguments), the plugin's `calls` list and the decoding of its
+/// arguments.
 ///
 /// # Errors
 ///
-/// The first check that fails: `resource_exhausted` or `invalid_args`, both
-/// `processed: no`.
+/// The first check that fails: `resource_exhausted`, `permission_denied` or
+/// `invalid_args`, all `processed: no`.
 fn checked(
     scope: &CallScope,
     max_guest_output: usize,
@@ -100,6 +102,7 @@ fn checked(
             Processed::No,
         ));
     }
+    permit(&scope.plugin, &scope.calls, &function)?;
     let args: Vec<Value> = ciborium::de::from_reader_with_recursion_limit(args, ARGS_NESTING)
         .map_err(|e| {
             protocol::CallError::invalid_args(format!(
@@ -107,6 +110,26 @@ fn checked(
             ))
         })?;
     Ok(scope.nested(function, args))
+}
+
+/// Whether plugin `plugin`, whose sidecar's `calls` list is `calls`, may
+/// call `function` through the host.
+///
+/// # Errors
+///
+/// `permission_denied`, `processed: no`, naming the plugin, the function and
+/// the fix, when no pattern of `calls` matches `function`.
+fn permit(plugin: &str, calls: &[Pattern], function: &str) -> Result<(), protocol::CallError> {
+    if any_matches(calls, function) {
+        return Ok(());
+    }
+    Err(protocol::CallError::new(
+        ErrorCode::PermissionDenied,
+        Processed::No,
+        format!(
+            "plugin `{plugin}` may not call `{function}`: add it to `calls` in `{plugin}.toml`"
+        ),
+    ))
 }
 
 /// A nested call's error as the guest sees it: the one place where wire
@@ -148,18 +171,42 @@ fn to_wit_error(error: protocol::CallError) -> CallError {
 mod tests {
     use super::*;
 
+    fn patterns(texts: &[&str]) -> Vec<Pattern> {
+        texts.iter().map(|t| Pattern::parse(t).unwrap()).collect()
+    }
+
+    #[test]
+    fn a_plugin_may_call_what_its_calls_list_matches_and_nothing_else() {
+        let calls = patterns(&["inventory.*", "math.add"]);
+        assert_eq!(permit("orders", &calls, "inventory.stock.reserve"), Ok(()));
+        assert_eq!(permit("orders", &calls, "math.add"), Ok(()));
+        let denied = permit("orders", &calls, "math.divide").unwrap_err();
+        assert_eq!(
+            (denied.code, denied.processed, denied.message.as_str()),
+            (
+                ErrorCode::PermissionDenied,
+                Processed::No,
+                "plugin `orders` may not call `math.divide`: add it to `calls` in `orders.toml`"
+            )
+        );
+        // No list: nothing, not even the plugin's own functions.
+        let denied = permit("orders", &[], "orders.place").unwrap_err();
+        assert_eq!(denied.code, ErrorCode::PermissionDenied);
+        assert_eq!(permit("relay", &patterns(&["*"]), "any.thing"), Ok(()));
+    }
+
     #[test]
     fn the_guest_sees_permission_denied_as_its_own_code() {
-        let error = protocol::CallError::new(
-            ErrorCode::PermissionDenied,
-            Processed::No,
-            "may not call `billing.charge`",
-        )
-        .in_region("eu-west");
+        let error = permit("orders", &[], "billing.charge")
+            .unwrap_err()
+            .in_region("eu-west");
         let seen = to_wit_error(error);
         assert_eq!(seen.code, types::ErrorCode::PermissionDenied);
         assert_eq!(seen.processed, types::Processed::No);
         assert_eq!(seen.region.as_deref(), Some("eu-west"));
-        assert_eq!(seen.message, "may not call `billing.charge`");
+        assert_eq!(
+            seen.message,
+            "plugin `orders` may not call `billing.charge`: add it to `calls` in `orders.toml`"
+        );
     }
 }
