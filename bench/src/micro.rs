@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use ciborium::Value;
+use wasmrpc::pattern::Pattern;
 use wasmrpc::runtime::{LocalCall, Plugin, Runtime, RuntimeConfig};
 use wasmrpc::service::{CallRequest, NoCalls, Service};
 use wasmtime::component::types::ComponentItem;
@@ -32,6 +33,8 @@ pub struct RuntimeCall {
     index: usize,
     router: Arc<dyn Service>,
     region: Arc<str>,
+    /// `math` calls nothing: an empty `calls` list.
+    calls: Arc<[Pattern]>,
 }
 
 impl RuntimeCall {
@@ -56,6 +59,7 @@ impl RuntimeCall {
             index,
             router: NoCalls::new("the benchmark routes no calls"),
             region: "bench".into(),
+            calls: Arc::new([]),
         })
     }
 
@@ -74,6 +78,7 @@ impl RuntimeCall {
                 request,
                 router: self.router.clone(),
                 region: self.region.clone(),
+                calls: self.calls.clone(),
                 reuse: self.reuse,
             })
             .await?;

@@ -51,6 +51,10 @@ const FRAME_RELAYED: &str = "wasmrpc `math.add` on b through a decoding frame re
 /// The sidecar that turns on instance reuse for `math` (a host opt-in).
 const REUSE_SIDECAR: &str = "reuse_instances = true\n";
 
+/// The sidecar that lets `relay.add` make its nested call of `math.add`: a
+/// plugin without a `calls` list may call nothing.
+const RELAY_SIDECAR: &str = "calls = [\"math.add\"]\n";
+
 /// How much to measure.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -834,7 +838,7 @@ async fn floor_add(client: &floor::Client, lane: usize) -> anyhow::Result<()> {
 
 /// The local host with every example plugin; notes its idle memory.
 async fn start_local(lab: &Lab, results: &mut Results) -> anyhow::Result<LocalHost> {
-    let plugins = lab.plugin_dir("local", ALL_PLUGINS, &[])?;
+    let plugins = lab.plugin_dir("local", ALL_PLUGINS, &[("relay.toml", RELAY_SIDECAR)])?;
     let host = lab.start_alone("bench", &plugins).await?;
     for function in ["math.add", "relay.add", "greeter.echo.echo-bytes"] {
         host.require(function).await?;

@@ -95,13 +95,14 @@ impl Local for Plugins {
         region: Arc<str>,
     ) -> Placement<impl Future<Output = Result<Value, CallError>> + Send> {
         match self.registry.snapshot().lookup(&request.function) {
-            Some((plugin, function, reuse)) => Placement::Here(self.runtime.call(LocalCall {
-                plugin,
+            Some((loaded, function)) => Placement::Here(self.runtime.call(LocalCall {
+                plugin: loaded.plugin.clone(),
                 function,
                 request,
                 router: nested,
                 region,
-                reuse,
+                calls: loaded.settings.calls.clone(),
+                reuse: loaded.settings.reuse_instances,
             })),
             None => Placement::Elsewhere(request),
         }

@@ -566,8 +566,14 @@ async fn a_catalog_larger_than_a_frame_is_an_error_and_the_connection_goes_on() 
 
 #[tokio::test]
 async fn the_output_limit_counts_text_and_nested_call_arguments_in_bytes() {
+    let plugins = wasmrpc_tests::plugin_dir(&["misbehave", "relay", "greeter"]);
+    std::fs::write(
+        plugins.path().join("relay.toml"),
+        "calls = [\"greeter.echo.echo-bytes\"]\n",
+    )
+    .unwrap();
     let host = HostProcess::builder()
-        .plugins(&["misbehave", "relay", "greeter"])
+        .plugin_dir(plugins.path())
         .args(&["--max-guest-output-kib", "64"])
         .start();
     let client = host.client().await;

@@ -103,6 +103,7 @@ fn kebab(code: ErrorCode) -> &'static str {
         ErrorCode::ResourceExhausted => "resource-exhausted",
         ErrorCode::LoopDetected => "loop-detected",
         ErrorCode::Unauthenticated => "unauthenticated",
+        ErrorCode::PermissionDenied => "permission-denied",
         ErrorCode::ProtocolError => "protocol-error",
         ErrorCode::Internal => "internal",
     }

@@ -30,6 +30,10 @@ impl Guest for Relay {
             e.message
         })
     }
+
+    fn try_call(function: String, args: Vec<u8>) -> Result<Vec<u8>, CallError> {
+        call(&function, &args)
+    }
 }
 
 /// Calls `math.add(a, b)` through the host.

@@ -41,16 +41,12 @@ impl PluginSet {
         set
     }
 
-    /// The plugin serving `function`, the function's index in it, and
-    /// whether the plugin asked for instance reuse.
-    pub fn lookup(&self, function: &str) -> Option<(Arc<Plugin>, usize, bool)> {
-        self.functions.get(function).map(|(loaded, index)| {
-            (
-                loaded.plugin.clone(),
-                *index,
-                loaded.settings.reuse_instances,
-            )
-        })
+    /// The plugin serving `function`, with its settings, and the function's
+    /// index in it.
+    pub fn lookup(&self, function: &str) -> Option<(&Arc<LoadedPlugin>, usize)> {
+        self.functions
+            .get(function)
+            .map(|(loaded, index)| (loaded, *index))
     }
 
     /// The loaded plugins by name.

@@ -1,14 +1,26 @@
 //! A plugin's sidecar `<plugin>.toml`, read with the plugin and reloaded with it.
 //!
 //! ```toml
-//! # ledger.toml, next to ledger.wasm
-//! idempotent = ["locate", "stock.reserve"]   # functions safe to run more than once
+//! # orders.toml, next to orders.wasm
+//! idempotent = ["place"]                      # functions safe to run more than once
 //! reuse_instances = true                      # serve calls from warm instances
+//! calls = ["inventory.stock.*", "math.add"]   # what its guests may call through the host
 //! ```
+//!
+//! `calls` is least privilege for nested calls: a plugin's guests may call,
+//! through the host's `call` import, only the functions its patterns match,
+//! and a plugin without the key may call none. Otherwise a bug or a
+//! malicious input could turn any plugin into a proxy to every function the
+//! host can reach, its own region's and every other region's. A call outside
+//! the list fails in the guest with `permission-denied`, `processed: no`,
+//! before it is routed.
+
+use std::sync::Arc;
 
 use anyhow::bail;
 use serde::Deserialize;
 
+use crate::pattern::Pattern;
 use crate::runtime::Plugin;
 
 /// Per-plugin settings. Every field is optional.
@@ -27,6 +39,13 @@ pub struct PluginSettings {
     /// are discarded, and each serves at most 1 000 calls.
     #[serde(default)]
     pub reuse_instances: bool,
+    /// `calls = ["inventory.*", "math.add"]`: the functions (full names)
+    /// the plugin's guests may call through the host, as patterns: `*`, a
+    /// function's name, or a prefix ending in `*`. Empty when left out: the
+    /// plugin may call nothing. A pattern that is none of these makes the
+    /// sidecar invalid, and the plugin is refused.
+    #[serde(default)]
+    pub calls: Arc<[Pattern]>,
 }
 
 impl PluginSettings {
@@ -54,5 +73,42 @@ impl PluginSettings {
             .strip_prefix(plugin)
             .and_then(|rest| rest.strip_prefix('.'))
             .is_some_and(|rest| self.idempotent.iter().any(|n| n == rest))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_are_function_patterns_and_a_sidecar_without_them_permits_none() {
+        let settings: PluginSettings =
+            toml::from_str("calls = [\"inventory.*\", \"math.add\", \"*\"]\n").unwrap();
+        let calls: Vec<&str> = settings.calls.iter().map(Pattern::as_str).collect();
+        assert_eq!(calls, ["inventory.*", "math.add", "*"]);
+
+        let silent: PluginSettings = toml::from_str("reuse_instances = true\n").unwrap();
+        assert!(silent.calls.is_empty());
+        assert!(PluginSettings::default().calls.is_empty());
+    }
+
+    #[test]
+    fn a_calls_entry_that_is_not_a_pattern_makes_the_sidecar_invalid() {
+        for bad in ["math.*.add", "", "ma th.add"] {
+            let error =
+                toml::from_str::<PluginSettings>(&format!("calls = [{bad:?}]\n")).unwrap_err();
+            assert_eq!(
+                error.message(),
+                format!(
+                    "`{bad}` is not a function pattern: write `*`, a function name, \
+                     or a prefix ending in `*`"
+                ),
+            );
+        }
+        let error = toml::from_str::<PluginSettings>("calls = \"math.add\"\n").unwrap_err();
+        assert_eq!(
+            error.message(),
+            "invalid type: string \"math.add\", expected a sequence"
+        );
     }
 }

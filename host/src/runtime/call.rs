@@ -31,6 +31,7 @@ use super::instances::Shared;
 use super::pool::Placed;
 use super::state::{CallScope, Interrupt};
 use super::{Function, Plugin, Runtime, RuntimeConfig, bytes, type_to_wit, value};
+use crate::pattern::Pattern;
 use crate::protocol::{CallError, ErrorCode, Processed};
 use crate::service::{CallRequest, Service};
 
@@ -47,6 +48,9 @@ pub struct LocalCall {
     pub router: Arc<dyn Service>,
     /// This host's region, as the guest sees it.
     pub region: Arc<str>,
+    /// The functions the guest may call through the host (the plugin's
+    /// `calls` list); any other nested call is `permission_denied`.
+    pub calls: Arc<[Pattern]>,
     /// Serve it from a warm instance of the plugin when one is free, rather
     /// than a fresh one.
     pub reuse: bool,
@@ -72,6 +76,7 @@ impl Runtime {
             mut request,
             router,
             region,
+            calls,
             reuse,
         } = call;
         let func = &plugin.functions[function];
@@ -85,6 +90,7 @@ impl Runtime {
         let scope = CallScope {
             plugin: plugin.name.clone(),
             region,
+            calls,
             context: request.context,
             router,
             slice_start: std::time::Instant::now(),

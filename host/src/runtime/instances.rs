@@ -312,6 +312,7 @@ impl CallScope {
         CallScope {
             plugin,
             region: "".into(),
+            calls: Arc::new([]),
             context: CallContext::new(deadline),
             router: {
                 static NO_CALLS: std::sync::LazyLock<Arc<NoCalls>> = std::sync::LazyLock::new(

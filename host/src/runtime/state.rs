@@ -8,6 +8,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::stdio::LogStream;
 
+use crate::pattern::Pattern;
 use crate::service::{CallContext, CallRequest, Service};
 
 /// Why the host stopped a guest; returned from the epoch callback or the
@@ -47,6 +48,9 @@ pub(crate) struct CallScope {
     pub plugin: Arc<str>,
     /// The region of this host.
     pub region: Arc<str>,
+    /// The functions the guest may call through the host: its plugin's
+    /// `calls` list.
+    pub calls: Arc<[Pattern]>,
     /// The call's deadline, cancellation, hops, visited regions and
     /// metadata, inherited by the calls the guest makes.
     pub context: CallContext,
