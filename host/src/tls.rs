@@ -368,7 +368,9 @@ pub fn describe_accept_error(error: &std::io::Error) -> String {
                 CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
                     "it is not valid yet".to_owned()
                 }
-                CertificateError::UnknownIssuer => "it is not signed by the cluster CA".to_owned(),
+                CertificateError::UnknownIssuer | CertificateError::BadSignature => {
+                    "it is not signed by the cluster CA".to_owned()
+                }
                 other => format!("{other:?}"),
             };
             format!("the caller's certificate was refused: {why}")

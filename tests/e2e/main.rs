@@ -15,5 +15,6 @@ mod protocol_doc;
 mod readme;
 mod regions;
 mod reload;
+mod security;
 mod shutdown;
 mod values;

@@ -61,6 +61,12 @@ impl HostBuilder {
         }
     }
 
+    /// Serves `region` instead (an impostor at another region's address).
+    pub fn region(mut self, region: &str) -> HostBuilder {
+        self.region = region.to_owned();
+        self
+    }
+
     /// Binds `addr` instead of the address it is listed under (`--bind`).
     pub(crate) fn bind(mut self, addr: SocketAddr) -> HostBuilder {
         self.bind = Some(addr.to_string());

@@ -166,7 +166,8 @@ pub fn describe_handshake_error(error: &std::io::Error) -> String {
                 CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
                     "it is not valid yet".to_owned()
                 }
-                CertificateError::UnknownIssuer => {
+                // A CA of the same name with another key: a bad signature.
+                CertificateError::UnknownIssuer | CertificateError::BadSignature => {
                     "it is not signed by a CA this side trusts".to_owned()
                 }
                 CertificateError::NotValidForName

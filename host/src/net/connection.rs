@@ -670,8 +670,8 @@ impl Connection {
         if caller.role == Role::Peer {
             tracing::debug!(
                 function = %call.function,
-                principal = principal.as_deref().unwrap_or("-"),
-                from = call.visited.last().map_or("-", String::as_str),
+                principal = %principal.as_deref().unwrap_or("-"),
+                from = %call.visited.last().map_or("-", String::as_str),
                 "forwarded call"
             );
         }
