@@ -27,7 +27,8 @@ use wasmrpc::protocol::{
     DEFAULT_MAX_FRAME, ErrorCode, Message, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION, Role,
     decode_message,
 };
-use wasmrpc_tests::{HostProcess, RawConn, Read2, workspace_root};
+use wasmrpc::net::{Client, ClientOptions, ClientTls};
+use wasmrpc_tests::{Cluster, HostProcess, RawConn, Read2, RegionSpec, workspace_root};
 
 /// How long a connection may stay quiet before the file counts as done.
 const QUIET: Duration = Duration::from_millis(300);
@@ -67,7 +68,9 @@ struct Prediction {
     tail: bool,
 }
 
-fn predict(bytes: &[u8], prehello: bool) -> Prediction {
+/// What the host does with `bytes`; `tls`: they arrive over TLS, where a
+/// `peer` hello without a host certificate is refused.
+fn predict(bytes: &[u8], prehello: bool, tls: bool) -> Prediction {
     let mut answers = Vec::new();
     let mut hello_done = !prehello;
     let mut peer = false;
@@ -93,6 +96,9 @@ fn predict(bytes: &[u8], prehello: bool) -> Prediction {
         };
         if !hello_done {
             match message {
+                Message::Hello(hello) if tls && hello.role == Role::Peer => {
+                    break End::Closed(ErrorCode::Unauthenticated);
+                }
                 Message::Hello(hello)
                     if hello.role != Role::Host
                         && (OLDEST_PROTOCOL_VERSION..=PROTOCOL_VERSION)
@@ -164,16 +170,23 @@ fn missing(expected: &[Answer], messages: &[Message]) -> Vec<Answer> {
     missing
 }
 
-fn replay(addr: SocketAddr, name: &str, bytes: &[u8], expect: &Prediction) -> Outcome {
+fn replay(
+    addr: SocketAddr,
+    tls: Option<&ClientTls>,
+    name: &str,
+    bytes: &[u8],
+    expect: &Prediction,
+) -> Outcome {
     let prehello = name.starts_with("prehello-");
     let split = name
         .strip_prefix("prehello-")
         .unwrap_or(name)
         .starts_with("split-1byte-");
-    let mut conn = if prehello {
-        RawConn::connect(addr)
-    } else {
-        RawConn::handshake(addr)
+    let mut conn = match (prehello, tls) {
+        (true, None) => RawConn::connect(addr),
+        (false, None) => RawConn::handshake(addr),
+        (true, Some(tls)) => RawConn::connect_tls(addr, tls),
+        (false, Some(tls)) => RawConn::handshake_tls(addr, tls),
     };
     // Lossy: the host may close before everything is written.
     if split {
@@ -310,13 +323,42 @@ fn corpus_files() -> Vec<(String, Vec<u8>)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_malformed_frame_corpus_replays_without_harming_the_host() {
-    let mut host = HostProcess::start(&["math"]);
+    replay_corpus(HostProcess::start(&["math"]), None).await;
+}
+
+/// The same bytes inside TLS: the host's decoder sees exactly what it sees
+/// over plain TCP, and answers the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_corpus_replays_the_same_inside_tls() {
+    let mut cluster = Cluster::new(
+        &[RegionSpec {
+            name: "eu-west",
+            hosts: 1,
+            plugins: &["math"],
+        }],
+        &[],
+        &[],
+    );
+    let pki = cluster.with_tls();
+    let host = cluster.start("eu-west", 0);
+    replay_corpus(host, Some(pki.client_tls())).await;
+}
+
+async fn replay_corpus(mut host: HostProcess, tls: Option<ClientTls>) {
     let files = corpus_files();
     assert!(files.len() >= 200, "only {} corpus files", files.len());
 
     // A healthy client calls math.add(2, 3) for the whole replay.
     let stop = Arc::new(AtomicBool::new(false));
-    let client = host.client().await;
+    let host_arg = host.host_arg();
+    let connect = |tls: Option<ClientTls>| {
+        let options = ClientOptions {
+            tls,
+            ..ClientOptions::default()
+        };
+        Client::connect_with(host_arg.clone(), options)
+    };
+    let client = connect(tls.clone()).await.expect("the healthy client connects");
     let healthy = tokio::spawn({
         let stop = stop.clone();
         async move {
@@ -343,15 +385,15 @@ async fn the_malformed_frame_corpus_replays_without_harming_the_host() {
     let addr = host.addr;
     let workers: Vec<_> = (0..WORKERS)
         .map(|_| {
-            let (queue, results) = (queue.clone(), results.clone());
+            let (queue, results, tls) = (queue.clone(), results.clone(), tls.clone());
             tokio::task::spawn_blocking(move || {
                 loop {
                     let Some((name, bytes)) = queue.lock().unwrap().pop() else {
                         return;
                     };
-                    let expect = predict(&bytes, name.starts_with("prehello-"));
+                    let expect = predict(&bytes, name.starts_with("prehello-"), tls.is_some());
                     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        replay(addr, &name, &bytes, &expect)
+                        replay(addr, tls.as_ref(), &name, &bytes, &expect)
                     }));
                     let record = match result {
                         Ok(outcome) => (summary(&outcome), check(&expect, &outcome), expect),
@@ -399,7 +441,7 @@ async fn the_malformed_frame_corpus_replays_without_harming_the_host() {
     );
     let log = host.log();
     assert!(!log.contains("panicked"), "the host panicked; log:\n{log}");
-    let fresh = host.client().await;
+    let fresh = connect(tls.clone()).await.expect("a new connection works");
     assert_eq!(
         fresh
             .call("math.add", vec![Value::from(2), Value::from(3)])

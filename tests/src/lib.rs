@@ -234,8 +234,49 @@ pub fn json(value: &Value) -> String {
 
 /// A raw protocol connection for feeding a host arbitrary bytes.
 pub struct RawConn {
-    stream: TcpStream,
+    stream: RawStream,
     buf: Vec<u8>,
+}
+
+/// The bytes of a [`RawConn`]: TCP, or TLS over it (rustls's blocking
+/// stream), carrying the same frames.
+enum RawStream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl RawStream {
+    fn socket(&self) -> &TcpStream {
+        match self {
+            RawStream::Plain(tcp) => tcp,
+            RawStream::Tls(tls) => tls.get_ref(),
+        }
+    }
+}
+
+impl Read for RawStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            RawStream::Plain(tcp) => tcp.read(buf),
+            RawStream::Tls(tls) => tls.read(buf),
+        }
+    }
+}
+
+impl Write for RawStream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            RawStream::Plain(tcp) => tcp.write(buf),
+            RawStream::Tls(tls) => tls.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            RawStream::Plain(tcp) => tcp.flush(),
+            RawStream::Tls(tls) => tls.flush(),
+        }
+    }
 }
 
 /// What reading from a raw connection produced.
@@ -251,14 +292,40 @@ impl RawConn {
         let stream = TcpStream::connect(addr).expect("connect");
         stream.set_nodelay(true).expect("nodelay");
         RawConn {
-            stream,
+            stream: RawStream::Plain(stream),
             buf: Vec::new(),
         }
     }
 
+    /// Connects with TLS (`tls`: trusted CAs; the host's IP is the name
+    /// checked) and completes the TLS handshake, not the `hello`.
+    pub fn connect_tls(addr: SocketAddr, tls: &wasmrpc::net::ClientTls) -> RawConn {
+        let mut tcp = TcpStream::connect(addr).expect("connect");
+        tcp.set_nodelay(true).expect("nodelay");
+        let mut connection =
+            rustls::ClientConnection::new(tls.config.clone(), addr.ip().into()).expect("tls");
+        while connection.is_handshaking() {
+            connection.complete_io(&mut tcp).expect("TLS handshake");
+        }
+        RawConn {
+            stream: RawStream::Tls(Box::new(rustls::StreamOwned::new(connection, tcp))),
+            buf: Vec::new(),
+        }
+    }
+
+    /// [`RawConn::handshake`] over [`RawConn::connect_tls`].
+    pub fn handshake_tls(addr: SocketAddr, tls: &wasmrpc::net::ClientTls) -> RawConn {
+        let conn = RawConn::connect_tls(addr, tls);
+        conn.hello()
+    }
+
     /// Connects and completes the `hello` exchange.
     pub fn handshake(addr: SocketAddr) -> RawConn {
-        let mut conn = RawConn::connect(addr);
+        RawConn::connect(addr).hello()
+    }
+
+    fn hello(self) -> RawConn {
+        let mut conn = self;
         conn.send_message(&Message::Hello(Hello {
             version: PROTOCOL_VERSION,
             role: Role::Client,
@@ -287,9 +354,13 @@ impl RawConn {
         self.send(&frame);
     }
 
-    /// Shuts down the writing half.
+    /// Shuts down the writing half (after TLS's `close_notify`).
     pub fn finish_writing(&mut self) {
-        let _ = self.stream.shutdown(std::net::Shutdown::Write);
+        if let RawStream::Tls(tls) = &mut self.stream {
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+        }
+        let _ = self.stream.socket().shutdown(std::net::Shutdown::Write);
     }
 
     /// Reads the next whole message, or reports a close or a timeout.
@@ -307,7 +378,10 @@ impl RawConn {
             if left.is_zero() {
                 return Read2::TimedOut;
             }
-            self.stream.set_read_timeout(Some(left)).expect("timeout");
+            self.stream
+                .socket()
+                .set_read_timeout(Some(left))
+                .expect("timeout");
             let mut chunk = [0u8; 8192];
             match self.stream.read(&mut chunk) {
                 Ok(0) => return Read2::Closed,
