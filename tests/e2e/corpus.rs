@@ -23,11 +23,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ciborium::Value;
+use wasmrpc::net::{Client, ClientOptions, ClientTls};
 use wasmrpc::protocol::{
     DEFAULT_MAX_FRAME, ErrorCode, Message, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION, Role,
     decode_message,
 };
-use wasmrpc::net::{Client, ClientOptions, ClientTls};
 use wasmrpc_tests::{Cluster, HostProcess, RawConn, Read2, RegionSpec, workspace_root};
 
 /// How long a connection may stay quiet before the file counts as done.
@@ -358,7 +358,9 @@ async fn replay_corpus(mut host: HostProcess, tls: Option<ClientTls>) {
         };
         Client::connect_with(host_arg.clone(), options)
     };
-    let client = connect(tls.clone()).await.expect("the healthy client connects");
+    let client = connect(tls.clone())
+        .await
+        .expect("the healthy client connects");
     let healthy = tokio::spawn({
         let stop = stop.clone();
         async move {

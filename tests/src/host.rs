@@ -61,6 +61,12 @@ impl HostBuilder {
         }
     }
 
+    /// Listens on `addr` instead.
+    pub fn listen(mut self, addr: SocketAddr) -> HostBuilder {
+        self.listen = addr.to_string();
+        self
+    }
+
     /// Serves `region` instead (an impostor at another region's address).
     pub fn region(mut self, region: &str) -> HostBuilder {
         self.region = region.to_owned();
