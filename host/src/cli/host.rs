@@ -405,7 +405,19 @@ mod tests {
             .filter(|(_, shown)| shown.is_none())
             .map(|(flag, _)| flag)
             .collect();
-        assert_eq!(without, ["--region", "--listen", "--bind", "--plugins"]);
+        assert_eq!(
+            without,
+            [
+                "--region",
+                "--listen",
+                "--bind",
+                "--plugins",
+                "--tls-cert",
+                "--tls-key",
+                "--access",
+                "--insecure"
+            ]
+        );
     }
 
     #[test]
