@@ -1,22 +1,37 @@
-//! The README's start command, run exactly as written, brings up every region
-//! of the sample `regions.toml` on its own ports, the tour prints what the
-//! README says against it, and Ctrl-C stops it all.
+//! The README's start command brings up every region of the sample
+//! `regions.toml` on its own ports, with TLS and tokens; the tour, run with
+//! the README's `export` lines, prints what the README says against it; and
+//! Ctrl-C stops it all.
 //!
 //! This is the path a user takes: the command comes from the README's quick
 //! start, runs in the repository root, and is stopped the way a terminal
 //! stops it (SIGINT to its process group). So a README whose first command
-//! does not start what the tour needs fails here.
+//! does not start what the tour needs fails here. One thing differs: the
+//! command gets `--out DIR`, so that the plugins, certificates, access file
+//! and token it makes go to a temporary folder, never into the repository;
+//! the tour runs in that folder as a user's shell runs in the repository
+//! root.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use wasmrpc::config::Topology;
-use wasmrpc_tests::{eventually, eventually_async, wasmrpc_bin, workspace_root};
+use wasmrpc_tests::{eventually, wasmrpc_bin, workspace_root};
+
+/// The variables through which `wasmrpc` finds a host, its CA, a token and
+/// an access file: the start command and the tour see only those the README
+/// sets.
+const WASMRPC_VARIABLES: [&str; 4] = [
+    "WASMRPC_HOST",
+    "WASMRPC_CA",
+    "WASMRPC_TOKEN",
+    "WASMRPC_ACCESS",
+];
 
 /// How long the start command may take to build what it needs and start its
 /// first host (a cold build of the host and the plugins).
@@ -79,8 +94,10 @@ fn start_command(readme: &str) -> Vec<String> {
 }
 
 /// Splits a command line the way a POSIX shell does for what the README
-/// uses: words separated by spaces, single quotes taken literally, and a
-/// `#` starting a word begins a comment.
+/// uses: words separated by spaces, single and double quotes taken
+/// literally (the README puts no variable in double quotes but what
+/// [`substitute_cat`] replaces first), and a `#` starting a word begins a
+/// comment.
 fn shell_words(line: &str) -> Vec<String> {
     let mut words = Vec::new();
     let mut word = String::new();
@@ -88,10 +105,10 @@ fn shell_words(line: &str) -> Vec<String> {
     let mut chars = line.chars();
     while let Some(c) = chars.next() {
         match c {
-            '\'' => {
+            '\'' | '"' => {
                 in_word = true;
                 for q in chars.by_ref() {
-                    if q == '\'' {
+                    if q == c {
                         break;
                     }
                     word.push(q);
@@ -113,6 +130,99 @@ fn shell_words(line: &str) -> Vec<String> {
         words.push(word);
     }
     words
+}
+
+/// `line` with each `$(cat FILE)`, in double quotes or not, replaced by what
+/// a shell puts there: the content of FILE (relative to `dir`) without its
+/// trailing newlines, here single-quoted so that it stays one word.
+fn substitute_cat(line: &str, dir: &Path) -> String {
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(start) = rest.find("$(cat ") {
+        let (before, command) = rest.split_at(start);
+        let end = command.find(')').expect("`$(cat FILE)` is closed");
+        let file = dir.join(command["$(cat ".len()..end].trim());
+        let content = std::fs::read_to_string(&file)
+            .unwrap_or_else(|e| panic!("`{line}` reads `{}`: {e}", file.display()));
+        let content = content.trim_end_matches('\n');
+        assert!(!content.contains('\''), "{} holds a quote", file.display());
+        let quoted = before.ends_with('"') && command[end + 1..].starts_with('"');
+        let before = if quoted {
+            &before[..before.len() - 1]
+        } else {
+            before
+        };
+        out.push_str(before);
+        out.push_str(&format!("'{content}'"));
+        rest = &command[end + 1 + usize::from(quoted)..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The code blocks of the README's "A tour" section before its first
+/// `tour:start` marker: how to set up the shell the tour runs in.
+fn tour_setup(readme: &str) -> Vec<&str> {
+    let section = readme
+        .split("\n## A tour\n")
+        .nth(1)
+        .expect("the README has a `## A tour` section");
+    let before = section
+        .split("<!-- tour:start -->")
+        .next()
+        .expect("split yields a part");
+    before.split("```").skip(1).step_by(2).collect()
+}
+
+/// The `export WASMRPC_...=VALUE` lines of the tour's setup, as written.
+fn export_lines(readme: &str) -> Vec<&str> {
+    tour_setup(readme)
+        .into_iter()
+        .flat_map(str::lines)
+        .filter(|line| line.starts_with("export WASMRPC_"))
+        .collect()
+}
+
+/// What the `export` lines set, as a shell in `dir` sets it.
+fn exported(lines: &[&str], dir: &Path) -> Vec<(String, String)> {
+    lines
+        .iter()
+        .map(|line| {
+            let (name, value) = line["export ".len()..]
+                .split_once('=')
+                .expect("`export NAME=VALUE`");
+            let words = shell_words(&substitute_cat(value, dir));
+            let [value] = <[String; 1]>::try_from(words)
+                .unwrap_or_else(|words| panic!("`{line}` sets {words:?}, not one word"));
+            (name.to_owned(), value)
+        })
+        .collect()
+}
+
+/// The `wasmrpc` lines of the tour's setup blocks (the flag form).
+fn setup_commands(readme: &str) -> Vec<&str> {
+    tour_setup(readme)
+        .into_iter()
+        .flat_map(str::lines)
+        .filter(|line| line.starts_with("wasmrpc "))
+        .collect()
+}
+
+/// The files of the repository that `wasmrpc up` makes, with their
+/// modification times: a test that leaves them as they were wrote none.
+fn generated_in(root: &Path) -> Vec<(PathBuf, Option<SystemTime>)> {
+    let mut files = vec![root.join("access.toml")];
+    if let Ok(entries) = std::fs::read_dir(root.join("certs")) {
+        files.extend(entries.map(|entry| entry.expect("read certs/").path()));
+    }
+    files.sort();
+    files
+        .into_iter()
+        .map(|file| {
+            let modified = std::fs::metadata(&file).and_then(|m| m.modified()).ok();
+            (file, modified)
+        })
+        .collect()
 }
 
 /// Variables `cargo test` sets for a test process that describe this test
@@ -139,10 +249,13 @@ struct Demo {
 }
 
 impl Demo {
-    fn start(words: &[String], root: &Path) -> Demo {
+    /// Runs `words` with `--out out` in `root`.
+    fn start(words: &[String], root: &Path, out: &Path) -> Demo {
         let mut command = Command::new(&words[0]);
         command
             .args(&words[1..])
+            .arg("--out")
+            .arg(out)
             .current_dir(root)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -151,6 +264,9 @@ impl Demo {
             if name.to_str().is_some_and(is_test_only_variable) {
                 command.env_remove(name);
             }
+        }
+        for name in WASMRPC_VARIABLES {
+            command.env_remove(name);
         }
         {
             use std::os::unix::process::CommandExt;
@@ -184,6 +300,11 @@ impl Demo {
 
     fn pid(&self) -> i32 {
         self.child.id() as i32
+    }
+
+    /// Whether a line printed so far is `line`.
+    fn printed(&self, line: &str) -> bool {
+        self.transcript.lock().unwrap().iter().any(|l| l == line)
     }
 
     /// The last lines printed, for failure messages.
@@ -352,23 +473,51 @@ fn port_free(address: &str) -> bool {
     TcpListener::bind(address).is_ok()
 }
 
-/// Waits until the host at `addr` lists `function` served by `regions`.
-fn wait_for_catalog(addr: &str, function: &str, regions: &[&str]) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let client = wasmrpc::Client::connect(addr).await.unwrap();
-        let listed = eventually_async(Duration::from_secs(10), || async {
-            let catalog = client.list().await.unwrap();
-            catalog
-                .iter()
-                .any(|f| f.name == function && f.regions == regions)
-        })
-        .await;
-        assert!(listed, "{addr} never listed {function} in {regions:?}");
+/// `wasmrpc ARGS`, run in `dir` with the tour's variables `env` and no
+/// other `WASMRPC_` variable.
+fn wasmrpc(args: &[String], dir: &Path, env: &[(String, String)]) -> std::process::Output {
+    let mut command = Command::new(wasmrpc_bin());
+    command.args(args).current_dir(dir);
+    for name in WASMRPC_VARIABLES {
+        command.env_remove(name);
+    }
+    command.envs(env.iter().map(|(name, value)| (name, value)));
+    command.output().unwrap()
+}
+
+/// What `out` printed, stdout then stderr.
+fn printed(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Waits until the host at `addr` lists `function` served by `regions` to
+/// `wasmrpc list`, run as the tour runs it.
+fn wait_for_catalog(
+    addr: &str,
+    function: &str,
+    regions: &[&str],
+    dir: &Path,
+    env: &[(String, String)],
+) {
+    let args = ["list", "--json", "--host", addr].map(String::from);
+    let mut last = String::new();
+    let listed = eventually(Duration::from_secs(10), || {
+        let out = wasmrpc(&args, dir, env);
+        last = printed(&out);
+        let catalog: Vec<serde_json::Value> =
+            serde_json::from_slice(&out.stdout).unwrap_or_default();
+        catalog
+            .iter()
+            .any(|f| f["name"] == function && f["regions"] == serde_json::json!(regions))
     });
+    assert!(
+        listed,
+        "{addr} never listed {function} in {regions:?}; `wasmrpc list` last printed:\n{last}"
+    );
 }
 
 #[test]
@@ -392,43 +541,56 @@ fn the_readme_start_command_brings_up_every_region_the_tour_works_and_ctrl_c_sto
         );
     }
 
+    let repository_files = generated_in(root);
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path();
     let started = Instant::now();
-    let mut demo = Demo::start(&words, root);
+    let mut demo = Demo::start(&words, root, dir);
     demo.wait_until_listening(&command, &addresses);
     let listening = started.elapsed();
+
+    // The README's exports are the ones `wasmrpc up` printed, and a shell
+    // that runs them calls with the CA and the token `up` made.
+    let exports = export_lines(&readme);
+    for line in &exports {
+        assert!(
+            eventually(Duration::from_secs(5), || demo
+                .printed(&format!("  {line}"))),
+            "the README's `{line}` is not what `{command}` printed; its output ends \
+             with:\n{}",
+            demo.tail()
+        );
+    }
+    let env = exported(&exports, dir);
+    let names: Vec<&str> = env.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names, ["WASMRPC_CA", "WASMRPC_TOKEN"]);
+    assert_eq!(env[0].1, "certs/ca.crt");
+    assert!(env[1].1.starts_with("wrpc_"), "{:?}", env[1]);
+
     // The tour's host (README: "Every command below talks to the `eu-west`
     // host at `127.0.0.1:7101`") and the hosts its calls go through.
     let eu = "127.0.0.1:7101";
-    wait_for_catalog(eu, "inventory.stock.reserve", &["ap-south"]);
-    wait_for_catalog(eu, "orders.place", &["us-east"]);
-    wait_for_catalog(eu, "math.add", &["eu-west", "us-east"]);
+    wait_for_catalog(eu, "inventory.stock.reserve", &["ap-south"], dir, &env);
+    wait_for_catalog(eu, "orders.place", &["us-east"], dir, &env);
+    wait_for_catalog(eu, "math.add", &["eu-west", "us-east"], dir, &env);
     for us in ["127.0.0.1:7201", "127.0.0.1:7202"] {
-        wait_for_catalog(us, "inventory.stock.reserve", &["ap-south"]);
+        wait_for_catalog(us, "inventory.stock.reserve", &["ap-south"], dir, &env);
     }
     let linked = started.elapsed();
 
     let steps = tour_steps(&readme);
     assert_eq!(steps.len(), 20, "the README tour has 20 commands");
-    for step in steps {
+    for step in &steps {
         let words = shell_words(&step.command);
         assert_eq!(
             words[0], "wasmrpc",
             "tour commands run wasmrpc: {}",
             step.command
         );
-        let out = Command::new(wasmrpc_bin())
-            .args(&words[1..])
-            .current_dir(root)
-            .env_remove("WASMRPC_HOST")
-            .output()
-            .unwrap();
-        let printed = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = wasmrpc(&words[1..], dir, &env);
         assert_eq!(
-            printed, step.expected,
+            printed(&out),
+            step.expected,
             "`{}` printed something else",
             step.command
         );
@@ -439,6 +601,33 @@ fn the_readme_start_command_brings_up_every_region_the_tour_works_and_ctrl_c_sto
         };
         assert_eq!(out.status.code(), Some(expected_code), "`{}`", step.command);
     }
+
+    // The flag form, without the variables, prints what the tour says the
+    // same call prints; without them or the flags, the host refuses.
+    let flagged = setup_commands(&readme);
+    assert_eq!(flagged.len(), 1, "one flag form: {flagged:?}");
+    let words = shell_words(&substitute_cat(flagged[0], dir));
+    let mut call = Vec::new();
+    let mut rest = words[1..].iter();
+    while let Some(word) = rest.next() {
+        match word.as_str() {
+            "--ca" | "--token" => assert!(rest.next().is_some(), "{word} has a value"),
+            _ => call.push(word.clone()),
+        }
+    }
+    let same = steps
+        .iter()
+        .find(|step| shell_words(&step.command)[1..] == call[..])
+        .unwrap_or_else(|| panic!("the tour has no `wasmrpc {}`", call.join(" ")));
+    let out = wasmrpc(&words[1..], dir, &[]);
+    assert_eq!(printed(&out), same.expected, "`{}`", flagged[0]);
+    assert_eq!(out.status.code(), Some(0), "`{}`", flagged[0]);
+    let out = wasmrpc(&call, dir, &env[..1]);
+    assert_eq!(
+        printed(&out),
+        "error[unauthenticated]: `127.0.0.1:7101` refused the connection: this host requires \
+         a token in `hello` (the CLI's --token, or WASMRPC_TOKEN)\n  processed: no\n"
+    );
     let toured = started.elapsed();
 
     let processes = descendants(demo.pid());
@@ -470,6 +659,14 @@ fn the_readme_start_command_brings_up_every_region_the_tour_works_and_ctrl_c_sto
             "`{address}` is still in use after `{command}` stopped"
         );
     }
+    for made in ["certs/ca.crt", "certs/eu-west.key", "access.toml"] {
+        assert!(dir.join(made).is_file(), "`{command}` did not make {made}");
+    }
+    assert_eq!(
+        generated_in(root),
+        repository_files,
+        "`{command}` wrote certificates or tokens into the repository"
+    );
     eprintln!(
         "`{command}`: all hosts listening after {listening:.1?}, catalogs linked after \
          {linked:.1?}, tour done after {toured:.1?}, stopped after {:.1?}",
@@ -501,4 +698,37 @@ fn shell_words_keep_quoted_json_whole() {
         vec!["cargo", "xtask", "demo"]
     );
     assert_eq!(shell_words("echo '#1' a#b"), vec!["echo", "#1", "a#b"]);
+}
+
+#[test]
+fn the_tour_setup_evaluates_as_a_shell_does() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("certs")).unwrap();
+    std::fs::write(dir.path().join("certs/tour.token"), "wrpc_abc\n\n").unwrap();
+    let readme = "# x\n\n## A tour\n\n```sh\nexport PATH=\"$PWD/target/debug:$PATH\"\n\
+                  export WASMRPC_CA=certs/ca.crt\nexport WASMRPC_TOKEN=$(cat certs/tour.token)\n\
+                  ```\n\n```sh\nwasmrpc call --token \"$(cat certs/tour.token)\" math.add 2 3\n```\n\n\
+                  <!-- tour:start -->\n```console\n$ wasmrpc call math.add 2 3\n5\n```\n";
+    let lines = export_lines(readme);
+    assert_eq!(
+        lines,
+        [
+            "export WASMRPC_CA=certs/ca.crt",
+            "export WASMRPC_TOKEN=$(cat certs/tour.token)"
+        ]
+    );
+    assert_eq!(
+        exported(&lines, dir.path()),
+        [
+            ("WASMRPC_CA".to_owned(), "certs/ca.crt".to_owned()),
+            ("WASMRPC_TOKEN".to_owned(), "wrpc_abc".to_owned())
+        ]
+    );
+    let flagged = setup_commands(readme);
+    assert_eq!(
+        shell_words(&substitute_cat(flagged[0], dir.path())),
+        [
+            "wasmrpc", "call", "--token", "wrpc_abc", "math.add", "2", "3"
+        ]
+    );
 }

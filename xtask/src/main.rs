@@ -4,9 +4,11 @@
 //!   (adding the target when missing) and install them into each region's
 //!   plugin folder under DIR (default: the repository root), next to a copy
 //!   of `regions.toml` when DIR is elsewhere.
-//! - `demo`: `plugins`, build the host, and become `wasmrpc up` on the
-//!   sample `regions.toml`: every host of every region starts, each prints
-//!   where it listens, and Ctrl-C stops them all.
+//! - `demo [--out DIR]`: `plugins [--out DIR]`, build the host, and become
+//!   `wasmrpc up` on the `regions.toml` in DIR: it makes the development
+//!   certificates and the tour's token there when missing (`certs/`,
+//!   `access.toml`), every host of every region starts, each prints where
+//!   it listens, and Ctrl-C stops them all.
 //! - `corpus [--out DIR] [--seed-fuzz]`: regenerate the malformed-frame corpus
 //!   in DIR (default `tests/corpus/`; see its README.md). With `--seed-fuzz`,
 //!   also write seeds for the fuzz targets into `fuzz/corpus/<target>/`.
@@ -28,19 +30,17 @@ const PLACEMENT: &[(&str, &[&str])] = &[
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let out = match args.get(1).map(String::as_str) {
+        Some("--out") => args.get(2).map(PathBuf::from),
+        _ => None,
+    };
     let result = match args.first().map(String::as_str) {
-        Some("plugins") => {
-            let out = match args.get(1).map(String::as_str) {
-                Some("--out") => args.get(2).map(PathBuf::from),
-                _ => None,
-            };
-            plugins(out.as_deref()).map(|_| ())
-        }
-        Some("demo") => demo(),
+        Some("plugins") => plugins(out.as_deref()).map(|_| ()),
+        Some("demo") => demo(out.as_deref()),
         Some("corpus") => corpus::command(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask plugins [--out DIR] | cargo xtask demo | \
+                "usage: cargo xtask plugins [--out DIR] | cargo xtask demo [--out DIR] | \
                  cargo xtask corpus [--out DIR] [--seed-fuzz]"
             );
             return ExitCode::from(2);
@@ -87,24 +87,27 @@ fn plugins(out: Option<&Path>) -> anyhow::Result<PathBuf> {
 }
 
 /// `cargo xtask demo`: installs the example plugins, builds the host, then
-/// becomes `wasmrpc up` on the sample `regions.toml`.
+/// becomes `wasmrpc up` on the sample `regions.toml`, in the repository root
+/// or in `out` (where the end-to-end test runs it, so that no certificate
+/// or token of a test lands in the repository).
 ///
 /// On Unix this process is replaced by `wasmrpc up` (as `cargo run` is
 /// replaced by this one), so the process the user started is the one that
 /// serves: Ctrl-C reaches it directly and stops every host, and nothing is
 /// left behind to orphan them.
-fn demo() -> anyhow::Result<()> {
-    let root = plugins(None)?;
+fn demo(out: Option<&Path>) -> anyhow::Result<()> {
+    let dir = plugins(out)?;
     run(cargo()
-        .current_dir(&root)
+        .current_dir(root())
         .args(["build", "--package", "wasmrpc", "--bin", "wasmrpc"]))?;
     // Cargo builds `wasmrpc` next to this binary: same workspace, same profile.
     let exe = std::env::current_exe().context("cannot find the xtask executable")?;
     let wasmrpc = exe.with_file_name(format!("wasmrpc{}", std::env::consts::EXE_SUFFIX));
     let mut up = Command::new(&wasmrpc);
-    up.current_dir(&root)
-        .args(["up", "--config"])
-        .arg(root.join("regions.toml"));
+    // Relative paths, so that what `up` prints (`export
+    // WASMRPC_CA=certs/ca.crt`) works as written in a shell in `dir`.
+    up.current_dir(&dir)
+        .args(["up", "--config", "regions.toml"]);
     eprintln!(
         "starting every host of `regions.toml` with `{} up`",
         wasmrpc.display()

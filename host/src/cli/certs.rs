@@ -20,9 +20,13 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 
 use crate::certs::{DevCa, Issued, Leaf};
+use crate::config::Topology;
 
 /// How long a new CA is valid: ten years from an hour ago.
 const CA_DAYS: u32 = 3650;
+
+/// How long issued certificates are valid unless `--days` says otherwise.
+const DEFAULT_DAYS: u32 = 90;
 
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = LAYOUT)]
@@ -31,7 +35,7 @@ pub struct CertsArgs {
     #[arg(long, default_value = "regions.toml")]
     config: PathBuf,
     /// How many days the issued certificates are valid, from an hour ago.
-    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    #[arg(long, default_value_t = DEFAULT_DAYS, value_parser = clap::value_parser!(u32).range(1..=3650))]
     days: u32,
     /// Only this region's certificate (repeatable); default: every region.
     #[arg(long, value_name = "REGION")]
@@ -106,14 +110,56 @@ struct TlsFiles {
     ca: PathBuf,
     /// `trust_domain = "wasmrpc.local"`
     trust_domain: String,
-    /// `certs = "certs"`
-    certs: PathBuf,
+    /// `certs = "certs"`; default: the CA's folder.
+    certs: Option<PathBuf>,
 }
 
 pub fn run(args: CertsArgs) -> anyhow::Result<ExitCode> {
     let stdout = io::stdout();
     write_certs(&args, &mut stdout.lock())?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Issues what the hosts of `topology` lack, as `wasmrpc certs` does: the
+/// CA and every region's certificate when the CA certificate is missing,
+/// else the certificates of the regions whose certificate or key is. Prints
+/// one line per file written to `out`, nothing when every file is there or
+/// the topology has no `[tls]` table.
+///
+/// # Errors
+///
+/// As `wasmrpc certs`: a CA certificate whose key is missing, files that
+/// cannot be written.
+pub(super) fn issue_missing(topology: &Topology, out: &mut dyn Write) -> anyhow::Result<()> {
+    let Some(tls) = &topology.tls else {
+        return Ok(());
+    };
+    let region = if topology.base_dir.join(&tls.ca).exists() {
+        let lacking: Vec<String> = topology
+            .regions
+            .iter()
+            .filter(|region| {
+                topology
+                    .tls_files(&region.name, None, None)
+                    .is_some_and(|files| !files.cert.exists() || !files.key.exists())
+            })
+            .map(|region| region.name.clone())
+            .collect();
+        if lacking.is_empty() {
+            return Ok(());
+        }
+        lacking
+    } else {
+        Vec::new()
+    };
+    let args = CertsArgs {
+        config: topology.path.clone(),
+        days: DEFAULT_DAYS,
+        region,
+        new_ca: false,
+        client: Vec::new(),
+    };
+    write_certs(&args, out)
 }
 
 /// Does what `args` say, printing one line per file written to `out`.
@@ -139,7 +185,10 @@ fn write_certs(args: &CertsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             tls.ca.display()
         );
     }
-    let certs = base_dir.join(&tls.certs);
+    let certs = match &tls.certs {
+        Some(folder) => base_dir.join(folder),
+        None => ca_cert.parent().map(Path::to_path_buf).unwrap_or_default(),
+    };
 
     let regions = selected_regions(&config.regions, &args.region, &args.config)?;
     for name in &args.client {
@@ -288,7 +337,7 @@ fn write_pair(
 }
 
 /// Replaces `path` with `contents` atomically, the new file having `mode`.
-fn write_file(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
+pub(super) fn write_file(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
     let folder = match path.parent() {
         Some(folder) if !folder.as_os_str().is_empty() => folder,
         _ => Path::new("."),
@@ -650,5 +699,103 @@ certs = "certs"
                 "{argv:?}"
             );
         }
+    }
+
+    /// Runs [`issue_missing`] on the topology in `dir`; returns its output
+    /// as [`run_in`] does.
+    fn issue_missing_in(dir: &Path) -> anyhow::Result<Vec<String>> {
+        let topology = Topology::from_file(&dir.join("regions.toml")).unwrap();
+        let mut out = Vec::new();
+        issue_missing(&topology, &mut out)?;
+        let out = String::from_utf8(out).unwrap();
+        let dir = dir.to_str().unwrap();
+        Ok(out
+            .lines()
+            .map(|line| {
+                let line = line.replace(dir, "DIR");
+                match line.rsplit_once(" until ") {
+                    Some((head, _)) => format!("{head} until DATE"),
+                    None => line,
+                }
+            })
+            .collect())
+    }
+
+    #[test]
+    fn issue_missing_makes_only_what_is_missing() {
+        let dir = topology();
+        let dir = dir.path();
+        assert_eq!(
+            issue_missing_in(dir).unwrap(),
+            [
+                "wrote DIR/pki/ca.key",
+                "wrote DIR/pki/ca.crt: the CA, valid until DATE",
+                "wrote DIR/certs/eu-west.key",
+                "wrote DIR/certs/eu-west.crt: spiffe://wasmrpc.local/wasmrpc/region/eu-west, valid until DATE",
+                "wrote DIR/certs/us-east.key",
+                "wrote DIR/certs/us-east.crt: spiffe://wasmrpc.local/wasmrpc/region/us-east, valid until DATE",
+            ]
+        );
+        assert!(issue_missing_in(dir).unwrap().is_empty());
+
+        // A region without its key gets a new pair under the kept CA.
+        let (ca, eu_west) = (read(dir, "pki/ca.crt"), read(dir, "certs/eu-west.crt"));
+        std::fs::remove_file(dir.join("certs/us-east.key")).unwrap();
+        assert_eq!(
+            issue_missing_in(dir).unwrap(),
+            [
+                "wrote DIR/certs/us-east.key",
+                "wrote DIR/certs/us-east.crt: spiffe://wasmrpc.local/wasmrpc/region/us-east, valid until DATE",
+            ]
+        );
+        assert_eq!(read(dir, "pki/ca.crt"), ca);
+        assert_eq!(read(dir, "certs/eu-west.crt"), eu_west);
+
+        // A CA key without its certificate is not replaced behind one's back.
+        std::fs::remove_file(dir.join("pki/ca.crt")).unwrap();
+        let err = issue_missing_in(dir).unwrap_err().to_string();
+        let shown = dir.to_str().unwrap();
+        assert_eq!(
+            err,
+            format!(
+                "`{shown}/pki/ca.key` exists without `{shown}/pki/ca.crt`; restore it, or pass `--new-ca` to replace the CA"
+            )
+        );
+    }
+
+    #[test]
+    fn issue_missing_does_nothing_without_a_tls_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let (topology, _) = TOPOLOGY.split_once("[tls]").unwrap();
+        std::fs::write(dir.path().join("regions.toml"), topology).unwrap();
+        assert!(issue_missing_in(dir.path()).unwrap().is_empty());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn without_a_certs_folder_the_certificates_go_beside_the_ca() {
+        let dir = topology();
+        let dir = dir.path();
+        let text = TOPOLOGY.replace("certs = \"certs\"\n", "");
+        std::fs::write(dir.join("regions.toml"), text).unwrap();
+        let written = run_in(dir, &["--region", "us-east"]).unwrap();
+        assert_eq!(
+            written[2..],
+            [
+                "wrote DIR/pki/us-east.key",
+                "wrote DIR/pki/us-east.crt: spiffe://wasmrpc.local/wasmrpc/region/us-east, valid until DATE",
+            ]
+        );
+        // Where the hosts look for them.
+        let topology = Topology::from_file(&dir.join("regions.toml")).unwrap();
+        let files = topology.tls_files("us-east", None, None).unwrap();
+        assert_eq!(files.cert, dir.join("pki/us-east.crt"));
+        assert_eq!(
+            issue_missing_in(dir).unwrap(),
+            [
+                "wrote DIR/pki/eu-west.key",
+                "wrote DIR/pki/eu-west.crt: spiffe://wasmrpc.local/wasmrpc/region/eu-west, valid until DATE",
+            ]
+        );
     }
 }

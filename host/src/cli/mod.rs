@@ -51,10 +51,13 @@ enum Command {
     List(ListArgs),
     /// Start every host of the config file, each as its own process.
     ///
-    /// Output lines are prefixed with the host's region and address; once
-    /// every host listens, a summary says where each one does. Ctrl-C (or
-    /// SIGTERM) stops them all gracefully; a second one stops them at once.
-    Up(UpArgs),
+    /// First makes what a first run lacks: the development certificates of
+    /// the file's `[tls]` table, and the default access file with a token
+    /// for every function. Output lines are prefixed with the host's region
+    /// and address; once every host listens, a summary says where each one
+    /// does and how to call them. Ctrl-C (or SIGTERM) stops them all
+    /// gracefully; a second one stops them at once.
+    Up(up::UpArgs),
     /// Make bearer tokens for callers.
     Token(token::TokenArgs),
     /// Make development TLS certificates for the regions of the config file.
@@ -64,13 +67,6 @@ enum Command {
     /// certificate (or only the `--region`s named), or callers'
     /// certificates with `--client`. Prints one line per file written.
     Certs(certs::CertsArgs),
-}
-
-#[derive(Debug, clap::Args)]
-struct UpArgs {
-    /// The topology file.
-    #[arg(long, default_value = "regions.toml")]
-    config: PathBuf,
 }
 
 /// How `call` and `list` reach a host: its address, TLS and token.
@@ -203,7 +199,7 @@ pub fn main() -> ExitCode {
             Command::Host(args) => host::run(args).await,
             Command::Call(args) => run_call(args).await,
             Command::List(args) => run_list(args).await,
-            Command::Up(args) => crate::cli::up::run(args.config).await,
+            Command::Up(args) => up::run(args).await,
             Command::Token(args) => token::run(args),
             Command::Certs(args) => certs::run(args),
         }

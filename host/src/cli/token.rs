@@ -114,7 +114,7 @@ fn new(args: &NewArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resu
 ///
 /// When the file cannot be read or written, when it is invalid already,
 /// or when the entry's name is taken there.
-fn append(path: &Path, entry: &str) -> anyhow::Result<()> {
+pub(super) fn append(path: &Path, entry: &str) -> anyhow::Result<()> {
     // A symbolic link stays one: the file it points to is replaced.
     let target = match fs::canonicalize(path) {
         Ok(real) => real,

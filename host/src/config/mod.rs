@@ -126,16 +126,26 @@ impl Topology {
         key: Option<PathBuf>,
     ) -> Option<crate::tls::TlsFiles> {
         let tls = self.tls.as_ref()?;
-        let ca = self.base_dir.join(&tls.ca);
-        let folder = match &tls.certs {
-            Some(folder) => self.base_dir.join(folder),
-            None => ca.parent().map(Path::to_path_buf).unwrap_or_default(),
-        };
+        let folder = self.certs_dir()?;
         Some(crate::tls::TlsFiles {
             cert: cert.unwrap_or_else(|| folder.join(format!("{region}.crt"))),
             key: key.unwrap_or_else(|| folder.join(format!("{region}.key"))),
-            ca,
+            ca: self.base_dir.join(&tls.ca),
             trust_domain: tls.trust_domain.clone(),
+        })
+    }
+
+    /// The folder of the regions' certificates and keys: `[tls]`'s `certs`,
+    /// or the CA's folder, resolved against the file's folder; `None`
+    /// without `[tls]`.
+    pub fn certs_dir(&self) -> Option<PathBuf> {
+        let tls = self.tls.as_ref()?;
+        Some(match &tls.certs {
+            Some(folder) => self.base_dir.join(folder),
+            None => {
+                let ca = self.base_dir.join(&tls.ca);
+                ca.parent().map(Path::to_path_buf).unwrap_or_default()
+            }
         })
     }
 
