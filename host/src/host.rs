@@ -314,14 +314,5 @@ fn secure_transport(options: &HostOptions) -> anyhow::Result<Option<Arc<Tls>>> {
         );
         return Ok(None);
     };
-    let tls = Tls::load(files.clone())?;
-    let named = tls.current().region.clone();
-    if named != options.region {
-        anyhow::bail!(
-            "the certificate `{}` names region `{named}`, but this host serves `{}`",
-            files.cert.display(),
-            options.region
-        );
-    }
-    Ok(Some(Arc::new(tls)))
+    Ok(Some(Arc::new(Tls::load(files.clone(), &options.region)?)))
 }

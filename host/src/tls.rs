@@ -68,6 +68,12 @@ pub enum TlsError {
         "the certificate `{cert}` names no region of trust domain `{trust_domain}` (a URI SAN `spiffe://{trust_domain}/wasmrpc/region/<region>`)"
     )]
     NoRegion { cert: PathBuf, trust_domain: String },
+    #[error("the certificate `{cert}` names region `{named}`, but this host serves `{serves}`")]
+    OtherRegion {
+        cert: PathBuf,
+        named: String,
+        serves: String,
+    },
 }
 
 /// The region a certificate names: the one URI SAN of the form
@@ -303,6 +309,9 @@ impl ServerCertVerifier for RegionVerifier {
 /// by every new connection (open ones keep theirs).
 pub struct Tls {
     files: TlsFiles,
+    /// The region this host serves: its certificate must name it, now and
+    /// after every reload.
+    region: String,
     current: RwLock<Arc<TlsMaterial>>,
 }
 
@@ -315,15 +324,17 @@ impl std::fmt::Debug for Tls {
 }
 
 impl Tls {
-    /// Loads the files.
+    /// Loads the files of a host of `region`.
     ///
     /// # Errors
     ///
-    /// As [`TlsMaterial::load`].
-    pub fn load(files: TlsFiles) -> Result<Tls, TlsError> {
+    /// As [`TlsMaterial::load`], or [`TlsError::OtherRegion`].
+    pub fn load(files: TlsFiles, region: &str) -> Result<Tls, TlsError> {
         let material = TlsMaterial::load(&files)?;
+        check_region(&material, &files, region)?;
         Ok(Tls {
             files,
+            region: region.to_owned(),
             current: RwLock::new(Arc::new(material)),
         })
     }
@@ -345,9 +356,22 @@ impl Tls {
     /// As [`TlsMaterial::load`].
     pub fn reload(&self) -> Result<(), TlsError> {
         let material = TlsMaterial::load(&self.files)?;
+        check_region(&material, &self.files, &self.region)?;
         *self.current.write().expect("tls lock") = Arc::new(material);
         Ok(())
     }
+}
+
+/// A host's certificate must name the region it serves.
+fn check_region(material: &TlsMaterial, files: &TlsFiles, region: &str) -> Result<(), TlsError> {
+    if material.region == region {
+        return Ok(());
+    }
+    Err(TlsError::OtherRegion {
+        cert: files.cert.clone(),
+        named: material.region.clone(),
+        serves: region.to_owned(),
+    })
 }
 
 /// Says why a TLS handshake with a caller failed, for this host's log.

@@ -12,7 +12,7 @@ use wasmrpc::certs::Leaf;
 use wasmrpc::net::{CallOptions, Client, ClientOptions, ClientTls};
 use wasmrpc::protocol::{ErrorCode, Processed, Role, Secret};
 use wasmrpc::service::CallContext;
-use wasmrpc_tests::{Cluster, HostProcess, Pki, RegionSpec, TRUST_DOMAIN, eventually};
+use wasmrpc_tests::{Cluster, HostProcess, Network, Pki, RegionSpec, TRUST_DOMAIN, eventually};
 
 fn add(a: i64, b: i64) -> Vec<Value> {
     vec![Value::from(a), Value::from(b)]
@@ -562,6 +562,18 @@ async fn rotating_the_host_certificate_under_load_fails_no_call() {
     );
     let client = connect(us, options(&pki, None)).await.unwrap();
     assert_eq!(client.call("math.add", add(2, 2)).await.unwrap(), 4.into());
+
+    // So does a certificate of another region.
+    pki.write("us-east", &Pki::host_leaf("eu-west"));
+    us.wait_for_log(
+        "names region `eu-west`, but this host serves `us-east`; keeping the previous TLS material",
+        1,
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        presented_certificate(us, &pki).await,
+        pem_der(&rotated[1].cert_pem)
+    );
 }
 
 /// The certificate a new TLS connection to `host` is shown (DER).
@@ -615,4 +627,39 @@ async fn plaintext_off_loopback_needs_insecure_and_is_logged_loudly() {
         Duration::from_secs(5),
     );
     host.wait_for_log("INSECURE: no access file", 1, Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_never_sends_its_token_in_plaintext_beyond_loopback() {
+    // A plaintext host on an address of another network namespace.
+    let network = Network::new(1);
+    let addr = std::net::SocketAddr::new(network.addr(0), 7100);
+    let host = HostProcess::builder()
+        .plugins(&["math"])
+        .listen(addr)
+        .netns(network.netns(0))
+        .args(&["--insecure"])
+        .start();
+    let token = ClientOptions {
+        token: Some(Secret::new("wrpc_secret")),
+        ..ClientOptions::default()
+    };
+    let error = Client::connect_with(host.host_arg(), token)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(
+        (error.code, error.processed),
+        (ErrorCode::InvalidArgs, Processed::No)
+    );
+    assert_eq!(
+        error.message,
+        format!(
+            "refusing to send a token in plaintext to `{addr}`, which is not a loopback address: connect with TLS (the cluster CA)"
+        )
+    );
+    // Without a token, plaintext works there (the host was started
+    // `--insecure`).
+    let client = Client::connect(host.host_arg()).await.unwrap();
+    assert_eq!(client.call("math.add", add(1, 2)).await.unwrap(), 3.into());
 }

@@ -40,6 +40,8 @@ pub struct ClientOptions {
     /// hosts accept only on loopback, or when started `--insecure`).
     pub tls: Option<ClientTls>,
     /// The bearer token sent in `hello`, for hosts with an access file.
+    /// Sent in plaintext only to a loopback address: elsewhere a client
+    /// with a token and no TLS refuses to connect.
     pub token: Option<Secret>,
 }
 
@@ -170,6 +172,18 @@ impl Client {
             tcp.set_nodelay(true)
                 .map_err(|e| unavailable(e.to_string()))?;
             let stream = match &options.tls {
+                // A token is a password: never in clear beyond this machine.
+                None if options.token.is_some()
+                    && !tcp.peer_addr().is_ok_and(|a| a.ip().is_loopback()) =>
+                {
+                    return Err(CallError::new(
+                        ErrorCode::InvalidArgs,
+                        Processed::No,
+                        format!(
+                            "refusing to send a token in plaintext to `{name}`, which is not a loopback address: connect with TLS (the cluster CA)"
+                        ),
+                    ));
+                }
                 None => Stream::plain(tcp),
                 Some(tls) => {
                     let server_name = match &tls.server_name {
