@@ -43,7 +43,11 @@ impl Network {
     /// When they cannot be created (not root, no iproute2): this test needs
     /// a real network and says so rather than passing without one.
     pub fn new(count: usize) -> Network {
-        let id = std::process::id() % 100_000;
+        // Unique among the networks of this run (tests run in parallel)
+        // and, by the pid, among runs.
+        static NETWORKS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let nth = NETWORKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 10;
+        let id = (std::process::id() % 10_000) * 10 + nth;
         // A subnet no interface of this machine is on.
         let routes = Command::new("ip")
             .args(["-4", "route", "show"])
@@ -78,7 +82,11 @@ impl Network {
             &bridge,
         ])?;
         ip(&["link", "set", &bridge, "up"])?;
-        let id = std::process::id() % 100_000;
+        // Unique among the networks of this run (tests run in parallel)
+        // and, by the pid, among runs.
+        static NETWORKS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let nth = NETWORKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 10;
+        let id = (std::process::id() % 10_000) * 10 + nth;
         for i in 0..count {
             let netns = format!("wasmrpc-test-{id}-{i}");
             let (outside, inside) = (format!("wr{id}h{i}"), format!("wr{id}n{i}"));

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 
-use super::{duration, show_default, wait_for_signal};
+use super::{Signals, duration, show_default};
 use crate::config::Topology;
 use crate::host::{Host, HostOptions};
 use crate::net::ServerConfig;
@@ -325,6 +325,7 @@ pub(super) async fn run(args: HostArgs) -> anyhow::Result<ExitCode> {
     options.access = args.access.clone();
     options.insecure = args.insecure;
     args.apply(&mut options);
+    let mut signals = Signals::new()?;
     let host = Host::start(options).await?;
     let (functions, plugin_count) = host.loaded();
     println!(
@@ -333,13 +334,12 @@ pub(super) async fn run(args: HostArgs) -> anyhow::Result<ExitCode> {
         host.local_addr()
     );
 
-    wait_for_signal().await?;
+    signals.next().await;
     tracing::info!("shutting down; send the signal again to exit at once");
     host.shutdown();
     let drained = tokio::select! {
         drained = host.wait() => drained,
-        result = wait_for_signal() => {
-            result?;
+        () = signals.next() => {
             tracing::warn!("second signal: exiting without draining");
             return Ok(ExitCode::from(130));
         }
