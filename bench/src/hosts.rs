@@ -1,40 +1,126 @@
 //! wasmrpc as the system under test: real `wasmrpc host` processes (the
-//! release binary), with plugin folders and a `regions.toml` in a temporary
-//! directory, reached through [`wasmrpc::Client`].
+//! release binary), with plugin folders, topology files, certificates and an
+//! access file in a temporary directory, reached through [`wasmrpc::Client`].
 
 use std::fmt::Write as _;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, bail};
 use tokio::process::{Child, Command};
-use wasmrpc::Client;
+use wasmrpc::certs::{DevCa, Leaf};
+use wasmrpc::net::ClientTls;
+use wasmrpc::pattern::Pattern;
+use wasmrpc::protocol::Secret;
+use wasmrpc::{Client, ClientOptions};
 
 /// How long a host may take to start (it compiles its plugins first).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A temporary directory of plugin folders, configs and host logs.
+/// The SPIFFE trust domain of the lab's host certificates.
+const TRUST_DOMAIN: &str = "wasmrpc.bench";
+
+/// The functions the access file's one token may call.
+const TOKEN_FUNCTIONS: &str = "math.*";
+
+/// How the hosts of a topology secure the connections they accept and make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// Plaintext and no tokens, as hosts allow on loopback.
+    Plaintext,
+    /// TLS 1.3 on every connection, callers' and peers': a `[tls]` table in
+    /// the topology file and a certificate per region from the lab's CA.
+    Tls,
+    /// TLS, and an access file (`--access`) whose one token callers present.
+    TlsWithToken,
+}
+
+/// A temporary directory of plugin folders, configs, certificates and host
+/// logs.
 pub struct Lab {
     dir: tempfile::TempDir,
     bin: PathBuf,
     guests: PathBuf,
+    /// The CA of every TLS host of the lab (`certs/ca.crt`), issuing each
+    /// region's certificate into `certs/` when a host of it first starts.
+    ca: DevCa,
+    /// What callers of TLS hosts trust: the CA.
+    client_tls: ClientTls,
+    /// The token granted [`TOKEN_FUNCTIONS`] by `access.toml`.
+    token: String,
 }
 
 impl Lab {
     /// A lab running the host binary `bin` with plugins from `guests`
     /// (the directory holding `<plugin>.wasm`).
     pub fn new(bin: &Path, guests: &Path) -> anyhow::Result<Lab> {
+        let dir = tempfile::Builder::new()
+            .prefix("wasmrpc-bench-")
+            .tempdir()?;
+        let now = SystemTime::now();
+        let day = Duration::from_secs(24 * 60 * 60);
+        // Valid for longer than the hosts' certificates (30 days from when
+        // each is issued), which may not outlive it.
+        let ca = DevCa::new("wasmrpc bench CA", now - day, now + 365 * day)?;
+        let certs = dir.path().join("certs");
+        std::fs::create_dir_all(&certs)?;
+        std::fs::write(certs.join("ca.crt"), ca.cert_pem())?;
+        let client_tls = ClientTls::from_ca_pem(ca.cert_pem().as_bytes(), "the bench CA")?;
+        let token = wasmrpc::auth::new_token();
+        let functions = [Pattern::parse(TOKEN_FUNCTIONS)?];
+        let entry = wasmrpc::auth::access::entry("bench", &token, &functions);
+        std::fs::write(dir.path().join("access.toml"), entry)?;
         Ok(Lab {
-            dir: tempfile::Builder::new()
-                .prefix("wasmrpc-bench-")
-                .tempdir()?,
+            dir,
             bin: bin.to_owned(),
             guests: guests.to_owned(),
+            ca,
+            client_tls,
+            token,
         })
+    }
+
+    /// How a caller connects to a host secured as `security` says: trusting
+    /// the lab's CA, presenting the access file's token.
+    pub fn client_options(&self, security: Security) -> ClientOptions {
+        let tls = match security {
+            Security::Plaintext => None,
+            Security::Tls | Security::TlsWithToken => Some(self.client_tls.clone()),
+        };
+        let token = match security {
+            Security::TlsWithToken => Some(Secret::new(self.token.clone())),
+            Security::Plaintext | Security::Tls => None,
+        };
+        ClientOptions {
+            tls,
+            token,
+            ..ClientOptions::default()
+        }
+    }
+
+    /// Writes `certs/<region>.crt` and `.key`, a host certificate of
+    /// `region` for loopback, unless they exist (a running host watches
+    /// them).
+    fn region_cert(&self, region: &str) -> anyhow::Result<()> {
+        let certs = self.dir.path().join("certs");
+        let (cert, key) = (
+            certs.join(format!("{region}.crt")),
+            certs.join(format!("{region}.key")),
+        );
+        if cert.exists() {
+            return Ok(());
+        }
+        let loopback = [IpAddr::V4(Ipv4Addr::LOCALHOST)];
+        let issued = self
+            .ca
+            .issue(&Leaf::host(TRUST_DOMAIN, region, &loopback, 30))?;
+        std::fs::write(key, issued.key_pem)?;
+        std::fs::write(cert, issued.cert_pem)?;
+        Ok(())
     }
 
     /// Creates the plugin folder `plugins/<name>` holding `plugins` and the
@@ -72,13 +158,21 @@ impl Lab {
             "--config",
             config,
         ];
-        self.start(region, addr, &args).await
+        let options = self.client_options(Security::Plaintext);
+        self.start(region, addr, &args, options).await
     }
 
-    /// Writes `regions.toml` with one host per region, each serving the
-    /// plugin folder `plugins/<region>` (create them first with
-    /// [`Lab::plugin_dir`]), and starts the hosts in order.
-    pub async fn start_regions(&self, regions: &[&str]) -> anyhow::Result<Vec<Host>> {
+    /// Writes the topology file `file` with one host per region, each
+    /// serving the plugin folder `plugins/<region>` (create them first with
+    /// [`Lab::plugin_dir`]) and secured as `security` says, and starts the
+    /// hosts in order. Region names must differ between the files of a lab:
+    /// a region's certificate is `certs/<region>.crt`.
+    pub async fn start_regions(
+        &self,
+        file: &str,
+        regions: &[&str],
+        security: Security,
+    ) -> anyhow::Result<Vec<Host>> {
         let addrs = regions
             .iter()
             .map(|_| free_port())
@@ -90,17 +184,42 @@ impl Lab {
                 "[[region]]\nname = \"{region}\"\nhosts = [\"{addr}\"]\nplugins = \"plugins/{region}\"\n"
             )?;
         }
-        let config = self.dir.path().join("regions.toml");
+        if security != Security::Plaintext {
+            writeln!(
+                toml,
+                "[tls]\nca = \"certs/ca.crt\"\ntrust_domain = \"{TRUST_DOMAIN}\"\ncerts = \"certs\""
+            )?;
+            for region in regions {
+                self.region_cert(region)?;
+            }
+        }
+        let config = self.dir.path().join(file);
         std::fs::write(&config, toml)?;
         let config = config.to_str().context("non-UTF-8 temporary path")?;
+        let access = self.dir.path().join("access.toml");
+        let access = access.to_str().context("non-UTF-8 temporary path")?;
+        let mut args = vec!["--config", config];
+        if security == Security::TlsWithToken {
+            args.extend(["--access", access]);
+        }
         let mut hosts = Vec::new();
         for (region, addr) in regions.iter().zip(addrs) {
-            hosts.push(self.start(region, addr, &["--config", config]).await?);
+            let options = self.client_options(security);
+            hosts.push(self.start(region, addr, &args, options).await?);
         }
         Ok(hosts)
     }
 
-    async fn start(&self, region: &str, addr: SocketAddr, args: &[&str]) -> anyhow::Result<Host> {
+    /// Starts a host and waits until it answers `hello` from a caller
+    /// connecting with `options`, which the host keeps for
+    /// [`Host::connect`].
+    async fn start(
+        &self,
+        region: &str,
+        addr: SocketAddr,
+        args: &[&str],
+        options: ClientOptions,
+    ) -> anyhow::Result<Host> {
         let log = self.dir.path().join(format!("host-{region}.log"));
         let out = std::fs::File::create(&log)?;
         let child = Command::new(&self.bin)
@@ -113,10 +232,15 @@ impl Lab {
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("cannot start {}", self.bin.display()))?;
-        let mut host = Host { child, addr, log };
+        let mut host = Host {
+            child,
+            addr,
+            log,
+            options,
+        };
         let began = Instant::now();
         loop {
-            if Client::connect(addr).await.is_ok() {
+            if host.connect().await.is_ok() {
                 return Ok(host);
             }
             if let Some(status) = host.child.try_wait()? {
@@ -143,6 +267,8 @@ pub struct Host {
     child: Child,
     addr: SocketAddr,
     log: PathBuf,
+    /// How its callers connect: TLS settings and token, as it requires.
+    options: ClientOptions,
 }
 
 /// Whether a host serves a function.
@@ -163,9 +289,15 @@ impl Host {
         self.addr
     }
 
+    /// How a caller connects to the host: with TLS and a token when the
+    /// host requires them.
+    pub fn client_options(&self) -> &ClientOptions {
+        &self.options
+    }
+
     /// A new connection to the host.
     pub async fn connect(&self) -> anyhow::Result<Client> {
-        Ok(Client::connect(self.addr).await?)
+        Ok(Client::connect_with(self.addr, self.options.clone()).await?)
     }
 
     /// Waits until the host's catalog lists `function`, or its log shows

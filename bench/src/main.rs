@@ -72,6 +72,10 @@ struct AllArgs {
     /// MiB echoed per payload measurement (fewer calls for larger payloads).
     #[arg(long, default_value_t = 256)]
     payload_mib: u64,
+    /// New connections per kind (plaintext, TLS full handshake, TLS resumed)
+    /// in the TLS group.
+    #[arg(long, default_value_t = 500)]
+    connections: u64,
     /// A tenth of the calls and a 1 s open loop: a smoke test, not a result.
     #[arg(long)]
     quick: bool,
@@ -100,6 +104,7 @@ impl AllArgs {
             open_for: Duration::from_secs_f64(if self.quick { 1.0 } else { self.open_secs }),
             warmup: self.warmup / scale,
             payload_bytes: (self.payload_mib << 20) / scale,
+            connections: (self.connections / scale).max(1),
             only: self.only.clone(),
             rounds: self.rounds.max(1),
         }

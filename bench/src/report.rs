@@ -60,11 +60,14 @@ pub struct Row {
     pub outcome: Outcome,
 }
 
-/// A titled results table.
+/// A titled results table, after the section's own comparisons if it has
+/// any.
 #[derive(Debug, Clone)]
 pub struct Section {
     pub title: String,
     pub note: String,
+    /// Ratios between the section's rows, with their goals.
+    pub targets: Vec<Target>,
     pub rows: Vec<Row>,
 }
 
@@ -81,6 +84,8 @@ pub struct Target {
 pub enum Goal {
     AtMost(f64),
     AtLeast(f64),
+    /// No goal: the figure is reported for scale.
+    Reported,
 }
 
 impl Target {
@@ -118,6 +123,7 @@ impl Target {
             (None, _) => "not measured",
             (Some((v, _)), Goal::AtMost(g)) if *v <= g => "**met**",
             (Some((v, _)), Goal::AtLeast(g)) if *v >= g => "**met**",
+            (Some(_), Goal::Reported) => "–",
             _ => "**missed**",
         }
     }
@@ -205,26 +211,18 @@ impl Report {
             self.parameters, m.cpu, m.cores, m.memory, m.kernel, m.rustc, m.date
         );
 
-        md.push_str("## Targets\n\n| target | measured | goal | |\n|---|---|---|---|\n");
-        for t in &self.targets {
-            let measured = match &t.measured {
-                Some((value, how)) => format!("{value:.2} ({how})"),
-                None => "–".into(),
-            };
-            let goal = match t.goal {
-                Goal::AtMost(g) => format!("≤ {g}"),
-                Goal::AtLeast(g) => format!("≥ {g}"),
-            };
-            let _ = writeln!(md, "| {} | {measured} | {goal} | {} |", t.name, t.verdict());
-        }
+        md.push_str("## Targets\n\n");
+        targets_table(&mut md, "target", &self.targets);
 
         for section in &self.sections {
-            let _ = write!(
-                md,
-                "\n## {}\n\n{}\n\n\
-                 | system | load | calls | p50 µs | p99 µs | p999 µs | calls/s |\n\
+            let _ = write!(md, "\n## {}\n\n{}\n\n", section.title, section.note);
+            if !section.targets.is_empty() {
+                targets_table(&mut md, "comparison", &section.targets);
+                md.push('\n');
+            }
+            md.push_str(
+                "| system | load | calls | p50 µs | p99 µs | p999 µs | calls/s |\n\
                  |---|---|---:|---:|---:|---:|---:|\n",
-                section.title, section.note
             );
             for row in &section.rows {
                 let cells = match &row.outcome {
@@ -291,6 +289,24 @@ impl Report {
     }
 }
 
+/// A table of `targets`, the first column headed `what`: each measured
+/// value, how it was computed, its goal and whether it is met.
+fn targets_table(md: &mut String, what: &str, targets: &[Target]) {
+    let _ = write!(md, "| {what} | measured | goal | |\n|---|---|---|---|\n");
+    for t in targets {
+        let measured = match &t.measured {
+            Some((value, how)) => format!("{value:.2} ({how})"),
+            None => "–".into(),
+        };
+        let goal = match t.goal {
+            Goal::AtMost(g) => format!("≤ {g}"),
+            Goal::AtLeast(g) => format!("≥ {g}"),
+            Goal::Reported => "–".into(),
+        };
+        let _ = writeln!(md, "| {} | {measured} | {goal} | {} |", t.name, t.verdict());
+    }
+}
+
 /// `1234567.8` as `1,234,568`.
 pub fn thousands(n: f64) -> String {
     let digits = format!("{:.0}", n.max(0.0));
@@ -310,4 +326,89 @@ fn one_line(text: &str) -> String {
         .collect::<Vec<_>>()
         .join(" ")
         .replace('|', "\\|")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(sections: Vec<Section>) -> Report {
+        Report {
+            machine: Machine {
+                cpu: "cpu".into(),
+                cores: 2,
+                memory: "1 GiB".into(),
+                kernel: "Linux".into(),
+                rustc: "rustc".into(),
+                date: "today".into(),
+            },
+            parameters: "One run.".into(),
+            targets: Vec::new(),
+            sections,
+            facts: Vec::new(),
+        }
+    }
+
+    fn figure(value: f64, what: &str) -> Option<(f64, String)> {
+        Some((value, format!("{value} {what}")))
+    }
+
+    #[test]
+    fn a_section_shows_its_comparisons_with_verdicts_before_its_rows() {
+        let section = Section {
+            title: "TLS".into(),
+            note: "What TLS costs.".into(),
+            targets: vec![
+                Target::ratio(
+                    "latency",
+                    Goal::AtMost(1.15),
+                    figure(22.0, "TLS"),
+                    figure(20.0, "plaintext"),
+                ),
+                Target::ratio(
+                    "throughput",
+                    Goal::AtLeast(0.85),
+                    figure(80.0, "TLS"),
+                    figure(100.0, "plaintext"),
+                ),
+                Target::ratio(
+                    "handshake",
+                    Goal::Reported,
+                    figure(300.0, "TLS"),
+                    figure(100.0, "plaintext"),
+                ),
+                Target::ratio("unmeasured", Goal::Reported, None, figure(1.0, "x")),
+            ],
+            rows: vec![Row {
+                system: "`math.add`, TLS".into(),
+                load: "1 in flight".into(),
+                outcome: Outcome::NotApplicable("skipped".into()),
+            }],
+        };
+        let md = report(vec![section]).to_markdown();
+        let tls = &md[md.find("## TLS").unwrap()..];
+        let expected = "## TLS\n\nWhat TLS costs.\n\n\
+            | comparison | measured | goal | |\n|---|---|---|---|\n\
+            | latency | 1.10 (22 TLS / 20 plaintext) | ≤ 1.15 | **met** |\n\
+            | throughput | 0.80 (80 TLS / 100 plaintext) | ≥ 0.85 | **missed** |\n\
+            | handshake | 3.00 (300 TLS / 100 plaintext) | – | – |\n\
+            | unmeasured | – | – | not measured |\n\n\
+            | system | load | calls |";
+        assert!(tls.starts_with(expected), "{tls}");
+    }
+
+    #[test]
+    fn a_section_without_comparisons_starts_with_its_rows() {
+        let section = Section {
+            title: "Payload echo".into(),
+            note: "Bytes.".into(),
+            targets: Vec::new(),
+            rows: Vec::new(),
+        };
+        let md = report(vec![section]).to_markdown();
+        assert!(
+            md.contains("## Payload echo\n\nBytes.\n\n| system | load | calls |"),
+            "{md}"
+        );
+    }
 }

@@ -1,6 +1,8 @@
 //! The `all` run: every system under the same loads, one after the other,
 //! each server alone on the machine while it is measured.
 
+mod tls;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -13,7 +15,7 @@ use ciborium::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::hosts::{Availability, Host, Lab};
+use crate::hosts::{Availability, Host, Lab, Security};
 use futures::future::BoxFuture;
 
 use crate::cpu::Usage;
@@ -76,6 +78,8 @@ pub struct Plan {
     /// the systems take turns round by round, so that a machine whose speed
     /// drifts (other tenants, frequency) treats every system alike.
     pub rounds: u64,
+    /// New connections per kind in the TLS group (connect to `hello`).
+    pub connections: u64,
     /// Only these groups (all when empty): for quick comparisons while
     /// working on one thing. A partial report leaves the other rows out.
     pub only: Vec<Group>,
@@ -93,6 +97,9 @@ pub enum Group {
     Reuse,
     Forwarded,
     InProcess,
+    /// `math.add` with and without TLS and a token, single and forwarded,
+    /// and new connections with and without TLS.
+    Tls,
 }
 
 impl Plan {
@@ -167,13 +174,14 @@ pub async fn run(plan: &Plan, paths: &Paths) -> anyhow::Result<Report> {
     let systems = started.systems(plan);
     if !systems.is_empty() {
         progress("1 in flight, interleaved");
-        let one = interleave(plan, &systems, 1, plan.calls).await;
+        let one = interleave(plan, &systems, 1, plan.calls, plan.warmup.min(plan.calls)).await;
         progress(&format!("{} in flight, interleaved", plan.in_flight));
         let sampler = started
             .local
             .as_ref()
             .and_then(|l| l.host.sample_rss().ok());
-        let many = interleave(plan, &systems, plan.in_flight, plan.pipelined_calls).await;
+        let warmup = plan.warmup.min(plan.pipelined_calls);
+        let many = interleave(plan, &systems, plan.in_flight, plan.pipelined_calls, warmup).await;
         if let Some(sampler) = sampler {
             results.memory.push((
                 format!(
@@ -184,6 +192,10 @@ pub async fn run(plan: &Plan, paths: &Paths) -> anyhow::Result<Report> {
             ));
         }
         for ((system, one), many) in systems.iter().zip(one).zip(many) {
+            if let Kind::Secured(secured) = system.kind {
+                results.tls.record(secured, one, many);
+                continue;
+            }
             progress(&format!("{}, open loop", system.name));
             let open = if system.open_loop {
                 let load = Load::Open {
@@ -197,6 +209,17 @@ pub async fn run(plan: &Plan, paths: &Paths) -> anyhow::Result<Report> {
                 None
             };
             results.record(system.kind, one, many, open);
+        }
+    }
+    if let Some(secured) = &started.secured {
+        progress("new connections, interleaved");
+        let systems = secured.connections();
+        let warmup = plan.warmup.min(plan.connections / 10);
+        let rows = interleave(plan, &systems, 1, plan.connections, warmup).await;
+        for (system, row) in systems.iter().zip(rows) {
+            if let Kind::Connect(handshake) = system.kind {
+                results.tls.record_connect(handshake, row);
+            }
         }
     }
     if plan.runs(Group::Payload) {
@@ -225,6 +248,7 @@ struct Results {
     payload: Vec<Row>,
     in_process: Vec<Row>,
     memory: Vec<(String, String)>,
+    tls: tls::TlsResults,
     floor_p50: Option<f64>,
     floor_relayed_p50: Option<f64>,
     grpc_pipelined: Option<f64>,
@@ -262,7 +286,7 @@ impl Results {
             Kind::Forwarded => self.forwarded_p50 = one_p50,
             Kind::Relayed => self.relayed_p50 = one_p50,
             Kind::FrameRelayed => self.frame_relayed_p50 = one_p50,
-            Kind::FloorConnections | Kind::Nested => {}
+            Kind::FloorConnections | Kind::Nested | Kind::Secured(_) | Kind::Connect(_) => {}
         }
         let rows = [one, many, open].into_iter().flatten();
         if kind == Kind::Nested {
@@ -361,7 +385,8 @@ impl Results {
             p999 is left out below 1,000 calls.";
         let mut add = self.add;
         add.extend(self.nested);
-        Report {
+        let tls = plan.runs(Group::Tls).then(|| self.tls.section(plan));
+        let mut report = Report {
             machine: Machine::describe(),
             parameters: plan.describe(),
             targets,
@@ -369,6 +394,7 @@ impl Results {
                 Section {
                     title: "add(a, b)".into(),
                     note: latency_note.into(),
+                    targets: Vec::new(),
                     rows: add,
                 },
                 Section {
@@ -376,6 +402,7 @@ impl Results {
                     note: "`list<u8>` echo (`greeter.echo.echo-bytes`, CBOR byte strings) \
                         against a gRPC `bytes` echo; fewer calls for larger payloads."
                         .into(),
+                    targets: Vec::new(),
                     rows: self.payload,
                 },
                 Section {
@@ -390,11 +417,14 @@ impl Results {
                         latency is instantiation + call. The three are measured in the same \
                         interleaved rounds as the closed-loop loads."
                         .into(),
+                    targets: Vec::new(),
                     rows: self.in_process,
                 },
             ],
             facts: self.memory,
-        }
+        };
+        report.sections.extend(tls);
+        report
     }
 }
 
@@ -561,6 +591,10 @@ enum Kind {
     /// The same host behind a relay that decodes and re-encodes frames.
     FrameRelayed,
     Nested,
+    /// `math.add` in the TLS group.
+    Secured(tls::Secured),
+    /// New connections in the TLS group.
+    Connect(tls::Handshake),
 }
 
 /// A system under test.
@@ -589,7 +623,12 @@ impl System {
             call,
             open_loop: !matches!(
                 kind,
-                Kind::FloorConnections | Kind::FloorRelayed | Kind::Relayed | Kind::FrameRelayed
+                Kind::FloorConnections
+                    | Kind::FloorRelayed
+                    | Kind::Relayed
+                    | Kind::FrameRelayed
+                    | Kind::Secured(_)
+                    | Kind::Connect(_)
             ),
             servers,
         }
@@ -616,6 +655,8 @@ struct Started {
     relayed: Option<(ServerProcess, wasmrpc::Client)>,
     /// A decoding frame relay in front of the same host, and a client of it.
     frame_relayed: Option<(ServerProcess, wasmrpc::Client)>,
+    /// The TLS group's hosts.
+    secured: Option<tls::SecuredHosts>,
 }
 
 impl Started {
@@ -662,7 +703,9 @@ impl Started {
                 lab.plugin_dir("a", &[], &[])?;
                 lab.plugin_dir("b", &["math"], &[])?;
                 // `b` first, so that `a` links to it at once.
-                let hosts = lab.start_regions(&["b", "a"]).await?;
+                let hosts = lab
+                    .start_regions("regions.toml", &["b", "a"], Security::Plaintext)
+                    .await?;
                 hosts[1].require("math.add").await?;
                 let client = hosts[1].connect().await?;
                 anyhow::Ok((hosts, client))
@@ -689,6 +732,12 @@ impl Started {
                     Ok(relayed) => started.frame_relayed = Some(relayed),
                     Err(e) => results.add.push(failed(FRAME_RELAYED, &e)),
                 }
+            }
+        }
+        if plan.runs(Group::Tls) {
+            match tls::SecuredHosts::start(lab).await {
+                Ok(secured) => started.secured = Some(secured),
+                Err(e) => results.tls.failed(&e),
             }
         }
         started
@@ -787,6 +836,9 @@ impl Started {
                 &[local.host.pid()],
             ));
         }
+        if let Some(secured) = &self.secured {
+            systems.extend(secured.systems());
+        }
         systems
     }
 }
@@ -883,15 +935,16 @@ async fn start_reuse(
 }
 
 /// Measures every system with `in_flight` calls in flight (one connection
-/// each, but for the floor's many-connections row): after a warm-up, in
-/// [`Plan::rounds`] rounds of `calls / rounds` calls, the systems taking
-/// turns. The systems' rows, in order; `None` for a system not measured at
-/// this concurrency.
+/// each, but for the floor's many-connections row): after a warm-up of
+/// `warmup` calls, in [`Plan::rounds`] rounds of `calls / rounds` calls, the
+/// systems taking turns. The systems' rows, in order; `None` for a system
+/// not measured at this concurrency.
 async fn interleave(
     plan: &Plan,
     systems: &[System],
     in_flight: usize,
     calls: u64,
+    warmup: u64,
 ) -> Vec<Option<Row>> {
     let measured = |system: &System| in_flight > 1 || system.kind != Kind::FloorConnections;
     let per_round = (calls / plan.rounds.max(1)).max(1);
@@ -907,7 +960,7 @@ async fn interleave(
         if measured(system) {
             let call = system.call.clone();
             let call = move |lane| call(lane);
-            if let Err(e) = load::run(&call, closed(plan.warmup.min(calls))).await {
+            if let Err(e) = load::run(&call, closed(warmup)).await {
                 *merged = Err(format!("warm-up: {e:#}"));
             }
         }
@@ -938,6 +991,7 @@ async fn interleave(
         .zip(used)
         .map(|((system, merged), used)| {
             let load = match (in_flight, system.kind) {
+                (_, Kind::Connect(_)) => "one at a time".to_owned(),
                 (1, _) => "1 in flight".to_owned(),
                 (n, Kind::FloorConnections) => format!("{n} in flight, {n} connections"),
                 (n, _) => format!("{n} in flight, 1 connection"),
