@@ -28,6 +28,11 @@ use tokio::net::TcpStream;
 /// TLS bytes rustls holds for a socket that does not drain.
 const ENCRYPT_BATCH: usize = 64 * 1024;
 
+/// Bytes of TLS records read from the socket at a time: less than the
+/// plaintext rustls buffers (16 KiB), so that what one read brings always
+/// fits once decrypted.
+const RECORDS: usize = 16 * 1024;
+
 /// The first byte of a TLS record carrying a handshake message: how a host
 /// tells a TLS client from a plaintext one (a wasmrpc frame starts with the
 /// high byte of its length, which is 0 for frames under 16 MiB).
@@ -80,6 +85,11 @@ impl Stream {
         (
             ReadHalf {
                 tcp: self.tcp.clone(),
+                records: if self.tls.is_some() {
+                    vec![0; RECORDS].into_boxed_slice()
+                } else {
+                    Box::default()
+                },
                 tls: self.tls.clone(),
                 eof: false,
             },
@@ -126,6 +136,8 @@ pub struct ReadHalf {
     tls: Option<Arc<Mutex<rustls::Connection>>>,
     /// The socket reached its end (TLS: no more records will come).
     eof: bool,
+    /// TLS: records read from the socket, before rustls takes them.
+    records: Box<[u8]>,
 }
 
 impl AsyncRead for ReadHalf {
@@ -149,51 +161,60 @@ impl AsyncRead for ReadHalf {
             }
         };
         loop {
-            let mut connection = lock(tls);
-            match connection.reader().read(buf.initialize_unfilled()) {
-                Ok(n) => {
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                // The socket ended without `close_notify`. Frames carry their
-                // length, so a cut inside one is still detected; a cut
-                // between two is a closed connection.
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    return Poll::Ready(Ok(()));
-                }
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-            // No plaintext is buffered: read records. rustls reads them
-            // straight from the socket into its own buffer.
-            match connection.read_tls(&mut Socket(&this.tcp)) {
-                Ok(0) => {
-                    // End of stream: the next read says how it ended.
-                    if this.eof {
+            {
+                let mut connection = lock(tls);
+                match connection.reader().read(buf.initialize_unfilled()) {
+                    Ok(n) => {
+                        buf.advance(n);
                         return Poll::Ready(Ok(()));
                     }
-                    this.eof = true;
-                }
-                Ok(_) => {
-                    if let Err(error) = connection.process_new_packets() {
-                        // Send the alert rustls prepared, as far as the socket
-                        // takes it now.
-                        let _ = write_records(&mut connection, &this.tcp);
-                        return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, error)));
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    // The socket ended without `close_notify`. Frames carry
+                    // their length, so a cut inside one is still detected;
+                    // a cut between two is a closed connection.
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                        return Poll::Ready(Ok(()));
                     }
-                    // Answers rustls owes the other side (a key update):
-                    // written now if the socket takes them, else with the
-                    // next frame sent.
-                    if connection.wants_write() {
-                        let _ = write_records(&mut connection, &this.tcp);
-                    }
+                    Err(e) => return Poll::Ready(Err(e)),
                 }
+                if this.eof {
+                    return Poll::Ready(Ok(()));
+                }
+            }
+            // No plaintext is buffered: read records, without the lock, so
+            // that a sender is never held up by this read.
+            let n = match this.tcp.try_read(&mut this.records) {
+                Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    drop(connection);
                     ready!(this.tcp.poll_read_ready(cx))?;
+                    continue;
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Poll::Ready(Err(e)),
+            };
+            let mut connection = lock(tls);
+            if n == 0 {
+                // End of stream: the next read says how it ended.
+                this.eof = true;
+                let _ = connection.read_tls(&mut &[][..]);
+                continue;
+            }
+            // The plaintext buffer is empty, and `RECORDS` bytes of records
+            // hold less plaintext than rustls buffers: all of them fit.
+            let mut fresh = &this.records[..n];
+            while !fresh.is_empty() {
+                connection.read_tls(&mut fresh)?;
+                if let Err(error) = connection.process_new_packets() {
+                    // Send the alert rustls prepared, as far as the socket
+                    // takes it now.
+                    let _ = write_records(&mut connection, &this.tcp);
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, error)));
+                }
+            }
+            // Answers rustls owes the other side (a key update): written now
+            // if the socket takes them, else with the next frame sent.
+            if connection.wants_write() {
+                let _ = write_records(&mut connection, &this.tcp);
             }
         }
     }
@@ -317,15 +338,8 @@ fn write_plain(tcp: &TcpStream, chunk: &mut BytesMut) -> io::Result<usize> {
     Ok(written)
 }
 
-/// The socket as a [`Read`] and [`Write`] that never wait: `WouldBlock`
-/// when empty or full.
+/// The socket as a [`Write`] that never waits: `WouldBlock` when full.
 struct Socket<'a>(&'a TcpStream);
-
-impl Read for Socket<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.try_read(buf)
-    }
-}
 
 impl Write for Socket<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
