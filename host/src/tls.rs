@@ -376,7 +376,7 @@ fn check_region(material: &TlsMaterial, files: &TlsFiles, region: &str) -> Resul
 
 /// Says why a TLS handshake with a caller failed, for this host's log.
 pub fn describe_accept_error(error: &std::io::Error) -> String {
-    use rustls::{CertificateError, Error};
+    use rustls::Error;
     let Some(tls) = error
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<Error>())
@@ -385,18 +385,7 @@ pub fn describe_accept_error(error: &std::io::Error) -> String {
     };
     match tls {
         Error::InvalidCertificate(cert) => {
-            let why = match cert {
-                CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-                    "it has expired".to_owned()
-                }
-                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-                    "it is not valid yet".to_owned()
-                }
-                CertificateError::UnknownIssuer | CertificateError::BadSignature => {
-                    "it is not signed by the cluster CA".to_owned()
-                }
-                other => format!("{other:?}"),
-            };
+            let why = wasmrpc_client::tls::why_refused(cert, "the cluster CA");
             format!("the caller's certificate was refused: {why}")
         }
         Error::AlertReceived(alert) => format!(

@@ -52,16 +52,7 @@ impl ClientTls {
             what: what.to_owned(),
             message,
         };
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(pem) {
-            let cert = cert.map_err(|e| invalid(e.to_string()))?;
-            roots.add(cert).map_err(|e| invalid(e.to_string()))?;
-        }
-        if roots.is_empty() {
-            return Err(TlsError::NoCertificate {
-                what: what.to_owned(),
-            });
-        }
+        let roots = roots(pem, what)?;
         let config = rustls::ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(VERSIONS)
             .map_err(|e| invalid(e.to_string()))?
@@ -90,18 +81,12 @@ impl ClientTls {
             what: what.to_owned(),
             message,
         };
-        let base = ClientTls::from_ca_pem(ca_pem, what)?;
         let chain = CertificateDer::pem_slice_iter(cert_pem)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| invalid(e.to_string()))?;
         let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem)
             .map_err(|e| invalid(e.to_string()))?;
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(ca_pem) {
-            roots
-                .add(cert.map_err(|e| invalid(e.to_string()))?)
-                .map_err(|e| invalid(e.to_string()))?;
-        }
+        let roots = roots(ca_pem, what)?;
         let config = rustls::ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(VERSIONS)
             .map_err(|e| invalid(e.to_string()))?
@@ -110,7 +95,7 @@ impl ClientTls {
             .map_err(|e| invalid(e.to_string()))?;
         Ok(ClientTls {
             config: Arc::new(config),
-            ..base
+            server_name: None,
         })
     }
 
@@ -143,9 +128,50 @@ impl ClientTls {
     }
 }
 
+/// The CA certificates of `pem`, at least one.
+fn roots(pem: &[u8], what: &str) -> Result<rustls::RootCertStore, TlsError> {
+    let invalid = |message: String| TlsError::Invalid {
+        what: what.to_owned(),
+        message,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| invalid(e.to_string()))?;
+        roots.add(cert).map_err(|e| invalid(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(TlsError::NoCertificate {
+            what: what.to_owned(),
+        });
+    }
+    Ok(roots)
+}
+
+/// Why a certificate was refused, in words; `trusted` names the CA it
+/// should have been signed by. Shared by both sides of a handshake.
+pub fn why_refused(cert: &rustls::CertificateError, trusted: &str) -> String {
+    use rustls::CertificateError;
+    match cert {
+        CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+            "it has expired".to_owned()
+        }
+        CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+            "it is not valid yet".to_owned()
+        }
+        // A CA of the same name with another key: a bad signature.
+        CertificateError::UnknownIssuer | CertificateError::BadSignature => {
+            format!("it is not signed by {trusted}")
+        }
+        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+            "it does not name the address connected to".to_owned()
+        }
+        other => format!("{other:?}"),
+    }
+}
+
 /// Says what a failed TLS handshake means for the side that connected.
 pub fn describe_handshake_error(error: &std::io::Error) -> String {
-    use rustls::{CertificateError, Error};
+    use rustls::Error;
     let Some(tls) = error
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<Error>())
@@ -159,23 +185,7 @@ pub fn describe_handshake_error(error: &std::io::Error) -> String {
     };
     match tls {
         Error::InvalidCertificate(cert) => {
-            let why = match cert {
-                CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-                    "it has expired".to_owned()
-                }
-                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-                    "it is not valid yet".to_owned()
-                }
-                // A CA of the same name with another key: a bad signature.
-                CertificateError::UnknownIssuer | CertificateError::BadSignature => {
-                    "it is not signed by a CA this side trusts".to_owned()
-                }
-                CertificateError::NotValidForName
-                | CertificateError::NotValidForNameContext { .. } => {
-                    "it does not name the address connected to".to_owned()
-                }
-                other => format!("{other:?}"),
-            };
+            let why = why_refused(cert, "a CA this side trusts");
             format!("the host's certificate was refused: {why}")
         }
         Error::InvalidMessage(_) => {
