@@ -80,6 +80,7 @@ impl RuntimeCall {
                 region: self.region.clone(),
                 calls: self.calls.clone(),
                 reuse: self.reuse,
+                meter: Default::default(),
             })
             .await?;
         check_sum(&value, a, b)

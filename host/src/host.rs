@@ -8,12 +8,14 @@ use std::sync::{Arc, RwLock};
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use ciborium::Value;
 use tokio::sync::watch;
 
 use crate::auth::AccessFile;
 use crate::net::{Security, ServerConfig, serve};
+use crate::observe::{HostState, Metrics, bind_admin, serve_admin};
 use crate::plugins::{PluginSet, Registry, ReloadConfig, Reloader};
 use crate::protocol::{CallError, FunctionInfo};
 use crate::region::{
@@ -55,6 +57,9 @@ pub struct HostOptions {
     /// access file (logged loudly): anyone who reaches it can call every
     /// function, and without TLS read every call.
     pub insecure: bool,
+    /// The admin listener (metrics, health, status, dashboard); `None`: no
+    /// admin listener, and no metrics kept.
+    pub admin: Option<SocketAddr>,
 }
 
 impl HostOptions {
@@ -76,6 +81,7 @@ impl HostOptions {
             tls: None,
             access: None,
             insecure: false,
+            admin: None,
         }
     }
 }
@@ -85,6 +91,7 @@ impl HostOptions {
 struct Plugins {
     runtime: Arc<Runtime>,
     registry: Arc<Registry>,
+    metrics: Metrics,
 }
 
 impl Local for Plugins {
@@ -103,6 +110,7 @@ impl Local for Plugins {
                 region,
                 calls: loaded.settings.calls.clone(),
                 reuse: loaded.settings.reuse_instances,
+                meter: self.metrics.plugin(&loaded.plugin.name),
             })),
             None => Placement::Elsewhere(request),
         }
@@ -110,6 +118,10 @@ impl Local for Plugins {
 
     fn catalog(&self, region: &str) -> Vec<FunctionInfo> {
         self.registry.snapshot().function_infos(region)
+    }
+
+    fn serves(&self, function: &str) -> bool {
+        self.registry.snapshot().lookup(function).is_some()
     }
 
     fn changes(&self) -> watch::Receiver<u64> {
@@ -120,6 +132,7 @@ impl Local for Plugins {
 /// A host that is serving. Dropping it does not stop it; call [`Host::shutdown`].
 pub struct Host {
     addr: SocketAddr,
+    admin: Option<(SocketAddr, AbortOnDropHandle<()>)>,
     shutdown: CancellationToken,
     served: tokio::task::JoinHandle<bool>,
     functions: usize,
@@ -153,17 +166,41 @@ impl Host {
             Runtime::new(options.runtime.clone()).context("cannot start the wasm runtime")?,
         );
         let registry = Arc::new(Registry::new(PluginSet::default()));
+        let shutdown = CancellationToken::new();
+        // The admin listener comes first: it answers `/healthz` (and
+        // `/readyz`: not yet) while the plugins load.
+        let metrics = if options.admin.is_some() {
+            Metrics::on()
+        } else {
+            Metrics::off()
+        };
+        let state = HostState::new(
+            &options.region,
+            &options.server.host_id,
+            registry.clone(),
+            shutdown.clone(),
+        );
+        let admin = match options.admin {
+            Some(addr) => {
+                let listener = bind_admin(addr).await?;
+                let addr = listener.local_addr()?;
+                let task = tokio::spawn(serve_admin(listener, metrics.clone(), state.clone()));
+                tracing::info!(%addr, "admin listener: /metrics /healthz /readyz /status, dashboard at /");
+                Some((addr, AbortOnDropHandle::new(task)))
+            }
+            None => None,
+        };
         let mut reloader = Reloader::new(
             options.plugins.clone(),
             runtime.clone(),
             registry.clone(),
             options.reload.clone(),
-        );
+        )
+        .with_metrics(metrics.clone());
         reloader.load_all().await?;
         let loaded = registry.snapshot();
         let (functions, plugin_count) = (loaded.len(), loaded.plugins().count());
         drop(loaded);
-        let shutdown = CancellationToken::new();
         if let Some(tls) = &tls {
             let files = tls.files().paths().map(Path::to_path_buf).to_vec();
             let reloaded = tls.clone();
@@ -221,13 +258,24 @@ impl Host {
             options.server.max_frame,
             links.clone(),
         );
-        let router = Arc::new(Router::new(
-            &options.region,
-            Plugins { runtime, registry },
-            peers,
-            options.routes.clone(),
-            options.routing.clone(),
-        ));
+        let router = Arc::new(
+            Router::new(
+                &options.region,
+                Plugins {
+                    runtime,
+                    registry,
+                    metrics: metrics.clone(),
+                },
+                peers.clone(),
+                options.routes.clone(),
+                options.routing.clone(),
+            )
+            .with_metrics(metrics.clone()),
+        );
+        state.wire(peers, {
+            let router = router.clone();
+            move || router.routes()
+        });
         if let Some(path) = &options.topology_file {
             let me = Identity {
                 region: options.region.clone(),
@@ -250,9 +298,11 @@ impl Host {
         let addr = listener.local_addr()?;
         let mut server = options.server.clone();
         server.region = options.region.clone();
+        server.metrics = metrics;
         if options.listen.port() == 0 {
             server.host_id = addr.to_string();
         }
+        state.set_listening(&server.host_id);
         let served = tokio::spawn({
             let shutdown = shutdown.clone();
             async move {
@@ -263,6 +313,7 @@ impl Host {
         });
         Ok(Host {
             addr,
+            admin,
             shutdown,
             served,
             functions,
@@ -273,6 +324,11 @@ impl Host {
     /// The address the host listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address of the admin listener, if there is one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|(addr, _)| *addr)
     }
 
     /// Functions and plugins loaded at start.

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod host;
 pub mod net;
+pub mod observe;
 pub mod pattern;
 pub mod plugins;
 pub mod region;

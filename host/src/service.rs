@@ -55,6 +55,12 @@ pub trait Service: Send + Sync + 'static {
 
     /// Changes whenever [`Service::local_catalog`] does.
     fn local_changes(&self) -> watch::Receiver<u64>;
+
+    /// Whether `function` is in the catalog (a cheap check: metrics use
+    /// only catalogued names as labels).
+    fn knows(&self, _function: &str) -> bool {
+        false
+    }
 }
 
 /// A service that runs nothing: every call gets `unavailable` (`processed:

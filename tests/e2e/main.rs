@@ -10,6 +10,7 @@ mod guests;
 mod hardening;
 mod inline;
 mod nested;
+mod observe;
 mod protocol;
 mod protocol_doc;
 mod readme;

@@ -42,6 +42,7 @@ pub struct HostBuilder {
     log_filter: String,
     netns: Option<String>,
     cwd: Option<PathBuf>,
+    admin: Option<String>,
 }
 
 impl HostBuilder {
@@ -58,7 +59,20 @@ impl HostBuilder {
             log_filter: "info".to_owned(),
             netns: None,
             cwd: None,
+            admin: None,
         }
+    }
+
+    /// Opens an admin listener on a free loopback port (see
+    /// [`HostProcess::admin_get`]).
+    pub fn admin(self) -> HostBuilder {
+        self.admin_on("127.0.0.1:0".parse().expect("address"))
+    }
+
+    /// Opens the admin listener on `addr` (port 0: a free one).
+    pub fn admin_on(mut self, addr: SocketAddr) -> HostBuilder {
+        self.admin = Some(addr.to_string());
+        self
     }
 
     /// Listens on `addr` instead.
@@ -148,6 +162,9 @@ impl HostBuilder {
         if let Some(plugins) = &plugins {
             args.extend(["--plugins", plugins.to_str().expect("utf-8 path")]);
         }
+        if let Some(admin) = &self.admin {
+            args.extend(["--admin", admin]);
+        }
         args.extend(self.args.iter().map(String::as_str));
 
         let dir = tempfile::tempdir().expect("tempdir");
@@ -186,10 +203,15 @@ impl HostBuilder {
         let mut child = command.spawn().expect("spawn wasmrpc host");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
+        // The first line has the address; with an admin listener, the
+        // second has its address.
+        let wanted = if self.admin.is_some() { 2 } else { 1 };
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
-                let _ = tx.send(line);
+            for _ in 0..wanted {
+                if let Some(Ok(line)) = lines.next() {
+                    let _ = tx.send(line);
+                }
             }
             // Keep draining so the host never blocks on a full pipe.
             for _ in lines {}
@@ -208,9 +230,19 @@ impl HostBuilder {
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("unexpected first line from host: {line}"));
+        let admin = self.admin.as_ref().map(|_| {
+            let line = rx
+                .recv_timeout(START_TIMEOUT)
+                .expect("the admin listener's line");
+            line.strip_prefix("admin listener on http://")
+                .and_then(|rest| rest.split('/').next())
+                .and_then(|a| a.parse().ok())
+                .unwrap_or_else(|| panic!("unexpected second line from host: {line}"))
+        });
         HostProcess {
             child,
             addr,
+            admin,
             log_path,
             plugins,
             _dir: dir,
@@ -224,6 +256,8 @@ pub struct HostProcess {
     child: Child,
     /// The address it listens on.
     pub addr: SocketAddr,
+    /// Its admin listener, when started with one.
+    pub admin: Option<SocketAddr>,
     log_path: PathBuf,
     plugins: Option<PathBuf>,
     _dir: TempDir,
@@ -252,6 +286,36 @@ impl HostProcess {
         self.plugins
             .as_deref()
             .expect("started with a plugin folder")
+    }
+
+    /// GETs `path` from the host's admin listener.
+    ///
+    /// # Panics
+    ///
+    /// Without an admin listener, or when it does not answer within 10 s.
+    pub async fn admin_get(&self, path: &str) -> wasmrpc::observe::http::Response {
+        let admin = self
+            .admin
+            .expect("started with an admin listener")
+            .to_string();
+        wasmrpc::observe::http::get(&admin, path, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|e| panic!("GET {path} from {admin}: {e:#}"))
+    }
+
+    /// The host's `/metrics`, parsed.
+    pub async fn metrics(&self) -> crate::Metrics {
+        let response = self.admin_get("/metrics").await;
+        assert_eq!(response.status, 200, "{}", response.body);
+        crate::Metrics::parse(&response.body)
+    }
+
+    /// The host's `/status`.
+    pub async fn status(&self) -> wasmrpc::observe::Status {
+        let response = self.admin_get("/status").await;
+        assert_eq!(response.status, 200, "{}", response.body);
+        serde_json::from_str(&response.body)
+            .unwrap_or_else(|e| panic!("/status is not a status ({e}): {}", response.body))
     }
 
     /// The address as `ip:port` text, for the CLI's `--host`.

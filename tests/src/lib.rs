@@ -5,6 +5,7 @@
 mod cluster;
 mod files;
 mod host;
+mod metrics;
 mod netns;
 mod pki;
 mod proxy;
@@ -13,6 +14,7 @@ mod wait;
 pub use cluster::{Cluster, RegionSpec, free_addr};
 pub use files::{WriteStyle, component_returning, large_component};
 pub use host::{HostBuilder, HostProcess};
+pub use metrics::{Metrics, Sample};
 pub use netns::Network;
 pub use pki::{Pki, TRUST_DOMAIN};
 pub use proxy::Proxy;

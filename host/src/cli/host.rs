@@ -60,6 +60,14 @@ pub(super) struct HostArgs {
     /// without TLS read and alter every call; logged loudly at start.
     #[arg(long)]
     insecure: bool,
+    /// The admin listener: Prometheus `/metrics`, `/healthz`, `/readyz`,
+    /// `/status` (JSON) and a live dashboard at `/`. Default: this host's
+    /// entry in the region's `admin` list, if any; without one, no admin
+    /// listener and no metrics. Anyone who reaches it can read the host's
+    /// state (never its calls' data or secrets): bind it to loopback or a
+    /// management network.
+    #[arg(long)]
+    admin: Option<SocketAddr>,
     /// How long shutdown waits for calls in flight (the process then exits
     /// 0; a second signal stops the wait: exit code 130).
     #[arg(long, value_parser = humantime::parse_duration)]
@@ -271,6 +279,7 @@ pub(super) async fn run(args: HostArgs) -> anyhow::Result<ExitCode> {
     let mut routes = Vec::new();
     let mut topology_file = None;
     let mut tls = None;
+    let mut admin = args.admin;
     let (listen, plugins) = match Topology::from_file(&args.config) {
         Ok(topology) => {
             topology.validate()?;
@@ -288,6 +297,7 @@ pub(super) async fn run(args: HostArgs) -> anyhow::Result<ExitCode> {
             (peers, routes) = peers_and_routes(&topology, &me);
             topology_file = Some(args.config.clone());
             tls = topology.tls_files(&args.region, args.tls_cert.clone(), args.tls_key.clone());
+            admin = admin.or_else(|| region.admin_of(&listen.to_string()));
             let plugins = args
                 .plugins
                 .clone()
@@ -324,6 +334,7 @@ pub(super) async fn run(args: HostArgs) -> anyhow::Result<ExitCode> {
     options.tls = tls;
     options.access = args.access.clone();
     options.insecure = args.insecure;
+    options.admin = admin;
     args.apply(&mut options);
     let mut signals = Signals::new()?;
     let host = Host::start(options).await?;
@@ -333,6 +344,9 @@ pub(super) async fn run(args: HostArgs) -> anyhow::Result<ExitCode> {
         args.region,
         host.local_addr()
     );
+    if let Some(addr) = host.admin_addr() {
+        println!("admin listener on http://{addr}/ (metrics at /metrics)");
+    }
 
     signals.next().await;
     tracing::info!("shutting down; send the signal again to exit at once");

@@ -5,6 +5,7 @@
 //! name = "eu-west"                  # [a-z0-9-]+, unique
 //! hosts = ["127.0.0.1:7101"]        # one listen address per host process, unique across the file
 //! plugins = "plugins/eu-west"       # plugin folder, relative to this file
+//! admin = ["127.0.0.1:9101"]        # optional: each host's admin listener, in the order of `hosts`
 //!
 //! [routes]                          # optional: region preference per function pattern
 //! "billing.*" = ["us-east", "eu-west"]
@@ -41,6 +42,17 @@ pub enum ConfigError {
     NoHosts(String),
     #[error("region `{region}`: host `{host}` is not an IP:port address")]
     BadHost { region: String, host: String },
+    #[error(
+        "region `{region}`: `admin` has {admin} addresses for {hosts} hosts (one per host, in \
+         the order of `hosts`)"
+    )]
+    AdminCount {
+        region: String,
+        admin: usize,
+        hosts: usize,
+    },
+    #[error("region `{region}`: admin address `{addr}` is not an IP:port address")]
+    BadAdmin { region: String, addr: String },
     #[error("host `{host}` is listed twice (regions `{first}` and `{second}`)")]
     DuplicateHost {
         host: String,
@@ -97,6 +109,18 @@ pub struct Region {
     pub hosts: Vec<String>,
     /// `plugins = "plugins/eu-west"`: the plugin folder of this region's hosts.
     pub plugins: PathBuf,
+    /// `admin = ["127.0.0.1:9101"]`: the admin listener of each host, in the
+    /// order of `hosts` (optional; `wasmrpc status` reads them).
+    #[serde(default)]
+    pub admin: Vec<String>,
+}
+
+impl Region {
+    /// The admin address of the host listening on `host`, if the file gives one.
+    pub fn admin_of(&self, host: &str) -> Option<SocketAddr> {
+        let index = self.hosts.iter().position(|h| h == host)?;
+        self.admin.get(index)?.parse().ok()
+    }
 }
 
 /// `[tls]`: TLS for every host of the file, and mutual TLS between them.
@@ -221,6 +245,28 @@ impl Topology {
                 if let Some(first) = hosts.insert(host, &region.name) {
                     return Err(ConfigError::DuplicateHost {
                         host: host.clone(),
+                        first: first.to_owned(),
+                        second: region.name.clone(),
+                    });
+                }
+            }
+            if !region.admin.is_empty() && region.admin.len() != region.hosts.len() {
+                return Err(ConfigError::AdminCount {
+                    region: region.name.clone(),
+                    admin: region.admin.len(),
+                    hosts: region.hosts.len(),
+                });
+            }
+            for addr in &region.admin {
+                if addr.parse::<SocketAddr>().is_err() {
+                    return Err(ConfigError::BadAdmin {
+                        region: region.name.clone(),
+                        addr: addr.clone(),
+                    });
+                }
+                if let Some(first) = hosts.insert(addr, &region.name) {
+                    return Err(ConfigError::DuplicateHost {
+                        host: addr.clone(),
                         first: first.to_owned(),
                         second: region.name.clone(),
                     });

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::observe::Metrics;
 use crate::protocol::{DEFAULT_MAX_FRAME, DEFAULT_MAX_IN_FLIGHT};
 
 /// Limits and identity of a serving host.
@@ -37,6 +38,9 @@ pub struct ServerConfig {
     pub max_outbound: usize,
     /// How long shutdown waits for calls in flight.
     pub drain_timeout: Duration,
+    /// Where connections count themselves, their refused calls and the
+    /// frames they reject.
+    pub metrics: Metrics,
 }
 
 impl ServerConfig {
@@ -56,6 +60,7 @@ impl ServerConfig {
             max_cancels: 100,
             max_outbound: 64 << 20,
             drain_timeout: Duration::from_secs(5),
+            metrics: Metrics::off(),
         }
     }
 }

@@ -210,6 +210,7 @@ impl Connection {
             }
         };
         if let Err(error) = &result {
+            self.config.metrics.connection_ended(error);
             // Tell the peer why before closing, when the socket still works.
             if !matches!(error, ProtocolError::Io(_)) {
                 // The last frame; queued past the bound on replies, so that
@@ -434,6 +435,7 @@ impl Connection {
             (Some(_), Some(access)) => Some(access.subscribe()),
             _ => None,
         };
+        let _open = self.config.metrics.connection(caller.role);
         // Peers learn this host's own functions now and after every change.
         let is_peer = caller.role == Role::Peer;
         let mut catalog_changes = self.service.local_changes();
@@ -663,6 +665,7 @@ impl Connection {
             Ok(principal) => principal,
             Err(error) => {
                 tracing::info!(addr = %self.addr, "refused a call: {}", error.message);
+                self.count_refusal(&call.function, &error);
                 self.answer_error(tx, call.id, error);
                 return Ok(());
             }
@@ -694,6 +697,7 @@ impl Connection {
             None
         };
         if let Some(error) = refusal {
+            self.count_refusal(&call.function, &error);
             self.answer_error(tx, call.id, error);
             return Ok(());
         }
@@ -734,6 +738,15 @@ impl Connection {
             }
         }
         Ok(())
+    }
+
+    /// Counts a call refused before routing; its function is a label only
+    /// if the catalog has it.
+    fn count_refusal(&self, function: &str, error: &CallError) {
+        let metrics = &self.config.metrics;
+        if metrics.is_on() {
+            metrics.refused(function, self.service.knows(function), error);
+        }
     }
 
     /// Answers call `id` with `error`, from this host's region.

@@ -127,6 +127,7 @@ pub async fn load(
         path: files.path.clone(),
         wasm_sha256: files.wasm_sha256.clone(),
         sidecar_sha256: files.sidecar_sha256.clone(),
+        loaded_at: std::time::SystemTime::now(),
     })
 }
 

@@ -8,6 +8,6 @@ mod settings;
 mod watcher;
 
 pub use loader::{MAX_PLUGIN_SIZE, PluginFiles, load, plugin_name};
-pub use registry::{LoadedPlugin, PluginSet, Registry};
+pub use registry::{LoadedPlugin, PluginSet, Refusal, Registry};
 pub use settings::PluginSettings;
 pub use watcher::{ReloadConfig, Reloader};

@@ -18,6 +18,18 @@ pub struct LoadedPlugin {
     pub path: std::path::PathBuf,
     pub wasm_sha256: String,
     pub sidecar_sha256: Option<String>,
+    /// When this version was loaded.
+    pub loaded_at: std::time::SystemTime,
+}
+
+/// A plugin file the host refused, for `/status`.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub at: std::time::SystemTime,
+    /// The `.wasm` file.
+    pub path: std::path::PathBuf,
+    /// Why, in one line.
+    pub error: String,
 }
 
 /// An immutable set of plugins and the index of their functions.
@@ -91,6 +103,8 @@ impl PluginSet {
 pub struct Registry {
     current: RwLock<Arc<PluginSet>>,
     version: watch::Sender<u64>,
+    /// The last refusal of each plugin name, kept after a later load.
+    refusals: std::sync::Mutex<BTreeMap<String, Refusal>>,
 }
 
 impl Registry {
@@ -98,7 +112,21 @@ impl Registry {
         Registry {
             current: RwLock::new(Arc::new(plugins)),
             version: watch::Sender::new(0),
+            refusals: std::sync::Mutex::default(),
         }
+    }
+
+    /// Records that a file of plugin `name` was refused.
+    pub fn note_refusal(&self, name: &str, refusal: Refusal) {
+        self.refusals
+            .lock()
+            .expect("refusals lock")
+            .insert(name.to_owned(), refusal);
+    }
+
+    /// The last refusal of each plugin name.
+    pub fn refusals(&self) -> BTreeMap<String, Refusal> {
+        self.refusals.lock().expect("refusals lock").clone()
     }
 
     /// The plugin set in force now; calls keep using the snapshot they got.

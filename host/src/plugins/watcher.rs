@@ -24,7 +24,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::loader::{PluginFiles, load, plugin_name};
-use super::registry::{LoadedPlugin, PluginSet, Registry};
+use super::registry::{LoadedPlugin, PluginSet, Refusal, Registry};
+use crate::observe::Metrics;
 use crate::runtime::Runtime;
 
 /// Timings of hot reload.
@@ -86,6 +87,8 @@ pub struct Reloader {
     refused: HashMap<PathBuf, (String, Option<String>)>,
     /// Files with invalid names, reported once.
     bad_names: HashSet<PathBuf>,
+    /// Counts loads and refusals.
+    metrics: Metrics,
 }
 
 impl Reloader {
@@ -106,7 +109,27 @@ impl Reloader {
             handled: HashMap::new(),
             refused: HashMap::new(),
             bad_names: HashSet::new(),
+            metrics: Metrics::off(),
         }
+    }
+
+    /// Counts loads and refusals in `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Reloader {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Counts and records (for `/status`) a refused file of plugin `name`.
+    fn refuse(&self, name: &str, path: &Path, error: String) {
+        self.metrics.plugin_refused(name);
+        self.registry.note_refusal(
+            name,
+            Refusal {
+                at: SystemTime::now(),
+                path: path.to_owned(),
+                error,
+            },
+        );
     }
 
     /// Loads every plugin of the folder now, without waiting for files to
@@ -335,11 +358,9 @@ impl Reloader {
         let files = match PluginFiles::read(path, self.config.max_plugin_size) {
             Ok(files) => files,
             Err(error) => {
-                tracing::error!(
-                    "refused `{}`: {}",
-                    path.display(),
-                    one_line(&format!("{error:#}"))
-                );
+                let error = one_line(&format!("{error:#}"));
+                tracing::error!(plugin = %name, "refused `{}`: {error}", path.display());
+                self.refuse(name, path, error);
                 return None;
             }
         };
@@ -361,6 +382,7 @@ impl Reloader {
                 } else {
                     "loaded"
                 };
+                self.metrics.plugin_loaded(name);
                 tracing::info!(
                     plugin = %name,
                     functions = loaded.plugin.functions.len(),
@@ -376,13 +398,14 @@ impl Reloader {
                 } else {
                     "plugin not loaded"
                 };
+                let error = one_line(&format!("{error:#}"));
                 tracing::error!(
                     plugin = %name,
-                    "refused `{}` ({}): {}; {outcome}",
+                    "refused `{}` ({}): {error}; {outcome}",
                     path.display(),
                     files.short_hash(),
-                    one_line(&format!("{error:#}"))
                 );
+                self.refuse(name, path, error);
                 self.refused.insert(path.to_owned(), hashes);
                 None
             }

@@ -5,6 +5,6 @@ mod peers;
 mod reconfigure;
 mod route;
 
-pub use peers::{Health, Peer, PeerConfig, Peers};
+pub use peers::{Health, Peer, PeerConfig, PeerSnapshot, Peers};
 pub use reconfigure::{Identity, peers_and_routes, watch_topology};
 pub use route::{Local, Placement, Router, Routes, RoutingConfig};

@@ -130,6 +130,10 @@ struct PeerState {
     /// last ejection ended.
     ejections: u32,
     ejected_until: Option<Instant>,
+    /// Ejections since the host started.
+    ejections_total: u64,
+    /// Links lost or declared dead since the host started.
+    links_lost: u64,
     /// Since when calls to this peer have been waiting without a word from
     /// it (no answer, no pong); `None` when we heard from it after the last
     /// call started. Stays set when those calls are abandoned (a hedge won,
@@ -177,6 +181,40 @@ pub enum Health {
     Up,
     Ejected,
     Down,
+}
+
+/// A peer as an operator sees it at one moment.
+#[derive(Debug, Clone)]
+pub struct PeerSnapshot {
+    pub region: String,
+    pub addr: String,
+    pub health: Health,
+    /// Smoothed ping round-trip time, once measured.
+    pub rtt: Option<Duration>,
+    pub in_flight: usize,
+    /// Host-level failures in a row.
+    pub failures: u32,
+    /// Time left of the current ejection.
+    pub ejected_for: Option<Duration>,
+    /// Ejections since this host started.
+    pub ejections: u64,
+    /// Links lost (closed, broken, or the peer declared dead) since this
+    /// host started.
+    pub links_lost: u64,
+    /// Functions in the peer's catalog.
+    pub functions: usize,
+    /// Why the link is down, when it is.
+    pub down_because: Option<String>,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Up => "up",
+            Health::Ejected => "ejected",
+            Health::Down => "down",
+        }
+    }
 }
 
 /// Counts a call in flight to a peer for as long as it lives, however its
@@ -311,6 +349,34 @@ impl Peer {
             .filter(|until| Instant::now() < *until)
     }
 
+    /// What an operator sees of this peer now (`/status`, `/metrics`).
+    pub fn snapshot(&self) -> PeerSnapshot {
+        let health = self.health();
+        let in_flight = self.in_flight();
+        let state = self.state();
+        let now = Instant::now();
+        PeerSnapshot {
+            region: self.region.clone(),
+            addr: self.addr.clone(),
+            health,
+            rtt: state.srtt,
+            in_flight,
+            failures: state.failures,
+            ejected_for: state
+                .ejected_until
+                .filter(|until| now < *until)
+                .map(|until| until - now),
+            ejections: state.ejections_total,
+            links_lost: state.links_lost,
+            functions: state.functions.len(),
+            down_because: if state.linked.is_none() {
+                state.ended_because.clone()
+            } else {
+                None
+            },
+        }
+    }
+
     /// Forwards a call to this peer.
     ///
     /// # Errors
@@ -393,6 +459,7 @@ impl Peer {
             state.failures = 0;
             let time = (config.eject_base * state.ejections).min(config.eject_max);
             state.ejected_until = Some(now + time);
+            state.ejections_total += 1;
             tracing::warn!(peer = %self.addr, region = %self.region, "ejected for {time:?} after {} host-level failures in a row (ejection {} in a row)", config.eject_after, state.ejections);
         }
     }
@@ -435,6 +502,7 @@ impl Peer {
         state.ended_because = Some(why);
         if let Some(linked) = state.linked.take() {
             linked.ended.cancel();
+            state.links_lost += 1;
         }
     }
 }

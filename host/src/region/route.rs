@@ -35,6 +35,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::peers::{Peer, Peers, merge_served};
+use crate::observe::{Attempt, CallMeter, Metrics, Placement as Where};
 use crate::protocol::retry::{RetryPolicy, retryable};
 use crate::protocol::{CallError, DEFAULT_HOP_LIMIT, ErrorCode, FunctionInfo, Processed};
 use crate::service::{CallContext, CallRequest, Service};
@@ -54,6 +55,9 @@ pub trait Local: Send + Sync + 'static {
 
     /// The functions this host runs itself, as served by `region`.
     fn catalog(&self, region: &str) -> Vec<FunctionInfo>;
+
+    /// Whether this host runs `function` itself.
+    fn serves(&self, function: &str) -> bool;
 
     /// Changes whenever [`Local::catalog`] does.
     fn changes(&self) -> watch::Receiver<u64>;
@@ -198,6 +202,7 @@ pub struct Router<L> {
     routes: RwLock<Arc<Routes>>,
     config: RoutingConfig,
     budget: RetryBudget,
+    metrics: Metrics,
 }
 
 /// How the attempts of one forwarded call went, for its final error.
@@ -227,10 +232,26 @@ impl<L: Local> Router<L> {
             routes: RwLock::new(Arc::new(routes)),
             config,
             budget: RetryBudget::new(),
+            metrics: Metrics::off(),
         }
     }
 
-    async fn route(self: Arc<Self>, request: CallRequest) -> Result<Value, CallError> {
+    /// Counts calls, forward attempts and budget refusals in `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The `[routes]` table in force.
+    pub fn routes(&self) -> Arc<Routes> {
+        self.routes.read().expect("routes lock").clone()
+    }
+
+    async fn route(
+        self: Arc<Self>,
+        request: CallRequest,
+        meter: &mut CallMeter,
+    ) -> Result<Value, CallError> {
         if request.context.hops > self.config.hop_limit {
             return Err(loop_detected(format!(
                 "`{}` arrived after {} hops, over the hop limit of {}",
@@ -238,11 +259,20 @@ impl<L: Local> Router<L> {
             )));
         }
         let nested: Arc<dyn Service> = self.clone();
+        let function = self.metrics.is_on().then(|| request.function.clone());
         let request = match self.local.run(request, nested, self.region.clone()) {
-            Placement::Here(running) => return running.await,
+            Placement::Here(running) => {
+                if let Some(function) = &function {
+                    meter.known(function, Where::Local);
+                }
+                return running.await;
+            }
             Placement::Elsewhere(request) => request,
         };
         let (candidates, idempotent) = self.plan(&request)?;
+        if self.metrics.is_on() && candidates[0].serves(&request.function).is_some() {
+            meter.known(&request.function, Where::Forwarded);
+        }
         self.forward(request, candidates, idempotent).await
     }
 
@@ -377,6 +407,7 @@ impl<L: Local> Router<L> {
             let peer = &candidates[0];
             let args = std::mem::take(&mut request.args);
             tracing::debug!(function = %request.function, peer = %peer.addr, region = %peer.region, hops = forwarded.hops, "forwarding");
+            self.metrics.forward_attempt(&peer.region, Attempt::First);
             let error = match peer.call(&request.function, args, &forwarded).await {
                 Ok(value) => return Ok(value),
                 Err(error) => error,
@@ -394,10 +425,21 @@ impl<L: Local> Router<L> {
         // When to start the next attempt while others run: the hedge delay,
         // or the backoff after a failure.
         let mut start_next: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+        // What the next attempt started by `start_next` is.
+        let mut due = Attempt::Hedge;
         let mut next = 0;
         loop {
+            let mut kind = if next == 0 {
+                Attempt::First
+            } else {
+                Attempt::Failover
+            };
             if running.is_empty() {
-                if next >= max_attempts || !self.may_retry(&request, &mut attempts, next).await {
+                if next >= max_attempts
+                    || !self
+                        .may_retry(&request, &mut attempts, next, &candidates)
+                        .await
+                {
                     break;
                 }
             } else {
@@ -422,15 +464,21 @@ impl<L: Local> Router<L> {
                             // beside it after the usual wait.
                             let wait = self.retry_wait(&mut attempts);
                             start_next = Some(Box::pin(tokio::time::sleep(wait)));
+                            due = Attempt::Failover;
                         }
                         continue;
                     }
                     () = start_due => {
                         start_next = None;
-                        if next >= max_attempts || !self.budget.try_retry(&self.config) {
-                            tracing::debug!(function = %request.function, "no further attempt: none left or the retry budget is spent");
+                        if next >= max_attempts {
                             continue;
                         }
+                        if !self.budget.try_retry(&self.config) {
+                            tracing::debug!(function = %request.function, "no further attempt: the retry budget is spent");
+                            self.metrics.retry_budget_refusal(&candidates[next].region);
+                            continue;
+                        }
+                        kind = due;
                         tracing::debug!(function = %request.function, peer = %candidates[next].addr, "starting another attempt beside the one running");
                     }
                 }
@@ -443,7 +491,9 @@ impl<L: Local> Router<L> {
                 request.args.clone()
             };
             tracing::debug!(function = %request.function, peer = %peer.addr, region = %peer.region, hops = forwarded.hops, "forwarding");
+            self.metrics.forward_attempt(&peer.region, kind);
             running.push(attempt(next, peer, &request.function, args, &forwarded));
+            due = Attempt::Hedge;
             start_next = (hedging && next + 1 < max_attempts).then(|| {
                 let delay = peer.hedge_delay(self.config.hedge_min, self.config.hedge_max);
                 Box::pin(tokio::time::sleep(delay))
@@ -456,12 +506,19 @@ impl<L: Local> Router<L> {
     /// Whether attempt number `next` (from 0) may start now that no other
     /// runs: the first always; a retry when the budget allows, after its
     /// wait, and within the deadline.
-    async fn may_retry(&self, request: &CallRequest, attempts: &mut Attempts, next: usize) -> bool {
+    async fn may_retry(
+        &self,
+        request: &CallRequest,
+        attempts: &mut Attempts,
+        next: usize,
+        candidates: &[Arc<Peer>],
+    ) -> bool {
         if next == 0 {
             return true;
         }
         if !self.budget.try_retry(&self.config) {
             tracing::warn!(function = %request.function, "retry budget exhausted");
+            self.metrics.retry_budget_refusal(&candidates[next].region);
             return false;
         }
         let wait = self.retry_wait(attempts);
@@ -564,9 +621,24 @@ fn loop_detected(message: String) -> CallError {
 impl<L: Local> Service for Router<L> {
     fn call(self: Arc<Self>, request: CallRequest) -> BoxFuture<'static, Result<Value, CallError>> {
         Box::pin(async move {
+            let mut meter = self.metrics.start_call();
             let region = self.region.clone();
-            self.route(request).await.map_err(|e| e.in_region(&region))
+            let outcome = self
+                .route(request, &mut meter)
+                .await
+                .map_err(|e| e.in_region(&region));
+            meter.finish(&outcome);
+            outcome
         })
+    }
+
+    fn knows(&self, function: &str) -> bool {
+        self.local.serves(function)
+            || self
+                .peers
+                .list()
+                .iter()
+                .any(|p| p.serves(function).is_some())
     }
 
     fn catalog(&self) -> Vec<FunctionInfo> {

@@ -17,8 +17,10 @@
 //!
 //! [`CallContext`]: crate::service::CallContext
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 
 use ciborium::Value;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +33,7 @@ use super::instances::Shared;
 use super::pool::Placed;
 use super::state::{CallScope, Interrupt};
 use super::{Function, Plugin, Runtime, RuntimeConfig, bytes, type_to_wit, value};
+use crate::observe::PluginMeter;
 use crate::pattern::Pattern;
 use crate::protocol::{CallError, ErrorCode, Processed};
 use crate::service::{CallRequest, Service};
@@ -54,6 +57,8 @@ pub struct LocalCall {
     /// Serve it from a warm instance of the plugin when one is free, rather
     /// than a fresh one.
     pub reuse: bool,
+    /// The plugin's meters: instances in use, guest time.
+    pub meter: PluginMeter,
 }
 
 impl Runtime {
@@ -78,6 +83,7 @@ impl Runtime {
             region,
             calls,
             reuse,
+            meter,
         } = call;
         let func = &plugin.functions[function];
         let params = arguments(func, std::mem::take(&mut request.args))?;
@@ -95,14 +101,18 @@ impl Runtime {
             router,
             slice_start: std::time::Instant::now(),
         };
-        let run = Box::pin(run_guest(
-            self.shared.clone(),
-            plugin.clone(),
-            function,
-            params,
-            scope,
-            reuse,
-        ));
+        let _in_use = meter.in_use();
+        let run = GuestTimed {
+            run: Box::pin(run_guest(
+                self.shared.clone(),
+                plugin.clone(),
+                function,
+                params,
+                scope,
+                reuse,
+            )),
+            meter,
+        };
         let panicked = || {
             CallError::internal(format!(
                 "the host panicked while running `{}`",
@@ -161,6 +171,28 @@ impl Runtime {
             }
         };
         bounded(joined, deadline, &cancel).await
+    }
+}
+
+/// A guest's run, its polls timed into its plugin's guest time (when
+/// metrics are kept): wherever it runs, inline, in place or on the guest
+/// pool. A nested call run in place counts in its caller's polls too.
+struct GuestTimed<F> {
+    run: Pin<Box<F>>,
+    meter: PluginMeter,
+}
+
+impl<F: Future> Future for GuestTimed<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        if !self.meter.is_on() {
+            return self.run.as_mut().poll(cx);
+        }
+        let began = std::time::Instant::now();
+        let poll = self.run.as_mut().poll(cx);
+        self.meter.guest_time(began.elapsed().as_secs_f64());
+        poll
     }
 }
 

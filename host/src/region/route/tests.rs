@@ -151,6 +151,10 @@ impl Local for FakeLocal {
             .collect()
     }
 
+    fn serves(&self, function: &str) -> bool {
+        self.functions.contains(&function)
+    }
+
     fn changes(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
     }

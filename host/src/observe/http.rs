@@ -1,0 +1,67 @@
+//! A minimal HTTP/1.1 GET, for `wasmrpc status` and the tests: they read a
+//! host's admin listener with the same hyper that serves it.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+
+/// A response: status code, `Content-Type` and body.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub body: String,
+}
+
+/// GETs `path` from the admin listener at `addr` (`host:port`), within
+/// `timeout` for the whole exchange.
+///
+/// # Errors
+///
+/// When the address cannot be reached, the exchange fails or times out, or
+/// the body is not UTF-8.
+pub async fn get(addr: &str, path: &str, timeout: Duration) -> anyhow::Result<Response> {
+    tokio::time::timeout(timeout, exchange(addr, path))
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer from `{addr}` within {timeout:?}"))?
+}
+
+async fn exchange(addr: &str, path: &str) -> anyhow::Result<Response> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("cannot connect to `{addr}`"))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .with_context(|| format!("HTTP handshake with `{addr}` failed"))?;
+    let driver = tokio::spawn(connection);
+    let request = hyper::Request::get(path)
+        .header(hyper::header::HOST, addr)
+        .body(Empty::<Bytes>::new())
+        .context("bad request path")?;
+    let response = sender
+        .send_request(request)
+        .await
+        .with_context(|| format!("GET {path} from `{addr}` failed"))?;
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .with_context(|| format!("reading GET {path} from `{addr}`"))?
+        .to_bytes();
+    driver.abort();
+    let body = String::from_utf8(body.to_vec()).context("the answer is not UTF-8")?;
+    Ok(Response {
+        status,
+        content_type,
+        body,
+    })
+}

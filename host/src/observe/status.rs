@@ -1,0 +1,160 @@
+//! `/status`: what a host is, serves and sees, as JSON. `wasmrpc status`
+//! reads the same types back.
+
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::plugins::{PluginSet, Refusal};
+use crate::region::{Health, PeerSnapshot};
+
+/// One host at one moment.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    pub region: String,
+    /// The host's address in `regions.toml` (its listen address).
+    pub host: String,
+    /// The `wasmrpc` version it runs.
+    pub version: String,
+    pub uptime_seconds: f64,
+    /// Listening and not draining: what `/readyz` answers.
+    pub ready: bool,
+    pub draining: bool,
+    pub plugins: Vec<PluginStatus>,
+    pub peers: Vec<PeerStatus>,
+    pub routes: Vec<RouteStatus>,
+}
+
+/// A plugin: the version serving, and the last file of its name refused.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PluginStatus {
+    pub name: String,
+    /// `None`: no version loaded (it was refused, see `last_refusal`).
+    pub file: Option<String>,
+    /// SHA-256 of the `.wasm` file, hex.
+    pub sha256: Option<String>,
+    /// SHA-256 of the sidecar `.toml`, when there is one.
+    pub sidecar_sha256: Option<String>,
+    pub functions: Vec<String>,
+    /// RFC 3339, UTC.
+    pub loaded_at: Option<String>,
+    pub last_refusal: Option<RefusalStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RefusalStatus {
+    /// RFC 3339, UTC.
+    pub at: String,
+    pub file: String,
+    pub error: String,
+}
+
+/// A peer as this host sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PeerStatus {
+    pub region: String,
+    pub address: String,
+    /// `up`, `ejected` or `down`.
+    pub health: String,
+    /// Smoothed ping round-trip time, once measured.
+    pub rtt_ms: Option<f64>,
+    pub in_flight: usize,
+    /// Host-level failures in a row.
+    pub failures: u32,
+    /// Milliseconds left of the current ejection.
+    pub ejected_for_ms: Option<u64>,
+    /// Ejections since this host started.
+    pub ejections: u64,
+    /// Links lost since this host started.
+    pub links_lost: u64,
+    /// Functions in the peer's catalog.
+    pub functions: usize,
+    /// Why the link is down, when it is.
+    pub down_because: Option<String>,
+}
+
+/// A `[routes]` entry.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RouteStatus {
+    pub pattern: String,
+    pub regions: Vec<String>,
+}
+
+pub(crate) fn rfc3339(at: SystemTime) -> String {
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
+impl PeerStatus {
+    pub fn from_snapshot(peer: &PeerSnapshot) -> PeerStatus {
+        PeerStatus {
+            region: peer.region.clone(),
+            address: peer.addr.clone(),
+            health: peer.health.as_str().to_owned(),
+            rtt_ms: peer.rtt.map(|rtt| rtt.as_secs_f64() * 1e3),
+            in_flight: peer.in_flight,
+            failures: peer.failures,
+            ejected_for_ms: peer
+                .ejected_for
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            ejections: peer.ejections,
+            links_lost: peer.links_lost,
+            functions: peer.functions,
+            down_because: peer.down_because.clone(),
+        }
+    }
+
+    pub fn health(&self) -> Option<Health> {
+        match self.health.as_str() {
+            "up" => Some(Health::Up),
+            "ejected" => Some(Health::Ejected),
+            "down" => Some(Health::Down),
+            _ => None,
+        }
+    }
+}
+
+/// The plugins of `set`, and those refused that are not loaded, by name.
+pub(crate) fn plugins(
+    set: &PluginSet,
+    refusals: &std::collections::BTreeMap<String, Refusal>,
+) -> Vec<PluginStatus> {
+    let refusal = |name: &str| {
+        refusals.get(name).map(|r| RefusalStatus {
+            at: rfc3339(r.at),
+            file: r.path.display().to_string(),
+            error: r.error.clone(),
+        })
+    };
+    let mut out: Vec<PluginStatus> = set
+        .plugins()
+        .map(|loaded| PluginStatus {
+            name: loaded.plugin.name.to_string(),
+            file: Some(loaded.path.display().to_string()),
+            sha256: Some(loaded.wasm_sha256.clone()),
+            sidecar_sha256: loaded.sidecar_sha256.clone(),
+            functions: loaded
+                .plugin
+                .functions
+                .iter()
+                .map(|f| f.name.clone())
+                .collect(),
+            loaded_at: Some(rfc3339(loaded.loaded_at)),
+            last_refusal: refusal(&loaded.plugin.name),
+        })
+        .collect();
+    for name in refusals.keys() {
+        if set.plugin(name).is_none() {
+            out.push(PluginStatus {
+                name: name.clone(),
+                file: None,
+                sha256: None,
+                sidecar_sha256: None,
+                functions: Vec::new(),
+                loaded_at: None,
+                last_refusal: refusal(name),
+            });
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
