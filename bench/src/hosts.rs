@@ -173,6 +173,17 @@ impl Lab {
         regions: &[&str],
         security: Security,
     ) -> anyhow::Result<Vec<Host>> {
+        self.start_regions_with(file, regions, security, &[]).await
+    }
+
+    /// [`Lab::start_regions`], each host also given `extra` arguments.
+    pub async fn start_regions_with(
+        &self,
+        file: &str,
+        regions: &[&str],
+        security: Security,
+        extra: &[&str],
+    ) -> anyhow::Result<Vec<Host>> {
         let addrs = regions
             .iter()
             .map(|_| free_port())
@@ -202,6 +213,7 @@ impl Lab {
         if security == Security::TlsWithToken {
             args.extend(["--access", access]);
         }
+        args.extend(extra);
         let mut hosts = Vec::new();
         for (region, addr) in regions.iter().zip(addrs) {
             let options = self.client_options(security);

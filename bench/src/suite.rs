@@ -1,6 +1,7 @@
 //! The `all` run: every system under the same loads, one after the other,
 //! each server alone on the machine while it is measured.
 
+mod observe;
 mod tls;
 
 use std::future::Future;
@@ -100,6 +101,9 @@ pub enum Group {
     /// `math.add` with and without TLS and a token, single and forwarded,
     /// and new connections with and without TLS.
     Tls,
+    /// `math.add` with and without metrics and tracing, single and
+    /// forwarded.
+    Observe,
 }
 
 impl Plan {
@@ -196,6 +200,10 @@ pub async fn run(plan: &Plan, paths: &Paths) -> anyhow::Result<Report> {
                 results.tls.record(secured, one, many);
                 continue;
             }
+            if let Kind::Observed(observed) = system.kind {
+                results.observe.record(observed, one, many);
+                continue;
+            }
             progress(&format!("{}, open loop", system.name));
             let open = if system.open_loop {
                 let load = Load::Open {
@@ -221,6 +229,9 @@ pub async fn run(plan: &Plan, paths: &Paths) -> anyhow::Result<Report> {
                 results.tls.record_connect(handshake, row);
             }
         }
+    }
+    if let Some(observed) = &started.observed {
+        results.observe.exported(observed.exports());
     }
     if plan.runs(Group::Payload) {
         progress("payload sweep");
@@ -249,6 +260,7 @@ struct Results {
     in_process: Vec<Row>,
     memory: Vec<(String, String)>,
     tls: tls::TlsResults,
+    observe: observe::ObserveResults,
     floor_p50: Option<f64>,
     floor_relayed_p50: Option<f64>,
     grpc_pipelined: Option<f64>,
@@ -286,7 +298,11 @@ impl Results {
             Kind::Forwarded => self.forwarded_p50 = one_p50,
             Kind::Relayed => self.relayed_p50 = one_p50,
             Kind::FrameRelayed => self.frame_relayed_p50 = one_p50,
-            Kind::FloorConnections | Kind::Nested | Kind::Secured(_) | Kind::Connect(_) => {}
+            Kind::FloorConnections
+            | Kind::Nested
+            | Kind::Secured(_)
+            | Kind::Connect(_)
+            | Kind::Observed(_) => {}
         }
         let rows = [one, many, open].into_iter().flatten();
         if kind == Kind::Nested {
@@ -386,6 +402,7 @@ impl Results {
         let mut add = self.add;
         add.extend(self.nested);
         let tls = plan.runs(Group::Tls).then(|| self.tls.section(plan));
+        let observe = plan.runs(Group::Observe).then(|| self.observe.section(plan));
         let mut report = Report {
             machine: Machine::describe(),
             parameters: plan.describe(),
@@ -424,6 +441,7 @@ impl Results {
             facts: self.memory,
         };
         report.sections.extend(tls);
+        report.sections.extend(observe);
         report
     }
 }
@@ -595,6 +613,8 @@ enum Kind {
     Secured(tls::Secured),
     /// New connections in the TLS group.
     Connect(tls::Handshake),
+    /// `math.add` in the observability group.
+    Observed(observe::Observed),
 }
 
 /// A system under test.
@@ -629,6 +649,7 @@ impl System {
                     | Kind::FrameRelayed
                     | Kind::Secured(_)
                     | Kind::Connect(_)
+                    | Kind::Observed(_)
             ),
             servers,
         }
@@ -657,6 +678,8 @@ struct Started {
     frame_relayed: Option<(ServerProcess, wasmrpc::Client)>,
     /// The TLS group's hosts.
     secured: Option<tls::SecuredHosts>,
+    /// The observability group's hosts.
+    observed: Option<observe::ObservedHosts>,
 }
 
 impl Started {
@@ -738,6 +761,12 @@ impl Started {
             match tls::SecuredHosts::start(lab).await {
                 Ok(secured) => started.secured = Some(secured),
                 Err(e) => results.tls.failed(&e),
+            }
+        }
+        if plan.runs(Group::Observe) {
+            match observe::ObservedHosts::start(lab).await {
+                Ok(observed) => started.observed = Some(observed),
+                Err(e) => results.observe.failed(&e),
             }
         }
         started
@@ -838,6 +867,9 @@ impl Started {
         }
         if let Some(secured) = &self.secured {
             systems.extend(secured.systems());
+        }
+        if let Some(observed) = &self.observed {
+            systems.extend(observed.systems());
         }
         systems
     }

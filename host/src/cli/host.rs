@@ -429,7 +429,8 @@ mod tests {
                 "--tls-cert",
                 "--tls-key",
                 "--access",
-                "--insecure"
+                "--insecure",
+                "--admin",
             ]
         );
     }
