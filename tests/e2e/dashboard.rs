@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use ciborium::Value;
 use serde_json::Value as Json;
 use wasmrpc::{Client, ErrorCode};
-use wasmrpc_tests::{Browser, Cluster, HostProcess, RegionSpec, eventually, eventually_async};
+use wasmrpc_tests::{
+    Browser, Cluster, HostProcess, RegionSpec, chromium, eventually, eventually_async,
+};
 
 /// Pings 200 ms apart, a peer dead after 3 missed: a dead host shows
 /// within a second even when its connections stay open.
@@ -150,6 +152,8 @@ async fn traffic(client: Client, stop: Arc<AtomicBool>) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_draws_every_host_live_and_turns_a_killed_one_red() {
+    // No Chromium fails the test here, saying how to install it.
+    chromium();
     let cluster = sample();
     let hosts: Vec<HostProcess> = [
         ("eu-west", 0),
