@@ -5,6 +5,7 @@ mod cli;
 mod concurrency;
 mod config;
 mod corpus;
+mod dashboard;
 mod gray;
 mod guests;
 mod hardening;

@@ -2,6 +2,7 @@
 //! test run, starts hosts as real processes on loopback, and talks to them
 //! through the real client, the real CLI, or raw frames.
 
+mod browser;
 mod cluster;
 mod files;
 mod host;
@@ -11,6 +12,7 @@ mod pki;
 mod proxy;
 mod wait;
 
+pub use browser::{Browser, chromium};
 pub use cluster::{Cluster, RegionSpec, free_addr};
 pub use files::{WriteStyle, component_returning, large_component};
 pub use host::{HostBuilder, HostProcess};

@@ -12,8 +12,12 @@
 //! - `corpus [--out DIR] [--seed-fuzz]`: regenerate the malformed-frame corpus
 //!   in DIR (default `tests/corpus/`; see its README.md). With `--seed-fuzz`,
 //!   also write seeds for the fuzz targets into `fuzz/corpus/<target>/`.
+//! - `screenshot [--out FILE]`: regenerate `docs/dashboard.png` (or FILE),
+//!   the dashboard of the sample regions with calls flowing and one host
+//!   down, taken by headless Chromium (see `screenshot.rs`).
 
 mod corpus;
+mod screenshot;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -38,10 +42,11 @@ fn main() -> ExitCode {
         Some("plugins") => plugins(out.as_deref()).map(|_| ()),
         Some("demo") => demo(out.as_deref()),
         Some("corpus") => corpus::command(&args[1..]),
+        Some("screenshot") => screenshot::command(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask plugins [--out DIR] | cargo xtask demo [--out DIR] | \
-                 cargo xtask corpus [--out DIR] [--seed-fuzz]"
+                 cargo xtask corpus [--out DIR] [--seed-fuzz] | cargo xtask screenshot [--out FILE]"
             );
             return ExitCode::from(2);
         }
