@@ -281,7 +281,8 @@ fn render_peers(out: &mut String, peers: &[PeerStatus]) {
             peer.address.clone(),
             peer.region.clone(),
             peer.health.clone(),
-            peer.rtt_ms.map_or("-".to_owned(), |ms| format!("{ms:.2}ms")),
+            peer.rtt_ms
+                .map_or("-".to_owned(), |ms| format!("{ms:.2}ms")),
             peer.in_flight.to_string(),
             peer.failures.to_string(),
             peer.ejected_for_ms.map_or("-".to_owned(), millis),
