@@ -396,6 +396,25 @@ impl HostProcess {
         })
     }
 
+    /// Waits until the host's `/readyz` says it is draining (503 `not
+    /// ready: draining`): it has taken a shutdown signal.
+    ///
+    /// # Panics
+    ///
+    /// When that does not happen within `timeout`.
+    pub async fn wait_until_draining(&self, timeout: Duration) {
+        let draining = eventually_async(timeout, || async {
+            let ready = self.admin_get("/readyz").await;
+            (ready.status, ready.body.as_str()) == (503, "not ready: draining\n")
+        })
+        .await;
+        assert!(
+            draining,
+            "not draining after {timeout:?}; log:\n{}",
+            self.log()
+        );
+    }
+
     /// The address as `ip:port` text, for the CLI's `--host`.
     pub fn host_arg(&self) -> String {
         self.addr.to_string()
