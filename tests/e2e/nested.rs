@@ -196,15 +196,28 @@ async fn a_calls_entry_that_is_not_a_pattern_refuses_the_plugin_and_the_host_kee
     let plugins = plugin_dir(&["relay", "math"]);
     let sidecar = plugins.path().join("relay.toml");
     std::fs::write(&sidecar, "calls = [\"math.*.add\"]\n").unwrap();
-    let host = HostProcess::builder().plugin_dir(plugins.path()).start();
+    let host = HostProcess::builder()
+        .plugin_dir(plugins.path())
+        .admin()
+        .start();
     let client = host.client().await;
+    let relay = || async {
+        let status = host.status().await;
+        status
+            .plugins
+            .into_iter()
+            .find(|p| p.name == "relay")
+            .unwrap()
+    };
 
-    // At start: refused, and everything else serves.
-    assert!(
-        host.log().contains(&format!("{bad}; plugin not loaded")),
-        "{}",
-        host.log()
-    );
+    // At start: refused (not loaded), and everything else serves.
+    let refused_for_bad_pattern = |error: &str| {
+        error.starts_with(&format!("invalid `{}`: ", sidecar.display())) && error.ends_with(bad)
+    };
+    let refused = relay().await;
+    assert_eq!(refused.sha256, None, "{refused:?}");
+    let error = refused.last_refusal.expect("last_refusal").error;
+    assert!(refused_for_bad_pattern(&error), "{error}");
     assert_call_error(
         client
             .call("relay.add", vec![Value::from(1), Value::from(2)])
@@ -230,11 +243,19 @@ async fn a_calls_entry_that_is_not_a_pattern_refuses_the_plugin_and_the_host_kee
         host.log()
     );
     std::fs::write(&sidecar, "calls = [\"math.*.add\"]\n").unwrap();
-    host.wait_for_log(
-        &format!("{bad}; the loaded version keeps serving"),
-        1,
-        Duration::from_secs(5),
-    );
+    let refused_again = eventually_async(Duration::from_secs(5), || async {
+        host.metrics()
+            .await
+            .get("wasmrpc_plugin_refusals_total", &[("plugin", "relay")])
+            == Some(2.0)
+    })
+    .await;
+    assert!(refused_again, "log:\n{}", host.log());
+    // Refused, and the loaded version keeps serving.
+    let relay = relay().await;
+    assert!(relay.sha256.is_some(), "{relay:?}");
+    let error = relay.last_refusal.expect("last_refusal").error;
+    assert!(refused_for_bad_pattern(&error), "{error}");
     assert_eq!(try_call(&client, "relay", "math.add", &[40, 2]).await, "42");
     assert_eq!(
         seen_by_guest(&client, "relay", "math.divide", &[6, 3]).await,

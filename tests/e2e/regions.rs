@@ -2,6 +2,7 @@
 //! failover, loop prevention and deadlines across hops.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -31,14 +32,14 @@ async fn wait_for(client: &Client, function: &str, regions: &[&str]) {
     );
 }
 
-/// Waits until `edge` has logged the loss of a peer link more than
-/// `before` times: it has seen a killed host's connection close.
-async fn wait_for_lost_link(edge: &HostProcess, before: usize) {
-    let lost = eventually_async(Duration::from_secs(10), || async {
-        edge.log().matches("lost the link to peer").count() > before
-    })
-    .await;
-    assert!(lost, "the edge never lost its link; log:\n{}", edge.log());
+/// Waits until `edge`'s `/status` shows its link to the host at `peer`
+/// lost, once, and not back up: it has seen the killed host's connection
+/// close.
+async fn wait_for_lost_link(edge: &HostProcess, peer: SocketAddr) {
+    let seen = edge
+        .wait_for_peer(peer, Duration::from_secs(10), |p| p.health == "down")
+        .await;
+    assert_eq!(seen.links_lost, 1, "{seen:?}");
 }
 
 fn args(items: &[Value]) -> Vec<Value> {
@@ -247,14 +248,21 @@ async fn calls_prefer_the_near_region_and_fail_over_to_the_far_one() {
         .await
         .unwrap();
     let _proxy = Proxy::start_on(listener, cluster.bound("far", 0), Duration::from_millis(50));
-    let edge = cluster.start("edge", 0);
+    let edge = cluster.host("edge", 0).admin().start();
     let near = cluster.start("near", 0);
     let _far = cluster.start("far", 0);
     let client = Client::connect(cluster.listed("edge", 0)).await.unwrap();
     wait_for(&client, "ledger.locate", &["far", "near"]).await;
-    // Let a few pings (every 500 ms) measure both links. Not a condition
-    // the test can poll: the host does not show its RTT estimates.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Pings (every 500 ms) have measured both links: the proxy's 100 ms
+    // round trip shows on the far one.
+    edge.wait_for_peer(cluster.listed("near", 0), Duration::from_secs(10), |p| {
+        p.rtt_ms.is_some()
+    })
+    .await;
+    edge.wait_for_peer(cluster.listed("far", 0), Duration::from_secs(10), |p| {
+        p.rtt_ms.is_some_and(|ms| ms >= 100.0)
+    })
+    .await;
 
     let mut served: HashMap<String, usize> = HashMap::new();
     for i in 0..200 {
@@ -287,11 +295,10 @@ async fn calls_prefer_the_near_region_and_fail_over_to_the_far_one() {
     })
     .await;
     assert!(streaming, "the streams got no answers from the near region");
-    let lost_before = edge.log().matches("lost the link to peer").count();
     let far_before = served_by(&served, "far");
     near.signal(libc::SIGKILL);
     // The edge saw the host go, and the far region answers in its place.
-    wait_for_lost_link(&edge, lost_before).await;
+    wait_for_lost_link(&edge, cluster.listed("near", 0)).await;
     let took_over = eventually_async(Duration::from_secs(10), || async {
         served_by(&served, "far") >= far_before + 4
     })
@@ -336,12 +343,11 @@ async fn losing_one_of_two_hosts_of_a_region_fails_no_idempotent_call() {
     })
     .await;
     assert!(streaming, "the streams got no answers");
-    let lost_before = edge.log().matches("lost the link to peer").count();
     let at_kill = served_in_all(&served);
     first.signal(libc::SIGKILL);
     // The edge saw the host go, and calls go on past it: two per stream
     // after the kill, and more than the 20 the check below wants.
-    wait_for_lost_link(&edge, lost_before).await;
+    wait_for_lost_link(&edge, first.addr).await;
     let went_on = eventually_async(Duration::from_secs(10), || async {
         let now = served_in_all(&served);
         now >= at_kill + 12 && now > 20
@@ -464,12 +470,11 @@ async fn a_non_idempotent_function_never_runs_twice_across_failover() {
     } else {
         (&second, &first)
     };
-    let lost_before = edge.log().matches("lost the link to peer").count();
     let at_kill = answered.load(Ordering::Relaxed);
     killed.signal(libc::SIGKILL);
     // The edge saw the host go, and calls go on past it: one per worker
     // after the kill, and more than the 20 the check below wants.
-    wait_for_lost_link(&edge, lost_before).await;
+    wait_for_lost_link(&edge, killed.addr).await;
     let went_on = eventually_async(Duration::from_secs(10), || async {
         let now = answered.load(Ordering::Relaxed);
         now >= at_kill + 6 && now > 20
@@ -646,13 +651,7 @@ async fn routing_loops_and_forged_hops_are_loop_detected() {
         &[("ghost.*", &["a", "b", "c"])],
         &[],
     );
-    let debug = "info,wasmrpc::region=debug";
-    let a = cluster.host("a", 0).log_filter(debug).start();
-    let b = cluster.host("b", 0).log_filter(debug).start();
-    let c = cluster.host("c", 0).log_filter(debug).start();
-    for host in [&a, &b, &c] {
-        host.wait_for_log("linked to peer", 2, Duration::from_secs(10));
-    }
+    let [a, b, c]: [HostProcess; 3] = cluster.start_all_linked().try_into().ok().unwrap();
     let client = Client::connect(cluster.listed("a", 0)).await.unwrap();
     wait_for(&client, "math.add", &["c"]).await;
 
@@ -665,11 +664,29 @@ async fn routing_loops_and_forged_hops_are_loop_detected() {
     );
     // a → b → c (b is preferred by the route), and c finds every region visited.
     assert_eq!(err.region.as_deref(), Some("c"));
-    let forwards: usize = [&a, &b, &c]
-        .iter()
-        .map(|h| h.log().matches("forwarding").count())
-        .sum();
-    assert_eq!(forwards, 2, "a → b → c, then every region is visited");
+    // Counted by the hosts that forwarded: one first attempt each.
+    let first_attempts = |to: &'static str| [("region", to), ("kind", "first")];
+    let (ma, mb, mc) = (a.metrics().await, b.metrics().await, c.metrics().await);
+    assert_eq!(
+        ma.get("wasmrpc_forward_attempts_total", &first_attempts("b")),
+        Some(1.0),
+        "{}",
+        ma.text
+    );
+    assert_eq!(
+        mb.get("wasmrpc_forward_attempts_total", &first_attempts("c")),
+        Some(1.0),
+        "{}",
+        mb.text
+    );
+    for (m, attempts) in [(&ma, 1.0), (&mb, 1.0), (&mc, 0.0)] {
+        assert_eq!(
+            m.sum("wasmrpc_forward_attempts_total", &[]),
+            attempts,
+            "a → b → c, then every region is visited: {}",
+            m.text
+        );
+    }
 
     // A forged hop count at the limit: the call may not be forwarded.
     let forged = |hops: u32, visited: &[&str]| CallOptions {

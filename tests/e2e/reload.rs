@@ -33,7 +33,7 @@ async fn until_answers(
 
 /// A host serving `version.wasm` answering 1: the host, the file, a client.
 async fn serving_version_one() -> (HostProcess, std::path::PathBuf, Client) {
-    let host = HostProcess::start(&[]);
+    let host = HostProcess::builder().plugins(&[]).admin().start();
     let path = host.plugins().join("version.wasm");
     WriteStyle::InPlace.to(&path, &component_returning(1));
     let client = host.client().await;
@@ -204,6 +204,8 @@ async fn broken_replacements_never_displace_the_working_version() {
         ("empty", Vec::new(), "failed to parse WebAssembly module"),
     ];
 
+    let version_one_sha256 = host.status().await.plugins[0].sha256.clone();
+    assert!(version_one_sha256.is_some());
     let stop = Arc::new(AtomicBool::new(false));
     let streams: Vec<_> = (0..2)
         .map(|_| tokio::spawn(version_stream(client.clone(), stop.clone())))
@@ -219,26 +221,34 @@ async fn broken_replacements_never_displace_the_working_version() {
         // An empty file is waited for as a write in progress (5 s) before
         // it is read and refused.
         let wait = if bytes.is_empty() { 10 } else { 3 };
-        host.wait_for_log("refused `", refusals + 1, Duration::from_secs(wait));
-        let log = host.log();
-        let line = log
-            .lines()
-            .filter(|l| l.contains("refused `"))
-            .nth(refusals)
-            .unwrap();
+        let refused = eventually_async(Duration::from_secs(wait), || async {
+            host.metrics()
+                .await
+                .get("wasmrpc_plugin_refusals_total", &[("plugin", "version")])
+                == Some(refusals as f64 + 1.0)
+        })
+        .await;
+        assert!(refused, "{what}: not refused; log:\n{}", host.log());
+        // Refused for its reason, and the loaded version keeps serving.
+        let status = host.status().await;
+        let [plugin] = &status.plugins[..] else {
+            panic!("{what}: {:?}", status.plugins)
+        };
+        let refusal = plugin.last_refusal.as_ref().expect("last_refusal");
+        assert_eq!(refusal.file, path.to_str().unwrap(), "{what}");
         assert!(
-            line.contains(&format!("refused `{}` (sha256:", path.display())),
-            "{what}: {line}"
+            refusal.error.contains(reason),
+            "{what}: expected `{reason}` in {}",
+            refusal.error
         );
-        assert!(
-            line.contains(reason),
-            "{what}: expected `{reason}` in {line}"
-        );
-        assert!(
-            line.contains("the loaded version keeps serving"),
-            "{what}: {line}"
-        );
+        assert_eq!(plugin.sha256, version_one_sha256, "{what}");
     }
+    assert_eq!(
+        host.metrics()
+            .await
+            .get("wasmrpc_plugin_loads_total", &[("plugin", "version")]),
+        Some(1.0)
+    );
     stop.store(true, Ordering::Relaxed);
     for stream in streams {
         let (answers, errors) = stream.await.unwrap();
@@ -281,14 +291,25 @@ async fn an_empty_file_is_waited_for_like_a_write_in_progress() {
         Duration::from_secs(3),
     )
     .await;
-    let log = host.log();
-    assert_eq!(log.matches("refused `").count(), 0, "{log}");
-    assert_eq!(log.matches("replaced from `").count(), 1, "{log}");
+    // Loaded, then replaced once; the empty file was never refused.
+    let m = host.metrics().await;
+    assert_eq!(
+        m.get("wasmrpc_plugin_loads_total", &[("plugin", "version")]),
+        Some(2.0),
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        m.sum("wasmrpc_plugin_refusals_total", &[]),
+        0.0,
+        "{}",
+        m.text
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slowly_written_file_loads_once_when_complete() {
-    let host = HostProcess::start(&[]);
+    let host = HostProcess::builder().plugins(&[]).admin().start();
     let path = host.plugins().join("version.wasm");
     let client = host.client().await;
     let bytes = component_returning(5);
@@ -321,9 +342,19 @@ async fn a_slowly_written_file_loads_once_when_complete() {
         Duration::from_secs(1),
     )
     .await;
-    let log = host.log();
-    assert_eq!(log.matches("loaded from `").count(), 1, "{log}");
-    assert_eq!(log.matches("refused `").count(), 0, "{log}");
+    let m = host.metrics().await;
+    assert_eq!(
+        m.get("wasmrpc_plugin_loads_total", &[("plugin", "version")]),
+        Some(1.0),
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        m.sum("wasmrpc_plugin_refusals_total", &[]),
+        0.0,
+        "{}",
+        m.text
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -437,7 +468,7 @@ async fn compiling_a_large_plugin_does_not_stall_serving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sidecar_reloads_with_its_plugin_and_a_bad_one_is_refused() {
-    let host = HostProcess::start(&["ledger"]);
+    let host = HostProcess::builder().plugins(&["ledger"]).admin().start();
     let client = host.client().await;
     let idempotent = |catalog: &[wasmrpc::protocol::FunctionInfo], name: &str| {
         catalog.iter().find(|f| f.name == name).unwrap().idempotent
@@ -455,12 +486,29 @@ async fn a_sidecar_reloads_with_its_plugin_and_a_bad_one_is_refused() {
     assert!(applied, "sidecar change not applied");
 
     std::fs::write(&sidecar, "idempotent = [\"fly\"]\n").unwrap();
-    host.wait_for_log("refused `", 1, Duration::from_secs(3));
+    let refused = eventually_async(Duration::from_secs(3), || async {
+        host.metrics()
+            .await
+            .get("wasmrpc_plugin_refusals_total", &[("plugin", "ledger")])
+            == Some(1.0)
+    })
+    .await;
     assert!(
+        refused,
+        "the bad sidecar was not refused; log:\n{}",
         host.log()
+    );
+    let status = host.status().await;
+    let refusal = status.plugins[0]
+        .last_refusal
+        .as_ref()
+        .expect("last_refusal");
+    assert!(
+        refusal
+            .error
             .contains("`idempotent` names `fly`, but plugin `ledger` has no function `ledger.fly`"),
         "{}",
-        host.log()
+        refusal.error
     );
     let catalog = client.list().await.unwrap();
     assert!(

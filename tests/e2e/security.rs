@@ -292,7 +292,7 @@ async fn a_host_dialing_a_peer_checks_it_is_of_the_region_the_file_says() {
         &[],
     );
     cluster.with_tls();
-    let eu = cluster.start("eu-west", 0);
+    let eu = cluster.host("eu-west", 0).admin().start();
     let impostor = cluster.host("us-east", 1).region("eu-west").start();
     let _us = cluster.start("us-east", 0);
     eu.wait_for_log(
@@ -303,8 +303,13 @@ async fn a_host_dialing_a_peer_checks_it_is_of_the_region_the_file_says() {
         1,
         Duration::from_secs(10),
     );
-    // The genuine us-east host links.
-    eu.wait_for_log("linked to peer", 1, Duration::from_secs(10));
+    // The genuine us-east host links; the impostor's address stays down.
+    eu.wait_for_peer(cluster.listed("us-east", 0), Duration::from_secs(10), |p| {
+        p.health == "up"
+    })
+    .await;
+    let impostor_seen = eu.peer(cluster.listed("us-east", 1)).await.unwrap();
+    assert_eq!(impostor_seen.health, "down", "{impostor_seen:?}");
     drop(impostor);
 }
 
@@ -323,14 +328,16 @@ async fn tokens_authenticate_callers_and_their_patterns_bound_what_they_call() {
         .host("eu-west", 0)
         .args(&["--access", access_arg])
         .log_filter("debug")
+        .admin()
         .start();
     let us = cluster
         .host("us-east", 0)
         .args(&["--access", access_arg])
         .log_filter("debug")
+        .admin()
         .start();
-    us.wait_for_log("linked to peer", 1, Duration::from_secs(10));
-    eu.wait_for_log("linked to peer", 1, Duration::from_secs(10));
+    us.wait_until_linked(1, Duration::from_secs(10));
+    eu.wait_until_linked(1, Duration::from_secs(10));
 
     // No token, a wrong one.
     let error = connect(&us, options(&pki, None)).await.err().unwrap();

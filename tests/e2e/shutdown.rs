@@ -55,11 +55,12 @@ async fn a_second_signal_exits_at_once_with_code_130_as_documented() {
     let mut host = HostProcess::builder()
         .plugins(&["misbehave"])
         .args(&["--drain-timeout", "30s"])
+        .admin()
         .start();
     let client = host.client().await;
     let call = call_in_flight(&client, "misbehave.busy", vec![Value::from(4000)]).await;
     host.signal(libc::SIGTERM);
-    host.wait_for_log("shutting down", 1, Duration::from_secs(5));
+    host.wait_until_draining(Duration::from_secs(5)).await;
     let signalled = Instant::now();
     host.signal(libc::SIGINT);
     let (status, host) = tokio::task::spawn_blocking(move || {
@@ -116,7 +117,7 @@ async fn a_second_signal_exits_at_once_with_code_130_as_documented() {
 async fn a_draining_host_keeps_its_peer_links_until_forwarded_calls_finish() {
     let cluster = wasmrpc_tests::Cluster::pair(("eu-west", &[]), ("us-east", &["misbehave"]));
     let _serving = cluster.start("us-east", 0);
-    let edge = cluster.start("eu-west", 0);
+    let edge = cluster.host("eu-west", 0).admin().start();
     let client = edge.client().await;
     let listed = eventually_some(Duration::from_secs(10), || async {
         let catalog = client.list().await.ok()?;
@@ -130,7 +131,7 @@ async fn a_draining_host_keeps_its_peer_links_until_forwarded_calls_finish() {
     // The edge has read the call, and so forwarded it, before it drains.
     let forwarded = call_in_flight(&client, "misbehave.busy", vec![Value::from(800)]).await;
     edge.signal(libc::SIGTERM);
-    edge.wait_for_log("shutting down", 1, Duration::from_secs(5));
+    edge.wait_until_draining(Duration::from_secs(5)).await;
     assert_eq!(
         forwarded.await.unwrap(),
         Ok(Value::from(800)),

@@ -1,5 +1,6 @@
 //! Several hosts from one generated `regions.toml`, on reserved loopback ports.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -41,6 +42,9 @@ pub struct Cluster {
     routes: String,
     /// The `[tls]` table, kept for rewriting the file.
     tls: String,
+    /// Each host's admin listener in the file, by its listed address (see
+    /// [`Cluster::with_admin`]).
+    admin: BTreeMap<SocketAddr, SocketAddr>,
 }
 
 impl Cluster {
@@ -106,6 +110,7 @@ impl Cluster {
             hosts,
             routes: String::new(),
             tls: String::new(),
+            admin: BTreeMap::new(),
         };
         let mut routes_toml = String::new();
         if let Some(routes) = toml.split_once("[routes]\n").map(|(_, r)| r) {
@@ -132,9 +137,21 @@ impl Cluster {
                 .filter(|(r, _, _)| r == region)
                 .map(|(_, listed, _)| format!("\"{listed}\""))
                 .collect();
+            let admin: Vec<String> = self
+                .hosts
+                .iter()
+                .filter(|(r, _, _)| r == region)
+                .filter_map(|(_, listed, _)| self.admin.get(listed))
+                .map(|addr| format!("\"{addr}\""))
+                .collect();
+            let admin = if !admin.is_empty() && admin.len() == hosts.len() {
+                format!("admin = [{}]\n", admin.join(", "))
+            } else {
+                String::new()
+            };
             writeln!(
                 toml,
-                "[[region]]\nname = \"{region}\"\nhosts = [{}]\nplugins = \"plugins/{region}\"\n",
+                "[[region]]\nname = \"{region}\"\nhosts = [{}]\n{admin}plugins = \"plugins/{region}\"\n",
                 hosts.join(", ")
             )
             .unwrap();
@@ -160,6 +177,21 @@ impl Cluster {
         );
         self.replace_config(&self.render());
         pki
+    }
+
+    /// Gives every host an admin listener on a free loopback port, listed
+    /// in each region's `admin` of `regions.toml` (rewriting it), where
+    /// `wasmrpc status` finds them; hosts started from then on open it.
+    pub fn with_admin(&mut self) {
+        for (_, listed, _) in &self.hosts {
+            self.admin.insert(*listed, free_addr());
+        }
+        self.replace_config(&self.render());
+    }
+
+    /// The admin listener of host `index` of `region` in `regions.toml`.
+    pub fn admin(&self, region: &str, index: usize) -> Option<SocketAddr> {
+        self.admin.get(&self.listed(region, index)).copied()
     }
 
     /// Writes `text` as the new `regions.toml`, the way deploy tools do
@@ -227,7 +259,10 @@ impl Cluster {
     /// again after a kill gives it the same ports.
     pub fn host(&self, region: &str, index: usize) -> HostBuilder {
         let (_, listed, bound) = self.entry(region, index);
-        let host = HostBuilder::new(region, *listed, &self.config);
+        let mut host = HostBuilder::new(region, *listed, &self.config);
+        if let Some(admin) = self.admin.get(listed) {
+            host = host.admin_on(*admin);
+        }
         if bound == listed {
             host
         } else {
@@ -263,27 +298,29 @@ impl Cluster {
         )
     }
 
-    /// Starts every host and waits until each has linked to all the others.
+    /// Starts every host, each with an admin listener, and waits until each
+    /// one's `/status` shows all the others up.
     pub fn start_all_linked(&self) -> Vec<HostProcess> {
-        let hosts = self.start_all();
+        let hosts = self.start_each(HostBuilder::with_admin);
         for host in &hosts {
-            host.wait_for_log(
-                "linked to peer",
-                hosts.len() - 1,
-                std::time::Duration::from_secs(10),
-            );
+            host.wait_until_linked(hosts.len() - 1, std::time::Duration::from_secs(10));
         }
         hosts
     }
 
     /// Starts every host; returns them in file order.
     pub fn start_all(&self) -> Vec<HostProcess> {
+        self.start_each(|builder| builder)
+    }
+
+    /// Starts every host as `adjust` sets it up, in file order.
+    fn start_each(&self, adjust: impl Fn(HostBuilder) -> HostBuilder) -> Vec<HostProcess> {
         let mut seen: Vec<(String, usize)> = Vec::new();
         let mut started = Vec::new();
         for (region, _, _) in &self.hosts {
             let index = seen.iter().filter(|(r, _)| r == region).count();
             seen.push((region.clone(), index));
-            started.push(self.start(region, index));
+            started.push(adjust(self.host(region, index)).start());
         }
         started
     }

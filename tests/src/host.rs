@@ -75,6 +75,15 @@ impl HostBuilder {
         self
     }
 
+    /// Opens an admin listener on a free loopback port unless one is set.
+    pub fn with_admin(self) -> HostBuilder {
+        if self.admin.is_some() {
+            self
+        } else {
+            self.admin()
+        }
+    }
+
     /// Listens on `addr` instead.
     pub fn listen(mut self, addr: SocketAddr) -> HostBuilder {
         self.listen = addr.to_string();
@@ -316,6 +325,94 @@ impl HostProcess {
         assert_eq!(response.status, 200, "{}", response.body);
         serde_json::from_str(&response.body)
             .unwrap_or_else(|e| panic!("/status is not a status ({e}): {}", response.body))
+    }
+
+    /// [`HostProcess::status`] for code that does not await: asked from a
+    /// thread of its own, so it works inside and outside a runtime.
+    pub fn status_now(&self) -> wasmrpc::observe::Status {
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("a runtime for one request")
+                        .block_on(self.status())
+                })
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+
+    /// What the host's `/status` says of its peer listed at `addr`, if it
+    /// has one there.
+    pub async fn peer(&self, addr: SocketAddr) -> Option<wasmrpc::observe::status::PeerStatus> {
+        let addr = addr.to_string();
+        self.status()
+            .await
+            .peers
+            .into_iter()
+            .find(|p| p.address == addr)
+    }
+
+    /// Waits until the host's `/status` shows at least `peers` peers up
+    /// (linked, not ejected); needs an admin listener.
+    ///
+    /// # Panics
+    ///
+    /// When that does not happen within `timeout`; the panic shows the
+    /// last status.
+    pub fn wait_until_linked(&self, peers: usize, timeout: Duration) {
+        let up = |s: &wasmrpc::observe::Status| s.peers.iter().filter(|p| p.health == "up").count();
+        let linked = eventually(timeout, || up(&self.status_now()) >= peers);
+        assert!(
+            linked,
+            "{peers} peers not up within {timeout:?}; status: {:?}",
+            self.status_now()
+        );
+    }
+
+    /// Waits until the host's `/status` says of its peer at `addr` what
+    /// `check` wants, and returns that view; needs an admin listener.
+    ///
+    /// # Panics
+    ///
+    /// When that does not happen within `timeout`.
+    pub async fn wait_for_peer(
+        &self,
+        addr: SocketAddr,
+        timeout: Duration,
+        check: impl Fn(&wasmrpc::observe::status::PeerStatus) -> bool,
+    ) -> wasmrpc::observe::status::PeerStatus {
+        let seen = crate::eventually_some(timeout, || async {
+            self.peer(addr).await.filter(|p| check(p))
+        })
+        .await;
+        seen.unwrap_or_else(|| {
+            panic!(
+                "the peer at {addr} never reached the state wanted; now: {:?}",
+                self.status_now().peers
+            )
+        })
+    }
+
+    /// Waits until the host's `/readyz` says it is draining (503 `not
+    /// ready: draining`): it has taken a shutdown signal.
+    ///
+    /// # Panics
+    ///
+    /// When that does not happen within `timeout`.
+    pub async fn wait_until_draining(&self, timeout: Duration) {
+        let draining = eventually_async(timeout, || async {
+            let ready = self.admin_get("/readyz").await;
+            (ready.status, ready.body.as_str()) == (503, "not ready: draining\n")
+        })
+        .await;
+        assert!(
+            draining,
+            "not draining after {timeout:?}; log:\n{}",
+            self.log()
+        );
     }
 
     /// The address as `ip:port` text, for the CLI's `--host`.

@@ -1,7 +1,9 @@
-//! The `wasmrpc` command line: `host`, `call`, `list`, `up`, `certs`, `token`.
+//! The `wasmrpc` command line: `host`, `call`, `list`, `status`, `up`, `certs`,
+//! `token`.
 
 mod certs;
 mod host;
+mod status;
 mod token;
 mod up;
 
@@ -49,6 +51,20 @@ enum Command {
     Call(CallArgs),
     /// List every callable function with its WIT signature and regions.
     List(ListArgs),
+    /// Show every host's state, read from its admin listener.
+    ///
+    /// Asks each host of the config file whose region has an `admin` list
+    /// (or only the `--host`s given) for its `/status`, all at once, and
+    /// prints them by region: each host ready, draining or unreachable (and
+    /// why), its uptime and plugins (functions, SHA-256, last file refused),
+    /// and its view of each peer: health (up, ejected, down), ping RTT,
+    /// calls in flight, host-level failures in a row, time left ejected,
+    /// ejections and links lost.
+    ///
+    /// Exit code: 0 when every host answered; 1 when any did not (the others
+    /// are still printed); 2 when there is no host to ask (the config file
+    /// cannot be read or names no admin listener).
+    Status(status::StatusArgs),
     /// Start every host of the config file, each as its own process.
     ///
     /// First makes what a first run lacks: the development certificates of
@@ -199,6 +215,7 @@ pub fn main() -> ExitCode {
             Command::Host(args) => host::run(args).await,
             Command::Call(args) => run_call(args).await,
             Command::List(args) => run_list(args).await,
+            Command::Status(args) => status::run(args).await,
             Command::Up(args) => up::run(args).await,
             Command::Token(args) => token::run(args),
             Command::Certs(args) => certs::run(args),
