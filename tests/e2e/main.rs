@@ -18,4 +18,5 @@ mod regions;
 mod reload;
 mod security;
 mod shutdown;
+mod traces;
 mod values;
