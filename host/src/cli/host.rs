@@ -469,6 +469,7 @@ mod tests {
                 "--tls-key",
                 "--access",
                 "--insecure",
+                "--admin",
                 "--otlp-endpoint",
                 "--otlp-flush-interval"
             ]

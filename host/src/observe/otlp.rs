@@ -209,7 +209,9 @@ struct Sender {
 #[async_trait::async_trait]
 impl HttpClient for Sender {
     async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
-        let exchange = tokio::time::timeout(EXPORT_TIMEOUT, send(request));
+        // Made inside the task: a timer needs the runtime, and this future
+        // is polled on the batch processor's thread.
+        let exchange = async move { tokio::time::timeout(EXPORT_TIMEOUT, send(request)).await };
         match self.runtime.spawn(exchange).await {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(_)) => Err(format!("no answer within {EXPORT_TIMEOUT:?}").into()),
