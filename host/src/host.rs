@@ -15,9 +15,7 @@ use tokio::sync::watch;
 
 use crate::auth::AccessFile;
 use crate::net::{Security, ServerConfig, serve};
-use crate::observe::{
-    HostState, Metrics, OtlpConfig, SpanSink, Tracing, bind_admin, serve_admin,
-};
+use crate::observe::{HostState, Metrics, OtlpConfig, SpanSink, Tracing, bind_admin, serve_admin};
 use crate::plugins::{PluginSet, Registry, ReloadConfig, Reloader};
 use crate::protocol::{CallError, FunctionInfo};
 use crate::region::{

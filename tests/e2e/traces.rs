@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use wasmrpc::{CallOptions, Client};
 use wasmrpc_tests::{
-    Cluster, HostProcess, OtlpReceiver, RegionSpec, Span, cbor, eventually, eventually_async,
-    json,
+    Cluster, HostProcess, OtlpReceiver, RegionSpec, Span, cbor, eventually, eventually_async, json,
 };
 
 /// The client's trace and span, as a caller that traces itself sends them.
@@ -67,12 +66,7 @@ async fn three_regions(receiver: &OtlpReceiver, flush: &str) -> (Cluster, Vec<Ho
         .map(|region| {
             cluster
                 .host(region, 0)
-                .args(&[
-                    "--otlp-endpoint",
-                    &endpoint,
-                    "--otlp-flush-interval",
-                    flush,
-                ])
+                .args(&["--otlp-endpoint", &endpoint, "--otlp-flush-interval", flush])
                 .start()
         })
         .collect();
@@ -175,7 +169,11 @@ fn assert_linked_trace<'a>(spans: &'a [Span], hosts: &[HostProcess]) -> &'a Span
         ok_attributes("inventory.stock.reserve", "ap-south", "local")
     );
     for span in spans {
-        assert_eq!((span.kind, span.status_code), (2, 0), "server, unset: {span:?}");
+        assert_eq!(
+            (span.kind, span.status_code),
+            (2, 0),
+            "server, unset: {span:?}"
+        );
         assert!(span.start_unix_nano > 0 && span.start_unix_nano <= span.end_unix_nano);
         assert_eq!(span.resource["service.name"], "wasmrpc");
     }
@@ -225,10 +223,7 @@ async fn a_call_without_traceparent_still_yields_one_linked_trace_flushed_at_shu
     // Batches wait an hour: only the drain at shutdown sends them.
     let (_cluster, mut hosts) = three_regions(&receiver, "1h").await;
     let client = hosts[0].client().await;
-    let order = client
-        .call("orders.place", place_args())
-        .await
-        .unwrap();
+    let order = client.call("orders.place", place_args()).await.unwrap();
     assert_eq!(json(&order), format!("{ORDER}\"us-east\"}}"));
     drop(client);
     assert!(receiver.spans().is_empty(), "{:#?}", receiver.spans());
@@ -244,7 +239,12 @@ async fn a_call_without_traceparent_still_yields_one_linked_trace_flushed_at_shu
 /// One host serving `orders` and `inventory`, exporting to `receiver`.
 fn orders_host(receiver: &OtlpReceiver, extra: &[&str]) -> HostProcess {
     let endpoint = receiver.endpoint();
-    let mut args = vec!["--otlp-endpoint", &endpoint, "--otlp-flush-interval", "50ms"];
+    let mut args = vec![
+        "--otlp-endpoint",
+        &endpoint,
+        "--otlp-flush-interval",
+        "50ms",
+    ];
     args.extend(extra);
     HostProcess::builder()
         .plugins(&["orders", "inventory"])
@@ -276,7 +276,10 @@ async fn a_malformed_traceparent_starts_a_new_trace_and_the_call_succeeds() {
     // Four calls, two spans each (the call and its local nested call).
     let spans = receiver.wait_for(8, Duration::from_secs(10));
     assert_eq!(spans.len(), 8, "{spans:#?}");
-    let roots: Vec<&Span> = spans.iter().filter(|s| s.parent_span_id.is_empty()).collect();
+    let roots: Vec<&Span> = spans
+        .iter()
+        .filter(|s| s.parent_span_id.is_empty())
+        .collect();
     assert_eq!(roots.len(), 4, "{spans:#?}");
     let traces: BTreeSet<&str> = roots.iter().map(|s| s.trace_id.as_str()).collect();
     assert_eq!(traces.len(), 4, "a new trace per call: {roots:#?}");

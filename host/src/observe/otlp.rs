@@ -270,7 +270,12 @@ mod tests {
             traces_url("http://collector:4318/").unwrap(),
             "http://collector:4318/v1/traces"
         );
-        for bad in ["https://collector:4318", "collector:4318", "http://", "http:///x"] {
+        for bad in [
+            "https://collector:4318",
+            "collector:4318",
+            "http://",
+            "http:///x",
+        ] {
             assert!(traces_url(bad).is_err(), "{bad}");
         }
     }

@@ -18,7 +18,7 @@
 //! random span id and rewriting one string; no span object is made.
 
 use std::collections::BTreeMap;
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -139,7 +139,9 @@ impl TraceContext {
 
     /// The `traceparent` of `metadata`, if it has a valid one.
     pub fn of(metadata: &BTreeMap<String, String>) -> Option<TraceContext> {
-        metadata.get(TRACEPARENT).and_then(|v| TraceContext::parse(v))
+        metadata
+            .get(TRACEPARENT)
+            .and_then(|v| TraceContext::parse(v))
     }
 
     /// Whether the sampled flag is set.
@@ -148,17 +150,37 @@ impl TraceContext {
     }
 
     /// Replaces `out` with this context's version-`00` `traceparent`,
-    /// reusing its buffer.
+    /// reusing its buffer (no allocation when it held one already).
     pub fn write_to(&self, out: &mut String) {
+        let mut header = *b"00-________________________________-________________-__";
+        hex_into(&mut header[3..35], self.trace_id.0);
+        hex_into(&mut header[36..52], u128::from(self.span_id.0));
+        hex_into(&mut header[53..55], u128::from(self.flags));
         out.clear();
-        write!(out, "{self}").expect("writing to a String cannot fail");
+        out.push_str(std::str::from_utf8(&header).expect("hex digits and dashes are ASCII"));
+    }
+
+    /// This context's version-`00` `traceparent`.
+    pub fn header(&self) -> String {
+        let mut out = String::with_capacity(HEADER_LEN);
+        self.write_to(&mut out);
+        out
     }
 }
 
 impl fmt::Display for TraceContext {
     /// The version-`00` `traceparent`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "00-{}-{}-{:02x}", self.trace_id, self.span_id, self.flags)
+        f.write_str(&self.header())
+    }
+}
+
+/// Fills `digits` with the low hex digits of `value`, lowercase (the
+/// formatting machinery is several times slower on the call path).
+fn hex_into(digits: &mut [u8], value: u128) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (i, digit) in digits.iter_mut().rev().enumerate() {
+        *digit = HEX[((value >> (i * 4)) & 0xf) as usize];
     }
 }
 
@@ -261,7 +283,7 @@ impl Tracing {
         match metadata.get_mut(TRACEPARENT) {
             Some(value) => context.write_to(value),
             None => {
-                metadata.insert(TRACEPARENT.to_owned(), context.to_string());
+                metadata.insert(TRACEPARENT.to_owned(), context.header());
             }
         }
         let span = match &self.sink {
@@ -456,22 +478,70 @@ mod tests {
     fn malformed_traceparents_are_refused() {
         let cases = [
             ("", "empty"),
-            ("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "version ff"),
-            ("0g-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "version not hex"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-", "00 with more"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1", "short flags"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01", "short trace id"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e47360-0f067aa0ba902b7-01", "long trace id"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b-01", "short span id"),
-            ("00-00000000000000000000000000000000-00f067aa0ba902b7-01", "zero trace id"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", "zero span id"),
-            ("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", "upper-case trace"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00F067AA0BA902B7-01", "upper-case span"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0A", "upper-case flags"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e473x-00f067aa0ba902b7-01", "bad hex"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba9+2b7-01", "bad hex span"),
-            ("00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01", "separators"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0é", "not ASCII"),
+            (
+                "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                "version ff",
+            ),
+            (
+                "0g-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                "version not hex",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-",
+                "00 with more",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",
+                "short flags",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+                "short trace id",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e47360-0f067aa0ba902b7-01",
+                "long trace id",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b-01",
+                "short span id",
+            ),
+            (
+                "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+                "zero trace id",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+                "zero span id",
+            ),
+            (
+                "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+                "upper-case trace",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00F067AA0BA902B7-01",
+                "upper-case span",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0A",
+                "upper-case flags",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e473x-00f067aa0ba902b7-01",
+                "bad hex",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba9+2b7-01",
+                "bad hex span",
+            ),
+            (
+                "00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01",
+                "separators",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0é",
+                "not ASCII",
+            ),
         ];
         for (header, why) in cases {
             assert_eq!(TraceContext::parse(header), None, "{why}: {header}");
@@ -491,16 +561,26 @@ mod tests {
         let call = Tracing::off().enter("f", &mut metadata);
         let written = TraceContext::parse(&metadata[TRACEPARENT]).unwrap();
         assert_eq!(written, call.context());
-        assert_eq!(written.trace_id, TraceId(0x4bf92f3577b34da6a3ce929d0e0e4736));
+        assert_eq!(
+            written.trace_id,
+            TraceId(0x4bf92f3577b34da6a3ce929d0e0e4736)
+        );
         assert_ne!(written.span_id, SpanId(0x00f067aa0ba902b7));
         assert_eq!(written.flags, 1);
-        assert_eq!((metadata[TRACESTATE].as_str(), metadata["a"].as_str()), ("k=v", "b"));
+        assert_eq!(
+            (metadata[TRACESTATE].as_str(), metadata["a"].as_str()),
+            ("k=v", "b")
+        );
         assert!(!call.is_recording(), "no exporter: nothing recorded");
     }
 
     #[test]
     fn entering_without_a_valid_traceparent_starts_a_trace_and_never_fails() {
-        for bad in [None, Some("garbage"), Some("00-00000000000000000000000000000000-00f067aa0ba902b7-01")] {
+        for bad in [
+            None,
+            Some("garbage"),
+            Some("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+        ] {
             let mut metadata = metadata(&[(TRACESTATE, "k=v")]);
             if let Some(bad) = bad {
                 metadata.insert(TRACEPARENT.into(), bad.into());
@@ -513,7 +593,11 @@ mod tests {
         }
         let mut metadata = BTreeMap::new();
         Tracing::new(None, 0.0, "r").enter("f", &mut metadata);
-        assert_eq!(TraceContext::of(&metadata).unwrap().flags, 0, "sampled at 0");
+        assert_eq!(
+            TraceContext::of(&metadata).unwrap().flags,
+            0,
+            "sampled at 0"
+        );
     }
 
     #[test]
