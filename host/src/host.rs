@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use crate::auth::AccessFile;
 use crate::net::{Security, ServerConfig, serve};
-use crate::observe::{HostState, Metrics, bind_admin, serve_admin};
+use crate::observe::{HostState, Metrics, OtlpConfig, SpanSink, Tracing, bind_admin, serve_admin};
 use crate::plugins::{PluginSet, Registry, ReloadConfig, Reloader};
 use crate::protocol::{CallError, FunctionInfo};
 use crate::region::{
@@ -60,6 +60,11 @@ pub struct HostOptions {
     /// The admin listener (metrics, health, status, dashboard); `None`: no
     /// admin listener, and no metrics kept.
     pub admin: Option<SocketAddr>,
+    /// Span export; `None`: trace contexts are passed on, no span recorded.
+    pub otlp: Option<OtlpConfig>,
+    /// The probability that a call starting a new trace is sampled (its
+    /// spans recorded, here and by the hosts after it).
+    pub trace_sample: f64,
 }
 
 impl HostOptions {
@@ -82,6 +87,8 @@ impl HostOptions {
             access: None,
             insecure: false,
             admin: None,
+            otlp: None,
+            trace_sample: 1.0,
         }
     }
 }
@@ -137,6 +144,7 @@ pub struct Host {
     served: tokio::task::JoinHandle<bool>,
     functions: usize,
     plugins: usize,
+    spans: Option<Arc<SpanSink>>,
 }
 
 impl Host {
@@ -258,6 +266,29 @@ impl Host {
             options.server.max_frame,
             links.clone(),
         );
+        // Bound before the router is made, so that a host on port 0 knows
+        // its address (its id in spans); it accepts once `serve` runs.
+        let listener = TcpListener::bind(options.listen)
+            .await
+            .with_context(|| format!("failed to bind `{}`", options.listen))?;
+        let addr = listener.local_addr()?;
+        if options.listen.port() == 0 {
+            options.server.host_id = addr.to_string();
+        }
+        let spans = match &options.otlp {
+            Some(otlp) => {
+                let sink = SpanSink::start(
+                    otlp,
+                    &options.region,
+                    &options.server.host_id,
+                    tokio::runtime::Handle::current(),
+                )?;
+                tracing::info!(endpoint = %otlp.endpoint, sample = options.trace_sample, "exporting spans over OTLP");
+                Some(Arc::new(sink))
+            }
+            None => None,
+        };
+        let traces = Tracing::new(spans.clone(), options.trace_sample, &options.region);
         let router = Arc::new(
             Router::new(
                 &options.region,
@@ -270,7 +301,8 @@ impl Host {
                 options.routes.clone(),
                 options.routing.clone(),
             )
-            .with_metrics(metrics.clone()),
+            .with_metrics(metrics.clone())
+            .with_tracing(traces),
         );
         state.wire(peers, {
             let router = router.clone();
@@ -292,16 +324,9 @@ impl Host {
         }
         let router: Arc<dyn Service> = router;
 
-        let listener = TcpListener::bind(options.listen)
-            .await
-            .with_context(|| format!("failed to bind `{}`", options.listen))?;
-        let addr = listener.local_addr()?;
         let mut server = options.server.clone();
         server.region = options.region.clone();
         server.metrics = metrics;
-        if options.listen.port() == 0 {
-            server.host_id = addr.to_string();
-        }
         state.set_listening(&server.host_id);
         let served = tokio::spawn({
             let shutdown = shutdown.clone();
@@ -318,6 +343,7 @@ impl Host {
             served,
             functions,
             plugins: plugin_count,
+            spans,
         })
     }
 
@@ -341,9 +367,16 @@ impl Host {
         self.shutdown.cancel();
     }
 
-    /// Waits until the server has stopped; `true` if it drained in time.
+    /// Waits until the server has stopped, then exports the spans still
+    /// queued; `true` if it drained in time.
     pub async fn wait(self) -> bool {
-        self.served.await.unwrap_or(false)
+        let drained = self.served.await.unwrap_or(false);
+        if let Some(spans) = self.spans {
+            // The batch processor's shutdown blocks until its last export,
+            // which runs on this runtime.
+            let _ = tokio::task::spawn_blocking(move || spans.shutdown()).await;
+        }
+        drained
     }
 }
 

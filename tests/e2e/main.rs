@@ -19,4 +19,5 @@ mod regions;
 mod reload;
 mod security;
 mod shutdown;
+mod traces;
 mod values;

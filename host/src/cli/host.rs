@@ -12,6 +12,7 @@ use super::{Signals, duration, show_default};
 use crate::config::Topology;
 use crate::host::{Host, HostOptions};
 use crate::net::ServerConfig;
+use crate::observe::OtlpConfig;
 use crate::plugins::ReloadConfig;
 use crate::region::{Identity, PeerConfig, RoutingConfig, peers_and_routes};
 use crate::runtime::RuntimeConfig;
@@ -68,6 +69,21 @@ pub(super) struct HostArgs {
     /// management network.
     #[arg(long)]
     admin: Option<SocketAddr>,
+    /// Export one span per call (and per host it passes) to this OTLP/HTTP
+    /// collector, e.g. `http://127.0.0.1:4318` (spans are POSTed as JSON
+    /// to `/v1/traces`). Without it no span is recorded; trace contexts
+    /// are passed on and logged all the same.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+    /// How long finished spans wait to be exported in one batch (default:
+    /// `OTEL_BSP_SCHEDULE_DELAY` in milliseconds, else 5s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    otlp_flush_interval: Option<Duration>,
+    /// The share of calls starting a new trace that are sampled (their
+    /// spans exported here and by the hosts after it), from 0 to 1. Calls
+    /// that carry a `traceparent` follow its sampled flag.
+    #[arg(long, value_parser = sample_ratio)]
+    trace_sample: Option<f64>,
     /// How long shutdown waits for calls in flight (the process then exits
     /// 0; a second signal stops the wait: exit code 130).
     #[arg(long, value_parser = humantime::parse_duration)]
@@ -161,6 +177,19 @@ pub(super) struct HostArgs {
     hedge_max: Option<Duration>,
 }
 
+/// The library's `trace_sample`.
+fn default_trace_sample() -> f64 {
+    HostOptions::new("", ([127, 0, 0, 1], 0).into(), "").trace_sample
+}
+
+/// A probability from 0 to 1.
+fn sample_ratio(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(ratio),
+        _ => Err(format!("`{text}` is not a number from 0 to 1")),
+    }
+}
+
 /// Shows in `--help` the default of each tuning flag of `host`: the
 /// library's, in the flag's unit.
 pub(super) fn show_defaults(host: clap::Command) -> clap::Command {
@@ -203,6 +232,7 @@ pub(super) fn show_defaults(host: clap::Command) -> clap::Command {
         ("max_attempts", routing.retry.max_attempts.to_string()),
         ("hedge_min", duration(routing.hedge_min)),
         ("hedge_max", duration(routing.hedge_max)),
+        ("trace_sample", default_trace_sample().to_string()),
     ]
     .into_iter()
     .fold(host, |host, (id, value)| show_default(host, id, &value))
@@ -216,6 +246,15 @@ impl HostArgs {
         self.apply_reload(&mut options.reload);
         self.apply_peer(&mut options.peer_config);
         self.apply_routing(&mut options.routing);
+        self.apply_traces(options);
+    }
+
+    fn apply_traces(&self, options: &mut HostOptions) {
+        options.trace_sample = self.trace_sample.unwrap_or(options.trace_sample);
+        options.otlp = self.otlp_endpoint.as_ref().map(|endpoint| OtlpConfig {
+            endpoint: endpoint.clone(),
+            flush_interval: self.otlp_flush_interval,
+        });
     }
 
     fn apply_server(&self, server: &mut ServerConfig) {
@@ -431,6 +470,8 @@ mod tests {
                 "--access",
                 "--insecure",
                 "--admin",
+                "--otlp-endpoint",
+                "--otlp-flush-interval"
             ]
         );
     }
@@ -451,7 +492,7 @@ mod tests {
             }
         }
         let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-        assert_eq!(flags.len(), 2 * 24, "{flags:?}");
+        assert_eq!(flags.len(), 2 * 25, "{flags:?}");
         assert_eq!(debug(&parse(&flags).unwrap()), debug(&defaults()));
     }
 
@@ -462,7 +503,9 @@ mod tests {
             if flag == "--config" {
                 continue;
             }
-            let value = if shown.parse::<u64>().is_ok() {
+            let value = if flag == "--trace-sample" {
+                "0.5"
+            } else if shown.parse::<u64>().is_ok() {
                 "7"
             } else {
                 "7ms"

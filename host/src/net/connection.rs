@@ -675,6 +675,9 @@ impl Connection {
                 function = %call.function,
                 principal = %principal.as_deref().unwrap_or("-"),
                 from = %call.visited.last().map_or("-", String::as_str),
+                // The caller's trace context: this host's span starts in
+                // the router.
+                trace_id = %crate::observe::trace::trace_id(&call.metadata),
                 "forwarded call"
             );
         }

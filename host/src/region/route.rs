@@ -35,7 +35,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::peers::{Peer, Peers, merge_served};
-use crate::observe::{Attempt, CallMeter, Metrics, Placement as Where};
+use crate::observe::trace::trace_id;
+use crate::observe::{Attempt, CallMeter, CallTrace, Metrics, Placement as Where, Tracing};
 use crate::protocol::retry::{RetryPolicy, retryable};
 use crate::protocol::{CallError, DEFAULT_HOP_LIMIT, ErrorCode, FunctionInfo, Processed};
 use crate::service::{CallContext, CallRequest, Service};
@@ -203,6 +204,7 @@ pub struct Router<L> {
     config: RoutingConfig,
     budget: RetryBudget,
     metrics: Metrics,
+    tracing: Tracing,
 }
 
 /// How the attempts of one forwarded call went, for its final error.
@@ -233,7 +235,14 @@ impl<L: Local> Router<L> {
             config,
             budget: RetryBudget::new(),
             metrics: Metrics::off(),
+            tracing: Tracing::off(),
         }
+    }
+
+    /// Records this host's span of each sampled call through `tracing`.
+    pub fn with_tracing(mut self, tracing: Tracing) -> Self {
+        self.tracing = tracing;
+        self
     }
 
     /// Counts calls, forward attempts and budget refusals in `metrics`.
@@ -251,6 +260,7 @@ impl<L: Local> Router<L> {
         self: Arc<Self>,
         request: CallRequest,
         meter: &mut CallMeter,
+        trace: &mut CallTrace,
     ) -> Result<Value, CallError> {
         if request.context.hops > self.config.hop_limit {
             return Err(loop_detected(format!(
@@ -265,6 +275,7 @@ impl<L: Local> Router<L> {
                 if let Some(function) = &function {
                     meter.known(function, Where::Local);
                 }
+                trace.placed(Where::Local);
                 return running.await;
             }
             Placement::Elsewhere(request) => request,
@@ -273,6 +284,7 @@ impl<L: Local> Router<L> {
         if self.metrics.is_on() && candidates[0].serves(&request.function).is_some() {
             meter.known(&request.function, Where::Forwarded);
         }
+        trace.placed(Where::Forwarded);
         self.forward(request, candidates, idempotent).await
     }
 
@@ -406,7 +418,7 @@ impl<L: Local> Router<L> {
             // One host to ask: no failover, no hedge, nothing to race.
             let peer = &candidates[0];
             let args = std::mem::take(&mut request.args);
-            tracing::debug!(function = %request.function, peer = %peer.addr, region = %peer.region, hops = forwarded.hops, "forwarding");
+            tracing::debug!(function = %request.function, peer = %peer.addr, region = %peer.region, hops = forwarded.hops, trace_id = %trace_id(&forwarded.metadata), "forwarding");
             self.metrics.forward_attempt(&peer.region, Attempt::First);
             let error = match peer.call(&request.function, args, &forwarded).await {
                 Ok(value) => return Ok(value),
@@ -474,12 +486,12 @@ impl<L: Local> Router<L> {
                             continue;
                         }
                         if !self.budget.try_retry(&self.config) {
-                            tracing::debug!(function = %request.function, "no further attempt: the retry budget is spent");
+                            tracing::debug!(function = %request.function, trace_id = %trace_id(&request.context.metadata), "no further attempt: the retry budget is spent");
                             self.metrics.retry_budget_refusal(&candidates[next].region);
                             continue;
                         }
                         kind = due;
-                        tracing::debug!(function = %request.function, peer = %candidates[next].addr, "starting another attempt beside the one running");
+                        tracing::debug!(function = %request.function, peer = %candidates[next].addr, trace_id = %trace_id(&request.context.metadata), "starting another attempt beside the one running");
                     }
                 }
             }
@@ -490,7 +502,7 @@ impl<L: Local> Router<L> {
             } else {
                 request.args.clone()
             };
-            tracing::debug!(function = %request.function, peer = %peer.addr, region = %peer.region, hops = forwarded.hops, "forwarding");
+            tracing::debug!(function = %request.function, peer = %peer.addr, region = %peer.region, hops = forwarded.hops, trace_id = %trace_id(&forwarded.metadata), "forwarding");
             self.metrics.forward_attempt(&peer.region, kind);
             running.push(attempt(next, peer, &request.function, args, &forwarded));
             due = Attempt::Hedge;
@@ -517,7 +529,7 @@ impl<L: Local> Router<L> {
             return true;
         }
         if !self.budget.try_retry(&self.config) {
-            tracing::warn!(function = %request.function, "retry budget exhausted");
+            tracing::warn!(function = %request.function, trace_id = %trace_id(&request.context.metadata), "retry budget exhausted");
             self.metrics.retry_budget_refusal(&candidates[next].region);
             return false;
         }
@@ -563,7 +575,7 @@ impl<L: Local> Router<L> {
         let stale = error.code == ErrorCode::NotFound && error.processed == Processed::No;
         let go_on = stale || retryable(&error, idempotent);
         if go_on {
-            tracing::debug!(function = %request.function, peer = %peer.addr, "failing over: {error}");
+            tracing::debug!(function = %request.function, peer = %peer.addr, trace_id = %trace_id(&request.context.metadata), "failing over: {error}");
             attempts
                 .tried
                 .push(format!("`{}` ({})", peer.region, peer.addr));
@@ -619,15 +631,24 @@ fn loop_detected(message: String) -> CallError {
 }
 
 impl<L: Local> Service for Router<L> {
-    fn call(self: Arc<Self>, request: CallRequest) -> BoxFuture<'static, Result<Value, CallError>> {
+    fn call(
+        self: Arc<Self>,
+        mut request: CallRequest,
+    ) -> BoxFuture<'static, Result<Value, CallError>> {
         Box::pin(async move {
             let mut meter = self.metrics.start_call();
+            // This host's span: what the call causes (attempts, nested
+            // calls) names it as parent through the rewritten metadata.
+            let mut trace = self
+                .tracing
+                .enter(&request.function, &mut request.context.metadata);
             let region = self.region.clone();
             let outcome = self
-                .route(request, &mut meter)
+                .route(request, &mut meter, &mut trace)
                 .await
                 .map_err(|e| e.in_region(&region));
             meter.finish(&outcome);
+            trace.finish(&outcome);
             outcome
         })
     }

@@ -34,6 +34,7 @@ use super::pool::Placed;
 use super::state::{CallScope, Interrupt};
 use super::{Function, Plugin, Runtime, RuntimeConfig, bytes, type_to_wit, value};
 use crate::observe::PluginMeter;
+use crate::observe::trace::LogTraceId;
 use crate::pattern::Pattern;
 use crate::protocol::{CallError, ErrorCode, Processed};
 use crate::service::{CallRequest, Service};
@@ -97,6 +98,7 @@ impl Runtime {
             plugin: plugin.name.clone(),
             region,
             calls,
+            trace_id: crate::observe::trace::trace_id(&request.context.metadata),
             context: request.context,
             router,
             slice_start: std::time::Instant::now(),
@@ -299,9 +301,11 @@ async fn run_guest(
 ) -> Result<Value, CallError> {
     let func = &plugin.functions[function];
     let limits = &shared.config;
+    let trace_id = scope.trace_id;
+    let classify = |error, note| classify(&plugin.name, &func.name, error, note, limits, trace_id);
     let mut ready = match shared.take(&plugin, scope, reuse).await {
         Ok(ready) => ready,
-        Err((error, note)) => return Err(classify(&plugin.name, &func.name, error, note, limits)),
+        Err((error, note)) => return Err(classify(error, note)),
     };
     let outcome = match ready.instance.get_func(&mut ready.store, func.index) {
         Some(export) => match (params, &func.typed) {
@@ -336,7 +340,7 @@ async fn run_guest(
         Err(error) => {
             let note = ready.store.data().take_panic_note();
             shared.release(&plugin, ready, false, reuse);
-            Err(classify(&plugin.name, &func.name, error, note, limits))
+            Err(classify(error, note))
         }
     }
 }
@@ -438,6 +442,7 @@ fn classify(
     error: wasmtime::Error,
     panic_note: Option<String>,
     config: &RuntimeConfig,
+    trace_id: LogTraceId,
 ) -> CallError {
     if let Some(interrupt) = error.downcast_ref::<Interrupt>() {
         return match interrupt {
@@ -489,7 +494,7 @@ fn classify(
         }
         return CallError::new(ErrorCode::Trap, Processed::Maybe, message);
     }
-    tracing::warn!(plugin, function, "call failed: {error:?}");
+    tracing::warn!(plugin, function, %trace_id, "call failed: {error:?}");
     CallError::new(
         ErrorCode::Trap,
         Processed::Maybe,
@@ -509,6 +514,7 @@ mod tests {
             error,
             panic_note.map(str::to_owned),
             &config,
+            LogTraceId(None),
         )
     }
 

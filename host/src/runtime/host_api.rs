@@ -44,17 +44,18 @@ impl types::Host for PluginState {}
 impl host::Host for PluginState {
     fn log(&mut self, level: Level, mut message: String) {
         let plugin = tracing::field::display(&self.scope().plugin);
+        let trace_id = tracing::field::display(self.scope().trace_id);
         if message.len() > self.max_guest_output {
             message.truncate(message.floor_char_boundary(self.max_guest_output));
             message.push_str(" [truncated]");
         }
         let message = message.escape_debug();
         match level {
-            Level::Trace => tracing::trace!(plugin, "{message}"),
-            Level::Debug => tracing::debug!(plugin, "{message}"),
-            Level::Info => tracing::info!(plugin, "{message}"),
-            Level::Warn => tracing::warn!(plugin, "{message}"),
-            Level::Error => tracing::error!(plugin, "{message}"),
+            Level::Trace => tracing::trace!(plugin, trace_id, "{message}"),
+            Level::Debug => tracing::debug!(plugin, trace_id, "{message}"),
+            Level::Info => tracing::info!(plugin, trace_id, "{message}"),
+            Level::Warn => tracing::warn!(plugin, trace_id, "{message}"),
+            Level::Error => tracing::error!(plugin, trace_id, "{message}"),
         }
     }
 

@@ -325,6 +325,7 @@ impl CallScope {
                 NO_CALLS.clone()
             },
             slice_start: Instant::now(),
+            trace_id: crate::observe::trace::LogTraceId(None),
         }
     }
 }

@@ -6,8 +6,9 @@ use std::time::Instant;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::stdio::LogStream;
+use super::stdio::{LogStream, TraceCell};
 
+use crate::observe::trace::LogTraceId;
 use crate::pattern::Pattern;
 use crate::service::{CallContext, CallRequest, Service};
 
@@ -38,6 +39,9 @@ pub struct PluginState {
     scope: Option<CallScope>,
     /// Where a guest panic message seen on stderr is noted.
     panic_note: Arc<std::sync::Mutex<Option<String>>>,
+    /// The trace id of the call being served, for the lines of its stdout
+    /// and stderr.
+    trace_id: TraceCell,
     /// Bytes the guest may hand the host in one host import call.
     pub max_guest_output: usize,
 }
@@ -58,6 +62,9 @@ pub(crate) struct CallScope {
     pub router: Arc<dyn Service>,
     /// When the guest last gave its thread back (or started).
     pub slice_start: Instant,
+    /// The call's trace id (from its metadata's `traceparent`), for the
+    /// guest's log lines.
+    pub trace_id: LogTraceId,
 }
 
 impl CallScope {
@@ -80,7 +87,9 @@ impl PluginState {
         max_guest_output: usize,
         scope: CallScope,
     ) -> Self {
+        let trace_id = TraceCell::new(scope.trace_id);
         PluginState {
+            trace_id,
             wasi: None,
             plugin,
             table: ResourceTable::new(),
@@ -110,11 +119,13 @@ impl PluginState {
     /// A warm instance starts serving `scope`.
     pub(crate) fn begin(&mut self, scope: CallScope) {
         *self.panic_note.lock().expect("panic note lock") = None;
+        self.trace_id.set(scope.trace_id);
         self.scope = Some(scope);
     }
 
     /// The call is over; the instance waits without holding on to it.
     pub(crate) fn end(&mut self) {
+        self.trace_id.set(LogTraceId(None));
         self.scope = None;
     }
 
@@ -130,7 +141,7 @@ impl PluginState {
 
 impl WasiView for PluginState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        let (plugin, panic_note) = (&self.plugin, &self.panic_note);
+        let (plugin, panic_note, trace_id) = (&self.plugin, &self.panic_note, &self.trace_id);
         let ctx = self.wasi.get_or_insert_with(|| {
             // No ambient capability: no preopened directories, no
             // environment, no arguments, and every socket refused.
@@ -139,8 +150,11 @@ impl WasiView for PluginState {
                 .allow_udp(false)
                 .allow_ip_name_lookup(false)
                 .socket_addr_check(|_, _| Box::pin(async { false }))
-                .stdout(LogStream::stdout(plugin.clone()))
-                .stderr(LogStream::stderr(plugin.clone()).capturing_panics(panic_note.clone()))
+                .stdout(LogStream::stdout(plugin.clone(), trace_id.clone()))
+                .stderr(
+                    LogStream::stderr(plugin.clone(), trace_id.clone())
+                        .capturing_panics(panic_note.clone()),
+                )
                 .build()
         });
         WasiCtxView {

@@ -1,4 +1,5 @@
-//! Guest stdout and stderr, line by line into the host log, tagged with the plugin.
+//! Guest stdout and stderr, line by line into the host log, tagged with the
+//! plugin and the trace id of the call being served.
 
 use std::io;
 use std::pin::Pin;
@@ -8,13 +9,36 @@ use std::task::{Context, Poll};
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
+use crate::observe::trace::LogTraceId;
+
 /// Longest line kept; the rest of an overlong line is dropped.
 const MAX_LINE: usize = 4096;
+
+/// The trace id of the call an instance serves, shared by its store and its
+/// output streams (made once per instance, which may serve many calls).
+#[derive(Clone)]
+pub struct TraceCell(Arc<Mutex<LogTraceId>>);
+
+impl TraceCell {
+    pub fn new(trace_id: LogTraceId) -> Self {
+        TraceCell(Arc::new(Mutex::new(trace_id)))
+    }
+
+    /// The instance now serves a call of `trace_id`.
+    pub fn set(&self, trace_id: LogTraceId) {
+        *self.0.lock().expect("trace cell lock") = trace_id;
+    }
+
+    fn get(&self) -> LogTraceId {
+        *self.0.lock().expect("trace cell lock")
+    }
+}
 
 /// A WASI output stream that logs each complete line at `info` level.
 #[derive(Clone)]
 pub struct LogStream {
     plugin: Arc<str>,
+    trace_id: TraceCell,
     stream: &'static str,
     /// Where to note a Rust panic message seen on this stream, so the trap
     /// that follows can say why the guest stopped.
@@ -22,17 +46,19 @@ pub struct LogStream {
 }
 
 impl LogStream {
-    pub fn stdout(plugin: Arc<str>) -> Self {
+    pub fn stdout(plugin: Arc<str>, trace_id: TraceCell) -> Self {
         LogStream {
             plugin,
+            trace_id,
             stream: "stdout",
             panic_note: None,
         }
     }
 
-    pub fn stderr(plugin: Arc<str>) -> Self {
+    pub fn stderr(plugin: Arc<str>, trace_id: TraceCell) -> Self {
         LogStream {
             plugin,
+            trace_id,
             stream: "stderr",
             panic_note: None,
         }
@@ -72,7 +98,13 @@ impl LineWriter {
     fn emit(&mut self) {
         let text = String::from_utf8_lossy(&self.line);
         let text = text.trim_end_matches('\r');
-        tracing::info!(plugin = %self.target.plugin, stream = self.target.stream, "{}", text.escape_debug());
+        tracing::info!(
+            plugin = %self.target.plugin,
+            stream = self.target.stream,
+            trace_id = %self.target.trace_id.get(),
+            "{}",
+            text.escape_debug()
+        );
         if let Some(note) = &self.target.panic_note {
             if self.after_panic {
                 *note.lock().expect("panic note lock") = Some(format!("guest panicked: {text}"));
