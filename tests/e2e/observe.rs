@@ -776,3 +776,53 @@ async fn made_up_function_names_never_reach_metrics_on_any_hop() {
         );
     }
 }
+
+/// The admin listener and the RPC port are two listeners: an HTTP request
+/// at the RPC port is a refused frame, never an answer, and the protocol's
+/// `hello` at the admin port is no handshake.
+#[tokio::test]
+async fn the_admin_listener_is_not_reachable_through_the_rpc_port_nor_the_reverse() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let host = HostProcess::builder().plugins(&["math"]).admin().start();
+    let mut rpc = tokio::net::TcpStream::connect(host.addr).await.unwrap();
+    rpc.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), rpc.read_to_end(&mut answer))
+        .await
+        .expect("the host closes the connection")
+        .ok();
+    assert!(
+        !answer.starts_with(b"HTTP/"),
+        "the RPC port answered HTTP: {}",
+        String::from_utf8_lossy(&answer)
+    );
+    let m = host.metrics().await;
+    // "GET " read as a length prefix is a frame of over a gigabyte.
+    assert_eq!(
+        m.get(
+            "wasmrpc_rejected_frames_total",
+            &[("reason", "frame_too_large")]
+        ),
+        Some(1.0),
+        "{}",
+        m.text
+    );
+
+    let admin = host.admin.unwrap();
+    let refused = wasmrpc::Client::connect_with(admin, wasmrpc::ClientOptions::default()).await;
+    assert!(
+        refused.is_err(),
+        "a wasmrpc handshake succeeded on the admin port"
+    );
+    // The host still serves calls, and its admin listener still answers.
+    let client = host.client().await;
+    let sum = client
+        .call("math.add", vec![Value::from(2), Value::from(3)])
+        .await
+        .unwrap();
+    assert_eq!(sum, Value::from(5));
+    assert_eq!(host.admin_get("/healthz").await.status, 200);
+}

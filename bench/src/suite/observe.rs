@@ -3,10 +3,12 @@
 //!
 //! Every system is `math.add` on hosts of its own serving `math` alone,
 //! plaintext: one host without an admin listener (no metrics are kept), one
-//! with one (metrics kept), one that also exports a span per call over OTLP
-//! to a sink in this process (every call carries a sampled `traceparent`),
-//! and a forwarded pair a → b without and with both. Their calls take turns
-//! with every other system's in the same interleaved rounds.
+//! with one (metrics kept), one that also takes part in traces and exports
+//! spans over OTLP to a sink in this process (a new trace per call, 1 % of
+//! them sampled), one that exports a span of every call (each carries a
+//! sampled `traceparent`), and a forwarded pair a → b without and with
+//! metrics and tracing. Their calls take turns with every other system's in
+//! the same interleaved rounds.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -25,6 +27,9 @@ use crate::report::{Goal, Outcome, Row, Section, Summary, Target, thousands};
 /// flight on one connection: at least this.
 const THROUGHPUT_GOAL: f64 = 0.97;
 
+/// The share of new traces the traced hosts sample (`--trace-sample`).
+const SAMPLE: &str = "0.01";
+
 /// A `math.add` system of the group: what its hosts observe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Observed {
@@ -32,19 +37,22 @@ pub(super) enum Observed {
     Off,
     /// An admin listener: metrics kept.
     Metrics,
-    /// Metrics, and a span per call exported over OTLP.
+    /// Metrics, and tracing: a trace per call, 1 % exported over OTLP.
     Traced,
+    /// Metrics, and a span of every call exported over OTLP.
+    EveryCall,
     /// Forwarded a → b, neither observed.
     ForwardedOff,
-    /// Forwarded a → b, both with metrics and spans.
+    /// Forwarded a → b, both with metrics and tracing as [`Observed::Traced`].
     ForwardedTraced,
 }
 
 impl Observed {
-    const ALL: [Observed; 5] = [
+    const ALL: [Observed; 6] = [
         Observed::Off,
         Observed::Metrics,
         Observed::Traced,
+        Observed::EveryCall,
         Observed::ForwardedOff,
         Observed::ForwardedTraced,
     ];
@@ -53,9 +61,12 @@ impl Observed {
         match self {
             Observed::Off => "`math.add`, no metrics, no tracing",
             Observed::Metrics => "`math.add`, metrics (admin listener)",
-            Observed::Traced => "`math.add`, metrics and a span per call (OTLP)",
+            Observed::Traced => "`math.add`, metrics and tracing (OTLP, 1 % sampled)",
+            Observed::EveryCall => "`math.add`, metrics and a span of every call (OTLP)",
             Observed::ForwardedOff => "forwarded a → b `math.add`, no metrics, no tracing",
-            Observed::ForwardedTraced => "forwarded a → b `math.add`, metrics and spans on both",
+            Observed::ForwardedTraced => {
+                "forwarded a → b `math.add`, metrics and tracing on both (1 % sampled)"
+            }
         }
     }
 
@@ -65,6 +76,7 @@ impl Observed {
             Observed::Off => &["obs-off"],
             Observed::Metrics => &["obs-metrics"],
             Observed::Traced => &["obs-traced"],
+            Observed::EveryCall => &["obs-every"],
             Observed::ForwardedOff => &["obs-off-b", "obs-off-a"],
             Observed::ForwardedTraced => &["obs-traced-b", "obs-traced-a"],
         }
@@ -75,7 +87,10 @@ impl Observed {
     }
 
     fn traced(self) -> bool {
-        matches!(self, Observed::Traced | Observed::ForwardedTraced)
+        matches!(
+            self,
+            Observed::Traced | Observed::EveryCall | Observed::ForwardedTraced
+        )
     }
 }
 
@@ -104,6 +119,9 @@ impl ObservedHosts {
             if observed.traced() {
                 extra.extend(["--otlp-endpoint", &endpoint]);
             }
+            if matches!(observed, Observed::Traced | Observed::ForwardedTraced) {
+                extra.extend(["--trace-sample", SAMPLE]);
+            }
             let file = format!("{}.toml", regions[regions.len() - 1]);
             let hosts = lab
                 .start_regions_with(&file, regions, Security::Plaintext, &extra)
@@ -125,7 +143,7 @@ impl ObservedHosts {
                 System::new(
                     Kind::Observed(*observed),
                     observed.name(),
-                    add(client.clone(), observed.traced()),
+                    add(client.clone(), *observed == Observed::EveryCall),
                     &pids,
                 )
             })
@@ -237,7 +255,7 @@ impl ObserveResults {
         let pipelined = format!("{} in flight on one connection", plan.in_flight);
         let targets = vec![
             Target::ratio(
-                &format!("metrics and a span per call / neither, calls/s, {pipelined}"),
+                &format!("metrics and tracing (1 % sampled) / neither, calls/s, {pipelined}"),
                 Goal::AtLeast(THROUGHPUT_GOAL),
                 per_s(rate(Observed::Traced), "on"),
                 per_s(rate(Observed::Off), "off"),
@@ -249,16 +267,28 @@ impl ObserveResults {
                 per_s(rate(Observed::Off), "off"),
             ),
             Target::ratio(
-                &format!("host CPU per call, metrics and a span per call / neither, {pipelined}"),
+                &format!("host CPU per call, metrics and tracing (1 % sampled) / neither, {pipelined}"),
                 Goal::Reported,
                 us(host_cpu(Observed::Traced), "on"),
                 us(host_cpu(Observed::Off), "off"),
             ),
             Target::ratio(
-                "p50, 1 in flight: metrics and a span per call / neither",
+                "p50, 1 in flight: metrics and tracing (1 % sampled) / neither",
                 Goal::Reported,
                 us(p50(Observed::Traced), "on"),
                 us(p50(Observed::Off), "off"),
+            ),
+            Target::ratio(
+                &format!("metrics and a span of every call / neither, calls/s, {pipelined}"),
+                Goal::Reported,
+                per_s(rate(Observed::EveryCall), "every call"),
+                per_s(rate(Observed::Off), "off"),
+            ),
+            Target::ratio(
+                &format!("host CPU per call, metrics and a span of every call / neither, {pipelined}"),
+                Goal::Reported,
+                us(host_cpu(Observed::EveryCall), "every call"),
+                us(host_cpu(Observed::Off), "off"),
             ),
             Target::ratio(
                 "forwarded a → b p50, 1 in flight: observed on both / neither",
@@ -282,12 +312,16 @@ impl ObserveResults {
             note: format!(
                 "What metrics and traces cost. Each system is `math.add` on plaintext hosts \
                  of its own serving `math` alone, alike but for what they observe: no admin \
-                 listener (no metrics kept); an admin listener (`--admin`, metrics kept, \
-                 never scraped during the run); an admin listener and OTLP export of a span \
-                 per call (`--otlp-endpoint`, every call carrying a sampled `traceparent`) \
-                 to a sink in the load generator's process, which drops them.{exports} \
-                 Their calls are measured in the same interleaved rounds as the other \
-                 systems'."
+                 listener and no exporter (no metrics kept, trace contexts passed on \
+                 unchanged); an admin listener (`--admin`, metrics kept, never scraped \
+                 during the run); an admin listener and an OTLP exporter (`--otlp-endpoint`, \
+                 `--trace-sample {SAMPLE}`: each call, sent without a `traceparent`, starts \
+                 a trace, 1 % of them exported); the same exporting a span of every call \
+                 (each carries a sampled `traceparent`). Spans go to a sink in the load \
+                 generator's process, which drops them: its work takes CPU from the hosts \
+                 on this 2-core machine, so the host CPU per call is the fairer measure of \
+                 a span's cost.{exports} Their calls are measured in the same interleaved \
+                 rounds as the other systems'."
             ),
             targets,
             rows: self.rows,

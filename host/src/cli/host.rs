@@ -71,17 +71,20 @@ pub(super) struct HostArgs {
     admin: Option<SocketAddr>,
     /// Export one span per call (and per host it passes) to this OTLP/HTTP
     /// collector, e.g. `http://127.0.0.1:4318` (spans are POSTed as JSON
-    /// to `/v1/traces`). Without it no span is recorded; trace contexts
-    /// are passed on and logged all the same.
+    /// to `/v1/traces`). Without it the host records no span and takes no
+    /// part in traces: it passes trace contexts on unchanged and logs
+    /// their trace ids.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
     /// How long finished spans wait to be exported in one batch (default:
     /// `OTEL_BSP_SCHEDULE_DELAY` in milliseconds, else 5s).
     #[arg(long, value_parser = humantime::parse_duration)]
     otlp_flush_interval: Option<Duration>,
-    /// The share of calls starting a new trace that are sampled (their
-    /// spans exported here and by the hosts after it), from 0 to 1. Calls
-    /// that carry a `traceparent` follow its sampled flag.
+    /// With `--otlp-endpoint`: the share of calls arriving without a
+    /// `traceparent` whose new trace is sampled (their spans exported here
+    /// and by the hosts after it), from 0 to 1. Calls that carry one follow
+    /// its sampled flag. Each exported span costs a few microseconds of
+    /// CPU: at high call rates, sample.
     #[arg(long, value_parser = sample_ratio)]
     trace_sample: Option<f64>,
     /// How long shutdown waits for calls in flight (the process then exits

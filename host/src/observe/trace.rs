@@ -2,20 +2,23 @@
 //! the call's trace.
 //!
 //! A call's metadata may hold a `traceparent` (`00-<trace id>-<parent span
-//! id>-<flags>`) and a `tracestate`. At the router's entry
-//! ([`Tracing::enter`]) a host reads the `traceparent`, makes a span id of
-//! its own and writes `00-<trace id>-<its span id>-<flags>` back into the
-//! metadata: the attempts it forwards and the nested calls its guests make
-//! carry the metadata on, so the next hosts' spans are its children without
-//! any other hand-over. A missing or malformed `traceparent` starts a new
-//! trace (and drops the `tracestate` that went with it); it never fails the
-//! call.
+//! id>-<flags>`) and a `tracestate`. A host that exports spans
+//! (`--otlp-endpoint`, [`super::otlp`]) takes part in the trace: at the
+//! router's entry ([`Tracing::enter`]) it reads the `traceparent`, makes a
+//! span id of its own and writes `00-<trace id>-<its span id>-<flags>` back
+//! into the metadata. The attempts it forwards and the nested calls its
+//! guests make carry the metadata on, so the next hosts' spans are its
+//! children without any other hand-over. A missing or malformed
+//! `traceparent` starts a new trace there (and drops the `tracestate` that
+//! went with it); it never fails the call. The span is recorded when the
+//! call is sampled: a valid `traceparent`'s sampled flag decides, a new
+//! trace is sampled with the probability `--trace-sample`.
 //!
-//! Spans are recorded only when an exporter is configured
-//! (`--otlp-endpoint`, [`super::otlp`]) and the call is sampled: a valid
-//! `traceparent`'s sampled flag decides, a new trace is sampled with the
-//! probability `--trace-sample`. An unsampled call costs the parse, a
-//! random span id and rewriting one string; no span object is made.
+//! A host that exports nothing records no span, so it does not name itself
+//! as anyone's parent: it passes the trace context on unchanged (a
+//! downstream span's parent stays a span its collector can know), starts
+//! no trace, and only reads the trace id for its log lines. That costs a
+//! map lookup per call, and nothing at all for a call without metadata.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -223,26 +226,43 @@ pub struct Tracing {
     sink: Option<Arc<SpanSink>>,
     sample: f64,
     region: Arc<str>,
+    /// Whether this host is a span of the traces it sees (it exports
+    /// them); otherwise it passes trace contexts on unchanged.
+    takes_part: bool,
 }
 
 impl Tracing {
-    /// Trace contexts are passed on, nothing is recorded; new traces are
-    /// marked sampled (for hosts further on that do record).
+    /// Trace contexts are passed on unchanged, nothing is recorded.
     pub fn off() -> Tracing {
         Tracing {
             sink: None,
             sample: 1.0,
             region: "".into(),
+            takes_part: false,
         }
     }
 
     /// Records the sampled calls of this host (of `region`) into `sink`;
-    /// a new trace is sampled with probability `sample`.
+    /// a new trace is sampled with probability `sample`. Without a sink,
+    /// the same as [`Tracing::off`].
     pub fn new(sink: Option<Arc<SpanSink>>, sample: f64, region: &str) -> Tracing {
         Tracing {
+            takes_part: sink.is_some(),
             sink,
             sample: sample.clamp(0.0, 1.0),
             region: region.into(),
+        }
+    }
+
+    /// Takes part in traces (rewrites contexts, starts traces with
+    /// probability `sample`) without recording: the rules of
+    /// [`Tracing::enter`] without an exporter, for tests.
+    #[cfg(test)]
+    fn taking_part(sample: f64) -> Tracing {
+        Tracing {
+            sample,
+            takes_part: true,
+            ..Tracing::off()
         }
     }
 
@@ -256,6 +276,16 @@ impl Tracing {
     /// rewrites it to name this host's span as the parent of what the call
     /// causes.
     pub fn enter(&self, function: &str, metadata: &mut BTreeMap<String, String>) -> CallTrace {
+        if !self.takes_part {
+            return CallTrace {
+                context: if metadata.is_empty() {
+                    None
+                } else {
+                    TraceContext::of(metadata)
+                },
+                span: None,
+            };
+        }
         let span_id = SpanId::random();
         let incoming = TraceContext::of(metadata);
         let (context, parent) = match incoming {
@@ -298,7 +328,10 @@ impl Tracing {
             })),
             _ => None,
         };
-        CallTrace { context, span }
+        CallTrace {
+            context: Some(context),
+            span,
+        }
     }
 }
 
@@ -307,7 +340,9 @@ impl Tracing {
 /// finishes ([`CallTrace::finish`]), or as `cancelled` if it is dropped
 /// first.
 pub struct CallTrace {
-    context: TraceContext,
+    /// This host's context (with its span id) when it takes part; the
+    /// caller's when it passes contexts on; `None` without one.
+    context: Option<TraceContext>,
     span: Option<Box<Recording>>,
 }
 
@@ -322,8 +357,9 @@ struct Recording {
 }
 
 impl CallTrace {
-    /// This host's trace context for the call (its span id).
-    pub fn context(&self) -> TraceContext {
+    /// This host's trace context for the call (its span id), or the
+    /// caller's when the host does not take part.
+    pub fn context(&self) -> Option<TraceContext> {
         self.context
     }
 
@@ -346,16 +382,18 @@ impl CallTrace {
                 Ok(_) => (None, Processed::Yes, None),
                 Err(error) => (Some(error.code), error.processed, Some(&error.message)),
             };
-            span.end(self.context, code, processed, error.map(String::as_str));
+            if let Some(context) = self.context {
+                span.end(context, code, processed, error.map(String::as_str));
+            }
         }
     }
 }
 
 impl Drop for CallTrace {
     fn drop(&mut self) {
-        if let Some(span) = self.span.take() {
+        if let (Some(span), Some(context)) = (self.span.take(), self.context) {
             span.end(
-                self.context,
+                context,
                 Some(ErrorCode::Cancelled),
                 Processed::Maybe,
                 Some("the caller went away"),
@@ -558,9 +596,9 @@ mod tests {
     #[test]
     fn entering_keeps_the_trace_and_names_this_host_as_the_parent() {
         let mut metadata = metadata(&[(TRACEPARENT, VALID), (TRACESTATE, "k=v"), ("a", "b")]);
-        let call = Tracing::off().enter("f", &mut metadata);
+        let call = Tracing::taking_part(1.0).enter("f", &mut metadata);
         let written = TraceContext::parse(&metadata[TRACEPARENT]).unwrap();
-        assert_eq!(written, call.context());
+        assert_eq!(Some(written), call.context());
         assert_eq!(
             written.trace_id,
             TraceId(0x4bf92f3577b34da6a3ce929d0e0e4736)
@@ -585,14 +623,14 @@ mod tests {
             if let Some(bad) = bad {
                 metadata.insert(TRACEPARENT.into(), bad.into());
             }
-            let call = Tracing::off().enter("f", &mut metadata);
+            let call = Tracing::taking_part(1.0).enter("f", &mut metadata);
             let written = TraceContext::parse(&metadata[TRACEPARENT]).unwrap();
-            assert_eq!(written, call.context(), "{bad:?}");
+            assert_eq!(Some(written), call.context(), "{bad:?}");
             assert_eq!(written.flags, TraceContext::SAMPLED, "{bad:?}");
             assert!(!metadata.contains_key(TRACESTATE), "{bad:?}");
         }
         let mut metadata = BTreeMap::new();
-        Tracing::new(None, 0.0, "r").enter("f", &mut metadata);
+        Tracing::taking_part(0.0).enter("f", &mut metadata);
         assert_eq!(
             TraceContext::of(&metadata).unwrap().flags,
             0,
@@ -603,8 +641,25 @@ mod tests {
     #[test]
     fn unknown_flags_are_not_passed_on() {
         let mut metadata = metadata(&[(TRACEPARENT, &VALID.replace("-01", "-ff"))]);
-        let call = Tracing::off().enter("f", &mut metadata);
-        assert_eq!(call.context().flags, 0x03);
+        let call = Tracing::taking_part(1.0).enter("f", &mut metadata);
+        assert_eq!(call.context().unwrap().flags, 0x03);
+    }
+
+    #[test]
+    fn a_host_that_exports_nothing_passes_contexts_on_unchanged() {
+        for pairs in [
+            &[(TRACEPARENT, VALID), (TRACESTATE, "k=v")][..],
+            &[(TRACEPARENT, "garbage"), (TRACESTATE, "k=v")][..],
+            &[("a", "b")][..],
+            &[][..],
+        ] {
+            let mut metadata = metadata(pairs);
+            let before = metadata.clone();
+            let call = Tracing::new(None, 1.0, "r").enter("f", &mut metadata);
+            assert_eq!(metadata, before, "{pairs:?}");
+            assert_eq!(call.context(), TraceContext::of(&before), "{pairs:?}");
+            assert!(!call.is_recording());
+        }
     }
 
     #[test]
