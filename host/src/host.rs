@@ -15,7 +15,9 @@ use tokio::sync::watch;
 
 use crate::auth::AccessFile;
 use crate::net::{Security, ServerConfig, serve};
-use crate::observe::{HostState, Metrics, OtlpConfig, SpanSink, Tracing, bind_admin, serve_admin};
+use crate::observe::{
+    CallMeter, HostState, Metrics, OtlpConfig, SpanSink, Tracing, bind_admin, serve_admin,
+};
 use crate::plugins::{PluginSet, Registry, ReloadConfig, Reloader};
 use crate::protocol::{CallError, FunctionInfo};
 use crate::region::{
@@ -98,7 +100,6 @@ impl HostOptions {
 struct Plugins {
     runtime: Arc<Runtime>,
     registry: Arc<Registry>,
-    metrics: Metrics,
 }
 
 impl Local for Plugins {
@@ -107,6 +108,7 @@ impl Local for Plugins {
         request: CallRequest,
         nested: Arc<dyn Service>,
         region: Arc<str>,
+        meter: &mut CallMeter,
     ) -> Placement<impl Future<Output = Result<Value, CallError>> + Send> {
         match self.registry.snapshot().lookup(&request.function) {
             Some((loaded, function)) => Placement::Here(self.runtime.call(LocalCall {
@@ -117,7 +119,12 @@ impl Local for Plugins {
                 region,
                 calls: loaded.settings.calls.clone(),
                 reuse: loaded.settings.reuse_instances,
-                meter: self.metrics.plugin(&loaded.plugin.name),
+                meter: {
+                    if let Some(function) = loaded.meters.functions.get(function) {
+                        meter.local(function);
+                    }
+                    loaded.meters.plugin.clone()
+                },
             })),
             None => Placement::Elsewhere(request),
         }
@@ -292,11 +299,7 @@ impl Host {
         let router = Arc::new(
             Router::new(
                 &options.region,
-                Plugins {
-                    runtime,
-                    registry,
-                    metrics: metrics.clone(),
-                },
+                Plugins { runtime, registry },
                 peers.clone(),
                 options.routes.clone(),
                 options.routing.clone(),

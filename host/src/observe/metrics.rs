@@ -257,12 +257,51 @@ impl Metrics {
         );
     }
 
+    /// The meters of one plugin version, made once when it loads: its
+    /// plugin meter and, for each of `functions`, the meters of a call that
+    /// succeeds here (the common case, counted with no lookup).
+    pub fn loaded_plugin<'a>(
+        &self,
+        plugin: &Arc<str>,
+        functions: impl IntoIterator<Item = &'a str>,
+    ) -> LoadedMeters {
+        let Some(m) = &self.0 else {
+            return LoadedMeters::default();
+        };
+        let functions = functions
+            .into_iter()
+            .map(|name| {
+                let function: Arc<str> = name.into();
+                let ok = m.calls.get_or_create_owned(&CallLabels {
+                    function: function.clone(),
+                    code: Code(None),
+                    processed: ProcessedLabel(Processed::Yes),
+                    placement: Placement::Local,
+                });
+                let seconds = m.call_seconds.get_or_create_owned(&FunctionLabels {
+                    function: function.clone(),
+                    placement: Placement::Local,
+                });
+                FunctionMeter {
+                    function,
+                    ok,
+                    seconds,
+                }
+            })
+            .collect();
+        LoadedMeters {
+            plugin: self.plugin(plugin),
+            functions,
+        }
+    }
+
     /// Starts measuring a call that has reached the router.
     pub fn start_call(&self) -> CallMeter {
         CallMeter {
             meters: self.0.clone(),
             start: self.0.as_ref().map(|_| Instant::now()),
             function: None,
+            local: None,
             placement: Placement::Forwarded,
             done: false,
         }
@@ -394,6 +433,8 @@ pub struct CallMeter {
     meters: Option<Arc<Meters>>,
     start: Option<Instant>,
     function: Option<Arc<str>>,
+    /// The function's meters, when it runs here.
+    local: Option<FunctionMeter>,
     placement: Placement,
     done: bool,
 }
@@ -405,6 +446,19 @@ impl CallMeter {
             self.function = Some(function.into());
         }
         self.placement = placement;
+    }
+
+    /// The call runs here, as the function `meter` measures.
+    pub fn local(&mut self, meter: &FunctionMeter) {
+        if self.meters.is_some() {
+            self.local = Some(meter.clone());
+        }
+        self.placement = Placement::Local;
+    }
+
+    /// Whether metrics are kept (else naming the function is wasted work).
+    pub fn is_on(&self) -> bool {
+        self.meters.is_some()
     }
 
     /// Counts the call with its outcome.
@@ -421,16 +475,30 @@ impl CallMeter {
         let (Some(m), Some(start)) = (&self.meters, self.start) else {
             return;
         };
-        let function = self
-            .function
-            .take()
-            .unwrap_or_else(|| UNKNOWN_FUNCTION.into());
-        m.call_seconds
-            .get_or_create(&FunctionLabels {
-                function: function.clone(),
-                placement: self.placement,
-            })
-            .observe(start.elapsed().as_secs_f64());
+        let elapsed = start.elapsed().as_secs_f64();
+        let function = match self.local.take() {
+            Some(local) => {
+                local.seconds.observe(elapsed);
+                if code.is_none() {
+                    local.ok.inc();
+                    return;
+                }
+                local.function
+            }
+            None => {
+                let function = self
+                    .function
+                    .take()
+                    .unwrap_or_else(|| UNKNOWN_FUNCTION.into());
+                m.call_seconds
+                    .get_or_create(&FunctionLabels {
+                        function: function.clone(),
+                        placement: self.placement,
+                    })
+                    .observe(elapsed);
+                function
+            }
+        };
         m.calls
             .get_or_create(&CallLabels {
                 function,
@@ -448,6 +516,23 @@ impl Drop for CallMeter {
             self.record(Some(ErrorCode::Cancelled), Processed::Maybe);
         }
     }
+}
+
+/// The meters of a function that runs here: its name as a label, its
+/// successful calls and its latency, resolved once.
+#[derive(Clone)]
+pub struct FunctionMeter {
+    function: Arc<str>,
+    ok: Counter,
+    seconds: Histogram,
+}
+
+/// The meters of one loaded plugin version (none when metrics are off).
+#[derive(Clone, Default)]
+pub struct LoadedMeters {
+    pub plugin: PluginMeter,
+    /// By function index, as in the plugin's `functions`.
+    pub functions: Vec<FunctionMeter>,
 }
 
 /// One plugin's meters, taken once per call.

@@ -20,7 +20,8 @@ pub mod trace;
 
 pub use admin::{HostState, bind_admin, serve_admin};
 pub use metrics::{
-    Attempt, CallMeter, ConnectionGuard, Metrics, Placement, PluginMeter, UNKNOWN_FUNCTION,
+    Attempt, CallMeter, ConnectionGuard, FunctionMeter, LoadedMeters, Metrics, Placement,
+    PluginMeter, UNKNOWN_FUNCTION,
 };
 pub use otlp::{OtlpConfig, SpanSink};
 pub use status::Status;

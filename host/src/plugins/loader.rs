@@ -128,6 +128,7 @@ pub async fn load(
         wasm_sha256: files.wasm_sha256.clone(),
         sidecar_sha256: files.sidecar_sha256.clone(),
         loaded_at: std::time::SystemTime::now(),
+        meters: Default::default(),
     })
 }
 

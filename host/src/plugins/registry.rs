@@ -20,6 +20,8 @@ pub struct LoadedPlugin {
     pub sidecar_sha256: Option<String>,
     /// When this version was loaded.
     pub loaded_at: std::time::SystemTime,
+    /// Its meters, resolved once (empty when metrics are off).
+    pub meters: crate::observe::LoadedMeters,
 }
 
 /// A plugin file the host refused, for `/status`.

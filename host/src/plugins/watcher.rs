@@ -375,7 +375,11 @@ impl Reloader {
             return None;
         }
         match load(&self.runtime, name, &files, current.map(|c| c.as_ref())).await {
-            Ok(loaded) => {
+            Ok(mut loaded) => {
+                loaded.meters = self.metrics.loaded_plugin(
+                    &loaded.plugin.name,
+                    loaded.plugin.functions.iter().map(|f| f.name.as_str()),
+                );
                 self.refused.remove(path);
                 let verb = if current.is_some() {
                     "replaced"

@@ -46,12 +46,14 @@ use crate::service::{CallContext, CallRequest, Service};
 pub trait Local: Send + Sync + 'static {
     /// Starts `request` here when this host serves its function, else hands
     /// the request back. Nested calls the handler makes go to `nested`;
-    /// `region` is this host's region.
+    /// `region` is this host's region. A call run here names its function
+    /// to `meter` ([`CallMeter::local`]).
     fn run(
         &self,
         request: CallRequest,
         nested: Arc<dyn Service>,
         region: Arc<str>,
+        meter: &mut CallMeter,
     ) -> Placement<impl Future<Output = Result<Value, CallError>> + Send>;
 
     /// The functions this host runs itself, as served by `region`.
@@ -269,12 +271,8 @@ impl<L: Local> Router<L> {
             )));
         }
         let nested: Arc<dyn Service> = self.clone();
-        let function = self.metrics.is_on().then(|| request.function.clone());
-        let request = match self.local.run(request, nested, self.region.clone()) {
+        let request = match self.local.run(request, nested, self.region.clone(), meter) {
             Placement::Here(running) => {
-                if let Some(function) = &function {
-                    meter.known(function, Where::Local);
-                }
                 trace.placed(Where::Local);
                 return running.await;
             }

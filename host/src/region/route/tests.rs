@@ -136,6 +136,7 @@ impl Local for FakeLocal {
         request: CallRequest,
         _nested: Arc<dyn Service>,
         _region: Arc<str>,
+        _meter: &mut CallMeter,
     ) -> Placement<impl Future<Output = Result<Value, CallError>> + Send> {
         if self.functions.contains(&request.function.as_str()) {
             Placement::Here(async { Ok(Value::Text("local".into())) })
