@@ -16,7 +16,6 @@ use std::time::Instant;
 use bytes::BytesMut;
 use ciborium::Value;
 use criterion::{Criterion, criterion_group, criterion_main};
-use tokio_util::codec::Decoder;
 use wasmrpc::protocol::{
     Call, DEFAULT_MAX_FRAME, FrameCodec, Message, decode_message, encode_message,
 };
