@@ -165,7 +165,7 @@ async fn the_dashboard_draws_every_host_live_and_turns_a_killed_one_red() {
     .map(|(region, index)| cluster.host(region, index).admin().args(PING).start())
     .collect();
     for host in &hosts {
-        host.wait_for_log("linked to peer", hosts.len() - 1, Duration::from_secs(10));
+        host.wait_until_linked(hosts.len() - 1, Duration::from_secs(10));
     }
     let eu = &hosts[0];
     let (eu_addr, us_1, us_2, ap) = (

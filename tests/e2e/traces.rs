@@ -39,6 +39,16 @@ const ORDER: &str = "{\"order-id\":\"O-ada-R-sku-1-2\",\"customer\":\"ada\",\"sk
 /// (`inventory`), each host exporting to `receiver` with `flush` between
 /// batches; returned once every host knows every function.
 async fn three_regions(receiver: &OtlpReceiver, flush: &str) -> (Cluster, Vec<HostProcess>) {
+    three_regions_with(receiver, flush, true).await
+}
+
+/// [`three_regions`], the entry host (`eu-west`) exporting only when
+/// `entry_exports`.
+async fn three_regions_with(
+    receiver: &OtlpReceiver,
+    flush: &str,
+    entry_exports: bool,
+) -> (Cluster, Vec<HostProcess>) {
     let cluster = Cluster::new(
         &[
             RegionSpec {
@@ -64,14 +74,17 @@ async fn three_regions(receiver: &OtlpReceiver, flush: &str) -> (Cluster, Vec<Ho
     let hosts: Vec<HostProcess> = ["eu-west", "us-east", "ap-south"]
         .into_iter()
         .map(|region| {
-            cluster
-                .host(region, 0)
-                .args(&["--otlp-endpoint", &endpoint, "--otlp-flush-interval", flush])
-                .start()
+            let host = cluster.host(region, 0).admin();
+            if region == "eu-west" && !entry_exports {
+                host.start()
+            } else {
+                host.args(&["--otlp-endpoint", &endpoint, "--otlp-flush-interval", flush])
+                    .start()
+            }
         })
         .collect();
     for host in &hosts {
-        host.wait_for_log("linked to peer", 2, Duration::from_secs(10));
+        host.wait_until_linked(2, Duration::from_secs(10));
     }
     // The entry host must know where `orders` is, and `us-east` where
     // `inventory` is.
@@ -215,6 +228,45 @@ async fn a_traceparent_is_followed_across_three_hosts_and_a_nested_call() {
     let entry = assert_linked_trace(&spans, &hosts);
     assert_eq!(entry.trace_id, TRACE);
     assert_eq!(entry.parent_span_id, CLIENT_SPAN, "the caller's span");
+}
+
+/// A host that exports nothing takes no part: it passes the caller's
+/// context on as it came, so the next host's span is the caller's child
+/// and the trace stays linked.
+#[tokio::test]
+async fn a_host_without_an_exporter_passes_the_trace_context_on_unchanged() {
+    let receiver = OtlpReceiver::start();
+    let (_cluster, mut hosts) = three_regions_with(&receiver, "100ms", false).await;
+    let client = hosts[0].client().await;
+    let order = client
+        .call_with(
+            "orders.place",
+            place_args(),
+            with_metadata(&[("traceparent", &traceparent("01")), ("tracestate", "k=v")]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(json(&order), format!("{ORDER}\"us-east\"}}"));
+    let spans = receiver.wait_for(3, Duration::from_secs(10));
+    drop(client);
+    stop_all(&mut hosts);
+    assert_eq!(receiver.spans().len(), 3, "{spans:#?}");
+    assert!(spans.iter().all(|s| s.trace_id == TRACE), "{spans:#?}");
+    assert!(
+        spans
+            .iter()
+            .all(|s| s.resource["wasmrpc.region"] != "eu-west"),
+        "{spans:#?}"
+    );
+    let orders = span(&spans, "us-east", "orders.place");
+    let nested = span(&spans, "us-east", "inventory.stock.reserve");
+    let reserve = span(&spans, "ap-south", "inventory.stock.reserve");
+    assert_eq!(
+        orders.parent_span_id, CLIENT_SPAN,
+        "the caller's span, as sent"
+    );
+    assert_eq!(nested.parent_span_id, orders.span_id);
+    assert_eq!(reserve.parent_span_id, nested.span_id);
 }
 
 #[tokio::test]
