@@ -32,6 +32,15 @@ fn place_args() -> Vec<ciborium::Value> {
     vec![cbor("\"ada\""), cbor("\"sku-1\""), cbor("2")]
 }
 
+/// `orders.place(ada, sku-1, 2)` with `metadata`: the order, as JSON.
+async fn place(client: &Client, metadata: &[(&str, &str)]) -> String {
+    let order = client
+        .call_with("orders.place", place_args(), with_metadata(metadata))
+        .await
+        .unwrap_or_else(|e| panic!("orders.place with {metadata:?}: {e}"));
+    json(&order)
+}
+
 const ORDER: &str = "{\"order-id\":\"O-ada-R-sku-1-2\",\"customer\":\"ada\",\"sku\":\"sku-1\",\
     \"quantity\":2,\"reservation-id\":\"R-sku-1-2\",\"warehouse\":\"lisbon\",\"region\":";
 
@@ -211,15 +220,12 @@ async fn a_traceparent_is_followed_across_three_hosts_and_a_nested_call() {
     let receiver = OtlpReceiver::start();
     let (_cluster, mut hosts) = three_regions(&receiver, "100ms").await;
     let client = hosts[0].client().await;
-    let order = client
-        .call_with(
-            "orders.place",
-            place_args(),
-            with_metadata(&[("traceparent", &traceparent("01")), ("tracestate", "k=v")]),
-        )
-        .await
-        .unwrap();
-    assert_eq!(json(&order), format!("{ORDER}\"us-east\"}}"));
+    let order = place(
+        &client,
+        &[("traceparent", &traceparent("01")), ("tracestate", "k=v")],
+    )
+    .await;
+    assert_eq!(order, format!("{ORDER}\"us-east\"}}"));
 
     let spans = receiver.wait_for(4, Duration::from_secs(10));
     drop(client);
@@ -238,15 +244,12 @@ async fn a_host_without_an_exporter_passes_the_trace_context_on_unchanged() {
     let receiver = OtlpReceiver::start();
     let (_cluster, mut hosts) = three_regions_with(&receiver, "100ms", false).await;
     let client = hosts[0].client().await;
-    let order = client
-        .call_with(
-            "orders.place",
-            place_args(),
-            with_metadata(&[("traceparent", &traceparent("01")), ("tracestate", "k=v")]),
-        )
-        .await
-        .unwrap();
-    assert_eq!(json(&order), format!("{ORDER}\"us-east\"}}"));
+    let order = place(
+        &client,
+        &[("traceparent", &traceparent("01")), ("tracestate", "k=v")],
+    )
+    .await;
+    assert_eq!(order, format!("{ORDER}\"us-east\"}}"));
     let spans = receiver.wait_for(3, Duration::from_secs(10));
     drop(client);
     stop_all(&mut hosts);
@@ -315,15 +318,8 @@ async fn a_malformed_traceparent_starts_a_new_trace_and_the_call_succeeds() {
         "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
         "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
     ] {
-        let order = client
-            .call_with(
-                "orders.place",
-                place_args(),
-                with_metadata(&[("traceparent", bad)]),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("{bad}: {e}"));
-        assert_eq!(json(&order), format!("{ORDER}\"test\"}}"));
+        let order = place(&client, &[("traceparent", bad)]).await;
+        assert_eq!(order, format!("{ORDER}\"test\"}}"), "{bad}");
     }
     // Four calls, two spans each (the call and its local nested call).
     let spans = receiver.wait_for(8, Duration::from_secs(10));

@@ -456,11 +456,6 @@ impl CallMeter {
         self.placement = Placement::Local;
     }
 
-    /// Whether metrics are kept (else naming the function is wasted work).
-    pub fn is_on(&self) -> bool {
-        self.meters.is_some()
-    }
-
     /// Counts the call with its outcome.
     pub fn finish<T>(mut self, outcome: &Result<T, CallError>) {
         let (code, processed) = match outcome {

@@ -16,8 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
+use http_body_util::Full;
 use opentelemetry::KeyValue;
 use opentelemetry_http::{HttpClient, HttpError, Request, Response};
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
@@ -231,12 +230,6 @@ async fn send(request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
     } else {
         format!("{authority}:80")
     };
-    let stream = tokio::net::TcpStream::connect(&addr)
-        .await
-        .map_err(|e| format!("cannot connect to `{addr}`: {e}"))?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    let driver = tokio::spawn(connection);
     let (mut parts, body) = request.into_parts();
     parts
         .headers
@@ -247,13 +240,8 @@ async fn send(request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .parse()?;
-    let response = sender
-        .send_request(hyper::Request::from_parts(parts, Full::new(body)))
-        .await?;
-    let (parts, body) = response.into_parts();
-    let body = body.collect().await?.to_bytes();
-    driver.abort();
-    Ok(Response::from_parts(parts, body))
+    let request = hyper::Request::from_parts(parts, Full::new(body));
+    Ok(super::http::send(&addr, request).await?)
 }
 
 #[cfg(test)]

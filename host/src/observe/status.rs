@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use crate::plugins::{PluginSet, Refusal};
-use crate::region::{Health, PeerSnapshot};
+use crate::region::PeerSnapshot;
 
 /// One host at one moment.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -100,15 +100,6 @@ impl PeerStatus {
             links_lost: peer.links_lost,
             functions: peer.functions,
             down_because: peer.down_because.clone(),
-        }
-    }
-
-    pub fn health(&self) -> Option<Health> {
-        match self.health.as_str() {
-            "up" => Some(Health::Up),
-            "ejected" => Some(Health::Ejected),
-            "down" => Some(Health::Down),
-            _ => None,
         }
     }
 }

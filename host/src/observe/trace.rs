@@ -266,11 +266,6 @@ impl Tracing {
         }
     }
 
-    /// Whether spans are recorded at all.
-    pub fn is_recording(&self) -> bool {
-        self.sink.is_some()
-    }
-
     /// Starts this host's span of the call with `metadata` (running
     /// `function`): reads its `traceparent` (or starts a trace), and
     /// rewrites it to name this host's span as the parent of what the call
