@@ -35,9 +35,7 @@ async fn exchange(addr: &str, path: &str) -> anyhow::Result<Response> {
         .header(hyper::header::HOST, addr)
         .body(Full::new(Bytes::new()))
         .context("bad request path")?;
-    let response = send(addr, request)
-        .await
-        .with_context(|| format!("GET {path} from `{addr}` failed"))?;
+    let response = send(addr, request).await?;
     let status = response.status().as_u16();
     let content_type = response
         .headers()
@@ -71,9 +69,17 @@ pub async fn send(
         .await
         .with_context(|| format!("HTTP handshake with `{addr}` failed"))?;
     let driver = tokio::spawn(connection);
-    let response = sender.send_request(request).await?;
+    let what = format!("{} {} at `{addr}`", request.method(), request.uri());
+    let response = sender
+        .send_request(request)
+        .await
+        .with_context(|| format!("{what} failed"))?;
     let (parts, body) = response.into_parts();
-    let body = body.collect().await?.to_bytes();
+    let body = body
+        .collect()
+        .await
+        .with_context(|| format!("reading the answer to {what}"))?
+        .to_bytes();
     driver.abort();
     Ok(hyper::Response::from_parts(parts, body))
 }
