@@ -16,8 +16,7 @@ use wit_parser::{PackageId, Resolve};
 
 use crate::input::Input;
 
-/// Generates a typed async client for a plugin from its WIT world. See
-/// `wasmrpc_client::bindgen!`.
+// Documented where callers find it: the re-export `wasmrpc_client::bindgen!`.
 #[proc_macro]
 pub fn bindgen(input: proc_macro::TokenStream) -> proc_macro::TokenStream {
     let input = syn::parse_macro_input!(input as Input);
