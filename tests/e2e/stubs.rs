@@ -34,6 +34,20 @@ mod ledger {
     wasmrpc_client::bindgen!({ path: ["../wit", "../guest-examples/ledger/wit"] });
 }
 
+mod relay {
+    wasmrpc_client::bindgen!({ path: ["../wit", "../guest-examples/relay/wit"] });
+}
+
+/// The `legacy` plugin's WIT, pointed at the `relay` plugin: the same
+/// `try-call`, but with the `call-error` of the host interface 0.1.0, whose
+/// error codes lack `permission-denied`.
+mod legacy_as_relay {
+    wasmrpc_client::bindgen!({
+        path: ["../host/wit/0.1.0", "../guest-examples/legacy/wit"],
+        plugin: "relay",
+    });
+}
+
 use greeter::echo::{Color, Payload, Perms, Person};
 use greeter::{Greeter, Language, Shape, Style};
 use inventory::stock::{Reservation, StockError};
@@ -360,12 +374,19 @@ async fn failures_other_than_the_function_s_own_error_stay_call_errors() {
     let host = HostProcess::start(&["ledger"]);
     let client = host.client().await;
 
-    // No host serves `math`: `not_found`, not a `result`'s `err`.
+    // No host serves `math` or `greeter`: `not_found`, not the function's
+    // own error, even where a missing detail would read as one (`()`).
     assert_call_error(
         math::Math::new(&client).divide(1, 0).await,
         ErrorCode::NotFound,
         Processed::No,
         "no host serves function `math.divide`",
+    );
+    assert_call_error(
+        Greeter::new(&client).echo().echo_unit_result(Err(())).await,
+        ErrorCode::NotFound,
+        Processed::No,
+        "no host serves function `greeter.echo.echo-unit-result`",
     );
     // The stub's call options reach every call it makes.
     let ledger = ledger::Ledger::new(&client);
@@ -381,4 +402,47 @@ async fn failures_other_than_the_function_s_own_error_stay_call_errors() {
         "{late:?}"
     );
     assert_eq!(hasty.tally().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn a_handler_error_whose_detail_is_not_the_error_type_stays_a_call_error() {
+    // `relay.toml` lets the guest call `math.add` only.
+    let host = HostProcess::start(&["relay", "math"]);
+    let client = host.client().await;
+    let mut args = Vec::new();
+    ciborium::into_writer(&cbor("[6, 3]"), &mut args).unwrap();
+    let denied = "plugin `relay` may not call `math.divide`: add it to `calls` in `relay.toml`";
+
+    // Through relay's own WIT, the `call-error` the guest returned is the
+    // function's error, decoded.
+    let seen = relay::Relay::new(&client)
+        .try_call("math.divide", args.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        seen,
+        Err(relay::CallError {
+            code: relay::types::ErrorCode::PermissionDenied,
+            message: denied.to_owned(),
+            region: Some("test".to_owned()),
+            processed: relay::types::Processed::No,
+            detail: None,
+        })
+    );
+
+    // 0.1.0's `error-code` has no `permission-denied`: the detail is no
+    // error of that type, so the `handler_error` comes back unchanged.
+    let wire = format!(
+        "{{\"code\":\"permission-denied\",\"message\":\"{denied}\",\"region\":\"test\",\
+         \"processed\":\"no\",\"detail\":null}}"
+    );
+    let error = assert_call_error(
+        legacy_as_relay::Relay::new(&client)
+            .try_call("math.divide", args)
+            .await,
+        ErrorCode::HandlerError,
+        Processed::Yes,
+        &wire,
+    );
+    assert_eq!(json(&error.detail.expect("a detail")), wire);
 }
