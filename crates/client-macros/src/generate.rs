@@ -228,14 +228,14 @@ impl<'a> Generator<'a> {
             let interface = &self.resolve.interfaces[export.id];
             let stub = self.stub_name(&export.name, scope);
             let prefix = format!("{}.{}", self.plugin, export.name);
-            let docs = paragraphs(&[
+            let doc = paragraphs(&[
                 &format!(
                     "Typed calls to the functions of the `{}` interface, `{prefix}.*`.",
                     export.name
                 ),
                 &docs(&interface.docs.contents),
             ]);
-            let code = self.stub(&stub, &docs, &prefix, &export.functions, scope, quote!());
+            let code = self.stub(&stub, &doc, &prefix, &export.functions, scope, quote!());
             let module = &self.modules[&export.id];
             modules
                 .get_mut(&module.to_string())
@@ -257,7 +257,7 @@ impl<'a> Generator<'a> {
         }
         let world = &self.resolve.worlds[self.world];
         let stub = self.stub_name(self.plugin, Scope::Root);
-        let docs = paragraphs(&[
+        let doc = paragraphs(&[
             &format!(
                 "Typed calls to the `{}` plugin, from its WIT world `{}`.",
                 self.plugin, world.name
@@ -266,15 +266,31 @@ impl<'a> Generator<'a> {
         ]);
         root.extend(self.stub(
             &stub,
-            &docs,
+            &doc,
             self.plugin,
             &self.functions,
             Scope::Root,
             accessors,
         ));
 
-        for (module, _, code) in modules.into_values() {
+        for (module, id, code) in modules.into_values() {
+            let interface = &self.resolve.interfaces[id];
+            let name = match interface.package {
+                Some(package) => format!(
+                    "{}/{}",
+                    self.resolve.packages[package].name,
+                    interface.name.as_deref().unwrap_or_default()
+                ),
+                None => interface.name.clone().unwrap_or_default(),
+            };
+            let doc = paragraphs(&[
+                &format!(
+                    "Types of the WIT interface `{name}` and, when the world exports it, its stub."
+                ),
+                &docs(&interface.docs.contents),
+            ]);
             root.extend(quote! {
+                #[doc = #doc]
                 pub mod #module {
                     #code
                 }
