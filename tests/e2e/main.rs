@@ -19,5 +19,6 @@ mod regions;
 mod reload;
 mod security;
 mod shutdown;
+mod stubs;
 mod traces;
 mod values;
