@@ -96,7 +96,10 @@ impl<'a> Generator<'a> {
                         .values()
                         .filter(|function| callable(resolve, function))
                         .collect();
-                    if !functions.is_empty() {
+                    // Two exports of one name (`a:x/stock`, `b:y/stock`):
+                    // the host serves the first, and so do the stubs.
+                    let taken = self.exports.iter().any(|export| export.name == name);
+                    if !functions.is_empty() && !taken {
                         self.exports.push(Export {
                             name,
                             id: *id,

@@ -167,3 +167,23 @@ fn bad_keys_and_plugin_names_are_compile_errors() {
         "`path` given twice"
     );
 }
+
+#[test]
+fn of_two_interfaces_exported_under_one_name_the_first_is_called() {
+    let dir = wit_dir(
+        "package test:twice;
+         interface stock { count: func() -> u32; }
+         world twice {
+             export stock;
+             export test:other/stock;
+         }",
+    );
+    std::fs::create_dir_all(dir.path().join("wit/deps/other")).unwrap();
+    std::fs::write(
+        dir.path().join("wit/deps/other/stock.wit"),
+        "package test:other; interface stock { reserve: func(sku: string) -> u32; }",
+    )
+    .unwrap();
+    let code = expand_in(r#"{ path: "wit" }"#, dir.path()).unwrap();
+    assert_eq!(callables(&code), ["twice.stock.count"]);
+}
