@@ -6,6 +6,7 @@ mod concurrency;
 mod config;
 mod corpus;
 mod dashboard;
+mod failover;
 mod gray;
 mod guests;
 mod hardening;

@@ -623,8 +623,10 @@ async fn read_responses(
         ));
     }
     drop(closed);
+    // Before the waiters wake: a caller whose call was lost must not pick
+    // this connection again for its next call.
+    inbound.stopped.cancel();
     // Dropping the senders wakes every waiter with "connection lost".
     inbound.waiting.lock().expect("client lock").clear();
-    inbound.stopped.cancel();
     inbound.ended.cancel();
 }
