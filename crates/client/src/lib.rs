@@ -22,6 +22,7 @@ mod context;
 pub mod outbound;
 pub mod stream;
 pub mod tls;
+pub mod typed;
 
 pub use client::{CallOptions, Client, ClientOptions};
 pub use context::CallContext;
