@@ -20,4 +20,5 @@ mod reload;
 mod security;
 mod shutdown;
 mod traces;
+mod typed;
 mod values;
