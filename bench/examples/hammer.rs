@@ -38,7 +38,7 @@ async fn main() -> anyhow::Result<()> {
                         Ok(n) => vec![Value::Bytes(vec![7; n.parse().unwrap()])],
                         Err(_) => vec![Value::from(i as i64), Value::from(lane as i64)],
                     };
-                    let v = client.call(&f, args).await;
+                    let v = client.call_value(&f, args).await;
                     if let Err(e) = v {
                         eprintln!("lane {lane} call {i}: {e}");
                         break;

@@ -581,7 +581,7 @@ fn wasmrpc_add(client: wasmrpc::Client, function: &'static str) -> CallFn {
         Box::pin(async move {
             let (a, b) = args(lane);
             let value = client
-                .call(function, vec![Value::from(a), Value::from(b)])
+                .call_value(function, vec![Value::from(a), Value::from(b)])
                 .await?;
             micro::check_sum(&value, a, b)
         })
@@ -1077,7 +1077,7 @@ async fn payload_rows(plan: &Plan, started: &Started, results: &mut Results) {
                 let (client, payload) = (client.clone(), payload.clone());
                 async move {
                     let args = vec![Value::Bytes(payload.to_vec())];
-                    let reply = client.call("greeter.echo.echo-bytes", args).await?;
+                    let reply = client.call_value("greeter.echo.echo-bytes", args).await?;
                     ensure!(
                         matches!(&reply, Value::Bytes(b) if b[..] == payload[..]),
                         "echo-bytes returned other bytes"

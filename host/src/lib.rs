@@ -21,6 +21,6 @@ pub mod tls;
 pub mod watch;
 
 pub use protocol::{CallError, ErrorCode, Processed};
-pub use wasmrpc_client::{CallOptions, Client, ClientOptions};
+pub use wasmrpc_client::{CallOptions, Client, ClientOptions, Connection};
 /// The wire protocol (the `wasmrpc-protocol` crate).
 pub use wasmrpc_protocol as protocol;

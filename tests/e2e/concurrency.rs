@@ -16,7 +16,7 @@ async fn a_thousand_concurrent_calls_from_fifty_tasks_share_one_connection() {
                 async move {
                     let (a, b) = (task * 1000, i);
                     let sum = client
-                        .call("math.add", vec![Value::from(a), Value::from(b)])
+                        .call_value("math.add", vec![Value::from(a), Value::from(b)])
                         .await;
                     (a + b, sum)
                 }
@@ -47,7 +47,7 @@ async fn sixty_four_callers_in_a_closed_loop(host: &HostProcess) {
                 for i in 0..200i64 {
                     let (a, b) = (lane * 1_000_000, i);
                     let sum = client
-                        .call("math.add", vec![Value::from(a), Value::from(b)])
+                        .call_value("math.add", vec![Value::from(a), Value::from(b)])
                         .await
                         .unwrap();
                     assert_eq!(sum, Value::from(a + b), "lane {lane}, call {i}");

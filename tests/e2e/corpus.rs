@@ -367,7 +367,7 @@ async fn replay_corpus(mut host: HostProcess, tls: Option<ClientTls>) {
             let (mut ok, mut failures) = (0usize, Vec::new());
             while !stop.load(Ordering::Relaxed) {
                 match client
-                    .call("math.add", vec![Value::from(2), Value::from(3)])
+                    .call_value("math.add", vec![Value::from(2), Value::from(3)])
                     .await
                 {
                     Ok(value) if value == Value::from(5) => ok += 1,
@@ -446,7 +446,7 @@ async fn replay_corpus(mut host: HostProcess, tls: Option<ClientTls>) {
     let fresh = connect(tls.clone()).await.expect("a new connection works");
     assert_eq!(
         fresh
-            .call("math.add", vec![Value::from(2), Value::from(3)])
+            .call_value("math.add", vec![Value::from(2), Value::from(3)])
             .await
             .expect("a new connection works"),
         Value::from(5)

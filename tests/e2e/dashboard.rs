@@ -132,14 +132,14 @@ async fn traffic(client: Client, stop: Arc<AtomicBool>) -> Vec<String> {
     let mut unexpected = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         match client
-            .call("math.add", vec![Value::from(2), Value::from(3)])
+            .call_value("math.add", vec![Value::from(2), Value::from(3)])
             .await
         {
             Ok(sum) if sum == Value::from(5) => {}
             other => unexpected.push(format!("math.add: {other:?}")),
         }
         match client
-            .call("math.divide", vec![Value::from(1), Value::from(0)])
+            .call_value("math.divide", vec![Value::from(1), Value::from(0)])
             .await
         {
             Err(error) if error.code == ErrorCode::HandlerError => {}
@@ -186,7 +186,7 @@ async fn the_dashboard_draws_every_host_live_and_turns_a_killed_one_red() {
     assert!(listed, "`orders.place` never listed at eu-west");
     for i in 0..ORDERS {
         let order = client
-            .call(
+            .call_value(
                 "orders.place",
                 vec![
                     Value::Text(format!("c{i}")),

@@ -72,7 +72,7 @@ async fn caller(
         };
         let start = Instant::now();
         let args = vec![Value::Text(entry.clone()), Value::from(1)];
-        let result = client.call_with(function, args, options).await;
+        let result = client.call_value_with(function, args, options).await;
         outcomes.push(Outcome {
             entry,
             result,

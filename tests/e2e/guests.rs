@@ -37,7 +37,7 @@ async fn spinning_guest_hits_its_deadline_while_other_calls_keep_answering() {
             while !stop.load(Ordering::Relaxed) {
                 let start = Instant::now();
                 let sum = client
-                    .call("math.add", vec![Value::from(i), Value::from(1)])
+                    .call_value("math.add", vec![Value::from(i), Value::from(1)])
                     .await;
                 assert_eq!(sum.unwrap(), Value::from(i + 1));
                 let took = start.elapsed();
@@ -63,7 +63,7 @@ async fn spinning_guest_hits_its_deadline_while_other_calls_keep_answering() {
     let before = answered.load(Ordering::Relaxed);
     let start = Instant::now();
     let err = client
-        .call_with("misbehave.spin", vec![], timeout(200))
+        .call_value_with("misbehave.spin", vec![], timeout(200))
         .await
         .unwrap_err();
     let took = start.elapsed();
@@ -97,7 +97,10 @@ async fn unbounded_allocation_is_stopped_at_the_memory_limit_and_memory_is_retur
     assert_adds(&client, 40, 2).await;
     let baseline = host.rss_kib();
     for _ in 0..5 {
-        let err = client.call("misbehave.hog", vec![]).await.unwrap_err();
+        let err = client
+            .call_value("misbehave.hog", vec![])
+            .await
+            .unwrap_err();
         assert_eq!(err.code, ErrorCode::ResourceExhausted);
         assert_eq!(
             err.message,
@@ -119,7 +122,9 @@ async fn panic_and_unbounded_recursion_are_traps_and_the_host_serves_on() {
     let client = host.client().await;
 
     assert_call_error(
-        client.call("misbehave.crash", vec![cbor("\"boom\"")]).await,
+        client
+            .call_value("misbehave.crash", vec![cbor("\"boom\"")])
+            .await,
         ErrorCode::Trap,
         Processed::Maybe,
         "`misbehave.crash` trapped: wasm `unreachable` instruction executed (guest panicked: boom)",
@@ -127,7 +132,7 @@ async fn panic_and_unbounded_recursion_are_traps_and_the_host_serves_on() {
     assert_adds(&client, 40, 2).await;
 
     let err = client
-        .call("misbehave.recurse", vec![Value::from(0)])
+        .call_value("misbehave.recurse", vec![Value::from(0)])
         .await
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::Trap);
@@ -141,19 +146,19 @@ async fn guests_get_no_filesystem_or_environment_and_their_output_is_logged() {
     let client = host.client().await;
     for path in ["/etc/passwd", "/", "."] {
         let err = client
-            .call("misbehave.read-file", vec![cbor(&format!("\"{path}\""))])
+            .call_value("misbehave.read-file", vec![cbor(&format!("\"{path}\""))])
             .await
             .unwrap_err();
         assert_eq!(err.code, ErrorCode::HandlerError, "{path}");
     }
     let home = client
-        .call("misbehave.get-env", vec![cbor("\"PATH\"")])
+        .call_value("misbehave.get-env", vec![cbor("\"PATH\"")])
         .await
         .unwrap();
     assert_eq!(home, Value::Null);
 
     client
-        .call("misbehave.chatter", vec![cbor("\"hello \\u001b[31mred\"")])
+        .call_value("misbehave.chatter", vec![cbor("\"hello \\u001b[31mred\"")])
         .await
         .unwrap();
     let logged = wasmrpc_tests::eventually(Duration::from_secs(2), || {
@@ -170,7 +175,7 @@ async fn busy_guest_returns_after_its_work() {
     let client = host.client().await;
     let start = Instant::now();
     let ms = client
-        .call("misbehave.busy", vec![Value::from(100)])
+        .call_value("misbehave.busy", vec![Value::from(100)])
         .await
         .unwrap();
     assert_eq!(ms, Value::from(100));
@@ -187,14 +192,14 @@ async fn reuse_mode_serves_warm_instances_and_discards_one_that_failed() {
     .unwrap();
     let host = HostProcess::builder().plugin_dir(plugins.path()).start();
     let client = host.client().await;
-    let tally = || async { client.call("ledger.tally", vec![]).await.unwrap() };
+    let tally = || async { client.call_value("ledger.tally", vec![]).await.unwrap() };
     // One caller at a time: the same warm instance serves each call.
     assert_eq!(tally().await, Value::from(1));
     assert_eq!(tally().await, Value::from(2));
     assert_eq!(tally().await, Value::from(3));
     // An instance that hits its deadline is discarded...
     let err = client
-        .call_with(
+        .call_value_with(
             "ledger.record",
             vec![cbor("\"slow\""), Value::from(500)],
             timeout(100),
@@ -211,7 +216,7 @@ async fn reuse_mode_serves_warm_instances_and_discards_one_that_failed() {
     let client = fresh.client().await;
     for _ in 0..3 {
         assert_eq!(
-            client.call("ledger.tally", vec![]).await.unwrap(),
+            client.call_value("ledger.tally", vec![]).await.unwrap(),
             Value::from(1)
         );
     }

@@ -396,7 +396,7 @@ async fn sixteen_spinning_guests_stop_on_time_while_a_healthy_client_is_served()
     let healthy = host.client().await;
     let attacker = host.client().await;
     healthy
-        .call("math.add", vec![Value::from(0), Value::from(0)])
+        .call_value("math.add", vec![Value::from(0), Value::from(0)])
         .await
         .unwrap();
 
@@ -409,7 +409,7 @@ async fn sixteen_spinning_guests_stop_on_time_while_a_healthy_client_is_served()
             while !stop.load(Ordering::Relaxed) {
                 let start = Instant::now();
                 let sum = healthy
-                    .call("math.add", vec![Value::from(20), Value::from(22)])
+                    .call_value("math.add", vec![Value::from(20), Value::from(22)])
                     .await;
                 assert_eq!(sum.unwrap(), Value::from(42));
                 slowest = slowest.max(start.elapsed());
@@ -426,7 +426,7 @@ async fn sixteen_spinning_guests_stop_on_time_while_a_healthy_client_is_served()
             tokio::spawn(async move {
                 let start = Instant::now();
                 let err = attacker
-                    .call_with("misbehave.spin", vec![], timeout(200))
+                    .call_value_with("misbehave.spin", vec![], timeout(200))
                     .await
                     .unwrap_err();
                 (err.code, start.elapsed())
@@ -471,7 +471,9 @@ async fn an_exhausted_instance_pool_refuses_unprocessed_and_recovers() {
     }
     host.wait_for_pool_work(pool_before).await;
     assert_call_error_prefix(
-        client.call("misbehave.busy", vec![Value::from(1)]).await,
+        client
+            .call_value("misbehave.busy", vec![Value::from(1)])
+            .await,
         ErrorCode::ResourceExhausted,
         Processed::No,
         "no instance slot free to run `misbehave.busy`",
@@ -481,7 +483,7 @@ async fn an_exhausted_instance_pool_refuses_unprocessed_and_recovers() {
     }
     assert_eq!(
         client
-            .call("misbehave.busy", vec![Value::from(1)])
+            .call_value("misbehave.busy", vec![Value::from(1)])
             .await
             .unwrap(),
         Value::from(1)
@@ -496,20 +498,20 @@ async fn a_guest_handing_back_more_data_than_allowed_is_stopped() {
         .start();
     let client = host.client().await;
     let small = client
-        .call("misbehave.big", vec![Value::from(1000)])
+        .call_value("misbehave.big", vec![Value::from(1000)])
         .await
         .unwrap();
     assert_eq!(small, Value::Bytes(vec![7; 1000]));
     assert_call_error(
         client
-            .call("misbehave.big", vec![Value::from(200_000)])
+            .call_value("misbehave.big", vec![Value::from(200_000)])
             .await,
         ErrorCode::ResourceExhausted,
         Processed::Maybe,
         "`misbehave.big` handed the host more than the 64 KiB of data allowed per call",
     );
     let again = client
-        .call("misbehave.big", vec![Value::from(10)])
+        .call_value("misbehave.big", vec![Value::from(10)])
         .await
         .unwrap();
     assert_eq!(again, Value::Bytes(vec![7; 10]));
@@ -524,7 +526,7 @@ async fn a_reply_larger_than_a_frame_is_an_error_and_the_connection_goes_on() {
     let client = host.client().await;
     assert_call_error(
         client
-            .call("misbehave.big", vec![Value::from(100_000)])
+            .call_value("misbehave.big", vec![Value::from(100_000)])
             .await,
         ErrorCode::ResourceExhausted,
         Processed::Yes,
@@ -534,7 +536,7 @@ async fn a_reply_larger_than_a_frame_is_an_error_and_the_connection_goes_on() {
     // next replies on the same connection arrive whole.
     for len in [65_000, 10] {
         let reply = client
-            .call("misbehave.big", vec![Value::from(len)])
+            .call_value("misbehave.big", vec![Value::from(len)])
             .await
             .unwrap();
         assert_eq!(reply, Value::Bytes(vec![7; len as usize]));
@@ -580,13 +582,13 @@ async fn the_output_limit_counts_text_and_nested_call_arguments_in_bytes() {
     // A string result goes through wasmtime's dynamic API, whose hostcall
     // fuel would let through 32 times the limit: it is measured in bytes.
     let text = client
-        .call("misbehave.big-text", vec![Value::from(65_536)])
+        .call_value("misbehave.big-text", vec![Value::from(65_536)])
         .await
         .unwrap();
     assert_eq!(text, Value::Text("x".repeat(65_536)));
     assert_call_error(
         client
-            .call("misbehave.big-text", vec![Value::from(65_537)])
+            .call_value("misbehave.big-text", vec![Value::from(65_537)])
             .await,
         ErrorCode::ResourceExhausted,
         Processed::Maybe,
@@ -602,13 +604,19 @@ async fn the_output_limit_counts_text_and_nested_call_arguments_in_bytes() {
             Value::Bytes(args),
         ]
     };
-    let echoed = client.call("relay.call", nested(60_000)).await.unwrap();
+    let echoed = client
+        .call_value("relay.call", nested(60_000))
+        .await
+        .unwrap();
     let Value::Bytes(echoed) = echoed else {
         panic!("relay.call returned {echoed:?}");
     };
     let echoed: Value = ciborium::from_reader(echoed.as_slice()).unwrap();
     assert_eq!(echoed, Value::Bytes(vec![7; 60_000]));
-    let err = client.call("relay.call", nested(70_000)).await.unwrap_err();
+    let err = client
+        .call_value("relay.call", nested(70_000))
+        .await
+        .unwrap_err();
     assert_eq!(err.code, ErrorCode::HandlerError);
     assert_eq!(
         err.message,
@@ -616,7 +624,7 @@ async fn the_output_limit_counts_text_and_nested_call_arguments_in_bytes() {
     );
     // The host still serves.
     let text = client
-        .call("misbehave.big-text", vec![Value::from(3)])
+        .call_value("misbehave.big-text", vec![Value::from(3)])
         .await
         .unwrap();
     assert_eq!(text, Value::Text("xxx".into()));
@@ -633,7 +641,7 @@ async fn a_log_message_longer_than_the_output_limit_is_cut() {
     // `relay.call` logs that, name first.
     let function = format!("f{}", "x".repeat(3000));
     let err = client
-        .call(
+        .call_value(
             "relay.call",
             vec![Value::Text(function), Value::Bytes(vec![0x80])],
         )
@@ -660,7 +668,7 @@ async fn a_guest_gets_no_socket() {
     listener.set_nonblocking(true).unwrap();
     let target = listener.local_addr().unwrap().to_string();
     let err = client
-        .call("misbehave.connect", vec![Value::Text(target)])
+        .call_value("misbehave.connect", vec![Value::Text(target)])
         .await
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::HandlerError);
@@ -726,44 +734,48 @@ async fn failure_classes_map_to_their_documented_code_and_processed_flag() {
     )> = vec![
         (
             "unknown function",
-            client.call("math.nope", vec![]).await,
+            client.call_value("math.nope", vec![]).await,
             ErrorCode::NotFound,
             Processed::No,
         ),
         (
             "bad argument",
-            client.call("math.add", add(cbor("\"x\""))).await,
+            client.call_value("math.add", add(cbor("\"x\""))).await,
             ErrorCode::InvalidArgs,
             Processed::No,
         ),
         (
             "handler error",
-            client.call("math.divide", add(Value::from(0))).await,
+            client.call_value("math.divide", add(Value::from(0))).await,
             ErrorCode::HandlerError,
             Processed::Yes,
         ),
         (
             "panic",
-            client.call("misbehave.crash", vec![cbor("\"x\"")]).await,
+            client
+                .call_value("misbehave.crash", vec![cbor("\"x\"")])
+                .await,
             ErrorCode::Trap,
             Processed::Maybe,
         ),
         (
             "stack overflow",
-            client.call("misbehave.recurse", vec![Value::from(0)]).await,
+            client
+                .call_value("misbehave.recurse", vec![Value::from(0)])
+                .await,
             ErrorCode::Trap,
             Processed::Maybe,
         ),
         (
             "memory limit",
-            client.call("misbehave.hog", vec![]).await,
+            client.call_value("misbehave.hog", vec![]).await,
             ErrorCode::ResourceExhausted,
             Processed::Maybe,
         ),
         (
             "deadline while running",
             client
-                .call_with("misbehave.spin", vec![], timeout(100))
+                .call_value_with("misbehave.spin", vec![], timeout(100))
                 .await,
             ErrorCode::DeadlineExceeded,
             Processed::Maybe,
@@ -771,7 +783,7 @@ async fn failure_classes_map_to_their_documented_code_and_processed_flag() {
         (
             "deadline before running",
             client
-                .call_with("math.add", add(Value::from(1)), timeout(0))
+                .call_value_with("math.add", add(Value::from(1)), timeout(0))
                 .await,
             ErrorCode::DeadlineExceeded,
             Processed::No,
@@ -779,7 +791,7 @@ async fn failure_classes_map_to_their_documented_code_and_processed_flag() {
         (
             "forged hop count",
             client
-                .call_with(
+                .call_value_with(
                     "math.add",
                     add(Value::from(1)),
                     CallOptions {
@@ -851,7 +863,7 @@ async fn a_host_dying_mid_call_gives_unavailable_maybe_processed() {
         "{err}"
     );
     let err = client
-        .call("misbehave.busy", vec![Value::from(1)])
+        .call_value("misbehave.busy", vec![Value::from(1)])
         .await
         .unwrap_err();
     assert_eq!(
@@ -923,7 +935,7 @@ async fn a_caller_that_never_reads_and_never_closes_is_let_go_of() {
     // count with no caller connected.
     let client = host.client().await;
     client
-        .call("misbehave.big", vec![Value::from(10)])
+        .call_value("misbehave.big", vec![Value::from(10)])
         .await
         .unwrap();
     let connected = host.open_sockets();
@@ -981,7 +993,7 @@ async fn the_client_retries_only_what_its_processed_flag_and_idempotency_allow()
     // The only instance slot is busy: without retries the call is refused...
     let busy = busy_on_the_pool(&host, &client, 300).await;
     let err = client
-        .call("misbehave.busy", vec![Value::from(1)])
+        .call_value("misbehave.busy", vec![Value::from(1)])
         .await
         .unwrap_err();
     assert_eq!(
@@ -993,11 +1005,11 @@ async fn the_client_retries_only_what_its_processed_flag_and_idempotency_allow()
     // ...with retries it was not processed, so it is retried until it runs.
     let busy = busy_on_the_pool(&host, &client, 300).await;
     let retrying = CallOptions {
-        retries: 6,
+        attempts: Some(7),
         ..CallOptions::default()
     };
     let ms = client
-        .call_with("misbehave.busy", vec![Value::from(1)], retrying.clone())
+        .call_value_with("misbehave.busy", vec![Value::from(1)], retrying.clone())
         .await;
     assert_eq!(ms.unwrap(), Value::from(1));
     busy.await.unwrap().unwrap();
@@ -1007,7 +1019,7 @@ async fn the_client_retries_only_what_its_processed_flag_and_idempotency_allow()
         let client = client.clone();
         async move {
             client
-                .call_with("misbehave.crash", vec![cbor("\"once\"")], options)
+                .call_value_with("misbehave.crash", vec![cbor("\"once\"")], options)
                 .await
         }
     };

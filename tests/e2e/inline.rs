@@ -22,7 +22,7 @@ async fn adds_while_busy(client: &wasmrpc::Client, ms: u32) -> (Value, Duration)
             while !stop.load(Ordering::Relaxed) {
                 let start = Instant::now();
                 let sum = client
-                    .call("math.add", vec![Value::from(i), Value::from(2)])
+                    .call_value("math.add", vec![Value::from(i), Value::from(2)])
                     .await
                     .unwrap();
                 assert_eq!(sum, Value::from(i + 2));
@@ -43,7 +43,7 @@ async fn adds_while_busy(client: &wasmrpc::Client, ms: u32) -> (Value, Duration)
     .await;
     assert!(adding, "no add answered");
     let busy = client
-        .call("misbehave.busy", vec![Value::from(ms)])
+        .call_value("misbehave.busy", vec![Value::from(ms)])
         .await
         .unwrap();
     stop.store(true, Ordering::Relaxed);
@@ -80,7 +80,7 @@ async fn a_guest_past_the_inline_budget_moves_off_the_network_thread() {
     // call that may take longer than that on a loaded machine), `busy` goes
     // to the pool at once: no new line.
     let again = client
-        .call("misbehave.busy", vec![Value::from(20)])
+        .call_value("misbehave.busy", vec![Value::from(20)])
         .await
         .unwrap();
     assert_eq!(again, Value::from(20));
@@ -117,7 +117,7 @@ async fn a_short_call_held_up_by_the_os_keeps_its_function_inline() {
                 let mut i = 0i64;
                 while !stop.load(Ordering::Relaxed) {
                     let sum = client
-                        .call("math.add", vec![Value::from(i), Value::from(2)])
+                        .call_value("math.add", vec![Value::from(i), Value::from(2)])
                         .await
                         .unwrap();
                     assert_eq!(sum, Value::from(i + 2));
@@ -200,7 +200,7 @@ async fn instances_made_ahead_of_calls_are_fresh_for_every_call() {
         let client = clients[caller % 2].clone();
         callers.push(tokio::spawn(async move {
             for _ in 0..25 {
-                let tally = client.call("ledger.tally", vec![]).await.unwrap();
+                let tally = client.call_value("ledger.tally", vec![]).await.unwrap();
                 assert_eq!(tally, Value::from(1));
             }
         }));
@@ -210,7 +210,7 @@ async fn instances_made_ahead_of_calls_are_fresh_for_every_call() {
     }
     // One at a time, each after the host has made its spares.
     for _ in 0..20 {
-        let tally = clients[0].call("ledger.tally", vec![]).await.unwrap();
+        let tally = clients[0].call_value("ledger.tally", vec![]).await.unwrap();
         assert_eq!(tally, Value::from(1));
         host.wait_until_idle(Duration::from_secs(5)).await;
     }
@@ -251,7 +251,7 @@ async fn an_idle_host_sleeps() {
     );
     // And guests are still stopped at their deadline after the sleep.
     let err = client
-        .call_with(
+        .call_value_with(
             "misbehave.spin",
             vec![],
             wasmrpc::CallOptions {
@@ -297,7 +297,7 @@ async fn spares_never_take_the_pool_from_calls() {
     ];
     for (function, args) in first_calls {
         // Ran (a handler error is an answer too): the plugin is warm now.
-        if let Err(error) = client.call(function, args).await {
+        if let Err(error) = client.call_value(function, args).await {
             assert_eq!(
                 error.code,
                 wasmrpc::ErrorCode::HandlerError,
@@ -312,7 +312,11 @@ async fn spares_never_take_the_pool_from_calls() {
     let calls: Vec<_> = (0..26)
         .map(|_| {
             let client = client.clone();
-            tokio::spawn(async move { client.call("misbehave.busy", vec![Value::from(300)]).await })
+            tokio::spawn(async move {
+                client
+                    .call_value("misbehave.busy", vec![Value::from(300)])
+                    .await
+            })
         })
         .collect();
     for call in calls {

@@ -21,7 +21,7 @@ fn nested(function: &str, args: &[i64]) -> Vec<Value> {
 /// CBOR result, as JSON.
 async fn try_call(client: &Client, plugin: &str, function: &str, args: &[i64]) -> String {
     let reply = client
-        .call(&format!("{plugin}.try-call"), nested(function, args))
+        .call_value(&format!("{plugin}.try-call"), nested(function, args))
         .await
         .unwrap();
     let Value::Bytes(result) = reply else {
@@ -34,7 +34,7 @@ async fn try_call(client: &Client, plugin: &str, function: &str, args: &[i64]) -
 /// it back (the detail of its handler error), as JSON.
 async fn seen_by_guest(client: &Client, plugin: &str, function: &str, args: &[i64]) -> String {
     let error: CallError = client
-        .call(&format!("{plugin}.try-call"), nested(function, args))
+        .call_value(&format!("{plugin}.try-call"), nested(function, args))
         .await
         .unwrap_err();
     assert_eq!(error.code, ErrorCode::HandlerError, "{error:?}");
@@ -56,7 +56,7 @@ async fn orders_place_reserves_stock_through_the_host_import() {
     let host = HostProcess::start(&["orders", "inventory"]);
     let client = host.client().await;
     let order = client
-        .call(
+        .call_value(
             "orders.place",
             vec![cbor("\"ada\""), cbor("\"sku-1\""), cbor("2")],
         )
@@ -80,7 +80,7 @@ async fn nested_handler_errors_reach_the_calling_guest_with_their_detail() {
     let host = HostProcess::start(&["orders", "inventory"]);
     let client = host.client().await;
     let err = client
-        .call(
+        .call_value(
             "orders.place",
             vec![cbor("\"ada\""), cbor("\"sku-2\""), cbor("5")],
         )
@@ -95,7 +95,7 @@ async fn nested_call_to_a_missing_function_is_not_found_inside_the_guest() {
     let host = HostProcess::start(&["orders"]);
     let client = host.client().await;
     let err = client
-        .call(
+        .call_value(
             "orders.place",
             vec![cbor("\"ada\""), cbor("\"sku-1\""), cbor("1")],
         )
@@ -114,7 +114,7 @@ async fn a_nested_call_outside_the_calls_list_is_permission_denied_before_it_is_
     let host = HostProcess::start(&["relay", "math"]);
     let client = host.client().await;
     let sum = client
-        .call("relay.add", vec![Value::from(40), Value::from(2)])
+        .call_value("relay.add", vec![Value::from(40), Value::from(2)])
         .await;
     assert_eq!(sum.unwrap(), Value::from(42));
     assert_eq!(try_call(&client, "relay", "math.add", &[1, 2]).await, "3");
@@ -154,7 +154,7 @@ async fn a_plugin_without_a_calls_list_may_call_nothing() {
     );
     assert_call_error(
         client
-            .call(
+            .call_value(
                 "orders.place",
                 vec![cbor("\"ada\""), cbor("\"sku-1\""), cbor("1")],
             )
@@ -220,7 +220,7 @@ async fn a_calls_entry_that_is_not_a_pattern_refuses_the_plugin_and_the_host_kee
     assert!(refused_for_bad_pattern(&error), "{error}");
     assert_call_error(
         client
-            .call("relay.add", vec![Value::from(1), Value::from(2)])
+            .call_value("relay.add", vec![Value::from(1), Value::from(2)])
             .await,
         ErrorCode::NotFound,
         Processed::No,
@@ -232,7 +232,7 @@ async fn a_calls_entry_that_is_not_a_pattern_refuses_the_plugin_and_the_host_kee
     std::fs::write(&sidecar, "calls = [\"math.add\"]\n").unwrap();
     let loaded = eventually_async(Duration::from_secs(5), || async {
         client
-            .call("relay.add", vec![Value::from(1), Value::from(2)])
+            .call_value("relay.add", vec![Value::from(1), Value::from(2)])
             .await
             .is_ok_and(|sum| sum == Value::from(3))
     })

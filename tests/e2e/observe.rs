@@ -19,21 +19,21 @@ async fn metrics_count_each_call_by_function_code_and_placement() {
     const M: usize = 3;
     for i in 0..N as i64 {
         let sum = client
-            .call("math.add", vec![Value::from(i), Value::from(1)])
+            .call_value("math.add", vec![Value::from(i), Value::from(1)])
             .await
             .unwrap();
         assert_eq!(sum, Value::from(i + 1));
     }
     for _ in 0..M {
         let error = client
-            .call("math.divide", vec![Value::from(1), Value::from(0)])
+            .call_value("math.divide", vec![Value::from(1), Value::from(0)])
             .await
             .unwrap_err();
         assert_eq!(error.code, ErrorCode::HandlerError);
     }
     // A name no catalog has: counted, but never as a label value.
     let error = client
-        .call("nope.made-up-by-caller", vec![])
+        .call_value("nope.made-up-by-caller", vec![])
         .await
         .unwrap_err();
     assert_eq!(
@@ -178,7 +178,7 @@ async fn an_ejected_peer_shows_as_ejected_in_metrics_status_and_wasmrpc_status()
             ..CallOptions::default()
         };
         direct
-            .call_with("misbehave.busy", vec![Value::from(3000)], options)
+            .call_value_with("misbehave.busy", vec![Value::from(3000)], options)
             .await
     });
     let busy = eventually_async(Duration::from_secs(10), || async {
@@ -193,7 +193,9 @@ async fn an_ejected_peer_shows_as_ejected_in_metrics_status_and_wasmrpc_status()
     const EJECT_AFTER: usize = 5;
     for _ in 0..EJECT_AFTER {
         let error = assert_call_error(
-            client.call("misbehave.busy", vec![Value::from(1)]).await,
+            client
+                .call_value("misbehave.busy", vec![Value::from(1)])
+                .await,
             ErrorCode::Unavailable,
             Processed::No,
             &format!(
@@ -483,7 +485,7 @@ async fn forwarded_calls_count_at_each_hop_and_a_failover_by_its_kind() {
     const N: usize = 12;
     for i in 0..N {
         let region = client
-            .call(
+            .call_value(
                 "ledger.locate",
                 vec![Value::from(format!("e{i}")), Value::from(0)],
             )
@@ -538,7 +540,7 @@ async fn forwarded_calls_count_at_each_hop_and_a_failover_by_its_kind() {
                 ..CallOptions::default()
             };
             let args = vec![Value::from("slow"), Value::from(2000)];
-            client.call_with("ledger.locate", args, options).await
+            client.call_value_with("ledger.locate", args, options).await
         }
     });
     let running = eventually_some(Duration::from_secs(10), || async {
@@ -749,10 +751,13 @@ async fn made_up_function_names_never_reach_metrics_on_any_hop() {
     let (edge, core) = (&hosts[0], &hosts[1]);
     let client = edge.client().await;
     let routed = client
-        .call("ghost.made-up-routed", vec![])
+        .call_value("ghost.made-up-routed", vec![])
         .await
         .unwrap_err();
-    let plain = client.call("nope.made-up-plain", vec![]).await.unwrap_err();
+    let plain = client
+        .call_value("nope.made-up-plain", vec![])
+        .await
+        .unwrap_err();
     assert_eq!(
         (plain.code, plain.processed),
         (ErrorCode::NotFound, Processed::No)
@@ -826,7 +831,7 @@ async fn the_admin_listener_is_not_reachable_through_the_rpc_port_nor_the_revers
     // The host still serves calls, and its admin listener still answers.
     let client = host.client().await;
     let sum = client
-        .call("math.add", vec![Value::from(2), Value::from(3)])
+        .call_value("math.add", vec![Value::from(2), Value::from(3)])
         .await
         .unwrap();
     assert_eq!(sum, Value::from(5));

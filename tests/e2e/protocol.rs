@@ -26,7 +26,7 @@ fn connection_error(messages: &[Message]) -> &ErrorReply {
 
 async fn healthy(host: &HostProcess, client: &wasmrpc::Client) {
     let sum = client
-        .call("math.add", vec![Value::from(1), Value::from(2)])
+        .call_value("math.add", vec![Value::from(1), Value::from(2)])
         .await;
     assert_eq!(sum.unwrap(), Value::from(3));
     // A brand-new connection works too.

@@ -117,7 +117,7 @@ async fn calls_cross_regions_through_forwarding_and_nested_calls() {
     }
 
     let reservation = eu
-        .call(
+        .call_value(
             "inventory.stock.reserve",
             args(&[text("sku-1"), Value::from(3)]),
         )
@@ -129,7 +129,7 @@ async fn calls_cross_regions_through_forwarding_and_nested_calls() {
     );
     // client → eu-west → us-east (orders) → ap-south (inventory)
     let order = eu
-        .call(
+        .call_value(
             "orders.place",
             args(&[text("ada"), text("sku-1"), Value::from(2)]),
         )
@@ -141,7 +141,7 @@ async fn calls_cross_regions_through_forwarding_and_nested_calls() {
     );
     // Errors keep the region that produced them.
     let err = eu
-        .call(
+        .call_value(
             "inventory.stock.reserve",
             args(&[text("sku-2"), Value::from(5)]),
         )
@@ -203,7 +203,7 @@ async fn locate_stream(
     while !stop.load(Ordering::Relaxed) {
         i += 1;
         match client
-            .call(
+            .call_value(
                 "ledger.locate",
                 args(&[text(&format!("l{i}")), Value::from(5)]),
             )
@@ -267,7 +267,7 @@ async fn calls_prefer_the_near_region_and_fail_over_to_the_far_one() {
     let mut served: HashMap<String, usize> = HashMap::new();
     for i in 0..200 {
         let region = client
-            .call(
+            .call_value(
                 "ledger.locate",
                 args(&[text(&format!("p{i}")), Value::from(0)]),
             )
@@ -321,7 +321,7 @@ async fn calls_prefer_the_near_region_and_fail_over_to_the_far_one() {
         "the far region did not take over"
     );
     let after = client
-        .call("ledger.locate", args(&[text("after"), Value::from(0)]))
+        .call_value("ledger.locate", args(&[text("after"), Value::from(0)]))
         .await
         .unwrap();
     assert_eq!(after, text("far"));
@@ -384,7 +384,7 @@ async fn a_dead_region_is_unavailable_by_name_and_recovers_after_restart() {
                 ..CallOptions::default()
             };
             client
-                .call_with(
+                .call_value_with(
                     "inventory.stock.reserve",
                     args(&[text("sku-1"), Value::from(1)]),
                     options,
@@ -443,7 +443,7 @@ async fn a_non_idempotent_function_never_runs_twice_across_failover() {
                     i += 1;
                     let entry = format!("e{w}-{i}");
                     let result = client
-                        .call("ledger.record", args(&[text(&entry), Value::from(20)]))
+                        .call_value("ledger.record", args(&[text(&entry), Value::from(20)]))
                         .await;
                     if result.is_ok() {
                         answered.fetch_add(1, Ordering::Relaxed);
@@ -619,7 +619,7 @@ async fn a_batch_of_forwarded_calls_in_one_write_answers_every_call_exactly() {
     }
     // The edge host serves other callers as before.
     assert_eq!(
-        edge.call("math.add", vec![Value::from(40), Value::from(2)])
+        edge.call_value("math.add", vec![Value::from(40), Value::from(2)])
             .await
             .unwrap(),
         Value::from(42)
@@ -656,7 +656,7 @@ async fn routing_loops_and_forged_hops_are_loop_detected() {
     wait_for(&client, "math.add", &["c"]).await;
 
     let err = assert_call_error(
-        client.call("ghost.boo", vec![]).await,
+        client.call_value("ghost.boo", vec![]).await,
         ErrorCode::LoopDetected,
         Processed::No,
         "no host's catalog lists `ghost.boo`, and the regions its route names were all visited \
@@ -696,7 +696,7 @@ async fn routing_loops_and_forged_hops_are_loop_detected() {
     };
     let add = args(&[Value::from(1), Value::from(2)]);
     let err = client
-        .call_with("math.add", add.clone(), forged(8, &[]))
+        .call_value_with("math.add", add.clone(), forged(8, &[]))
         .await
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::LoopDetected);
@@ -705,7 +705,7 @@ async fn routing_loops_and_forged_hops_are_loop_detected() {
         "forwarding `math.add` would exceed the hop limit of 8"
     );
     let err = client
-        .call_with("math.add", add.clone(), forged(9, &[]))
+        .call_value_with("math.add", add.clone(), forged(9, &[]))
         .await
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::LoopDetected);
@@ -715,7 +715,7 @@ async fn routing_loops_and_forged_hops_are_loop_detected() {
     );
     // A forged visited list naming the only region that serves it.
     let err = client
-        .call_with("math.add", add.clone(), forged(0, &["c"]))
+        .call_value_with("math.add", add.clone(), forged(0, &["c"]))
         .await
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::LoopDetected);
@@ -724,7 +724,10 @@ async fn routing_loops_and_forged_hops_are_loop_detected() {
         "every region serving `math.add` was already visited (c; visited: c)"
     );
     // Honest calls still work.
-    assert_eq!(client.call("math.add", add).await.unwrap(), Value::from(3));
+    assert_eq!(
+        client.call_value("math.add", add).await.unwrap(),
+        Value::from(3)
+    );
 }
 
 fn cpu_ticks(pid: u32) -> u64 {
@@ -753,7 +756,7 @@ async fn a_forwarded_deadline_stops_the_remote_guest() {
         ..CallOptions::default()
     };
     let err = client
-        .call_with("misbehave.spin", vec![], options)
+        .call_value_with("misbehave.spin", vec![], options)
         .await
         .unwrap_err();
     let took = start.elapsed();
@@ -852,7 +855,7 @@ async fn peer_links_carry_frames_up_to_the_hosts_own_limit() {
     wait_for(&client, "greeter.echo.echo-bytes", &["us-east"]).await;
     let big: Vec<u8> = (0..5 << 20).map(|i: usize| (i % 251) as u8).collect();
     let echoed = client
-        .call("greeter.echo.echo-bytes", vec![Value::Bytes(big.clone())])
+        .call_value("greeter.echo.echo-bytes", vec![Value::Bytes(big.clone())])
         .await;
     assert_eq!(echoed, Ok(Value::Bytes(big)));
 }

@@ -21,7 +21,7 @@ async fn until_answers(
 ) -> Duration {
     let start = Instant::now();
     let answered = eventually_async(limit, || async {
-        client.call(function, vec![]).await.as_ref() == Ok(expected)
+        client.call_value(function, vec![]).await.as_ref() == Ok(expected)
     })
     .await;
     assert!(
@@ -53,7 +53,7 @@ async fn version_stream(client: Client, stop: Arc<AtomicBool>) -> (Vec<u32>, Vec
     let mut answers = Vec::new();
     let mut errors = Vec::new();
     while !stop.load(Ordering::Relaxed) {
-        match client.call("version.version", vec![]).await {
+        match client.call_value("version.version", vec![]).await {
             Ok(Value::Integer(n)) => answers.push(u32::try_from(i128::from(n)).unwrap()),
             Ok(other) => errors.push(format!("unexpected {other:?}")),
             Err(e) => errors.push(e.to_string()),
@@ -156,7 +156,7 @@ async fn thirty_replacements_under_load_fail_no_call_and_end_on_the_last_version
     );
     for _ in 0..50 {
         assert_eq!(
-            client.call("version.version", vec![]).await.unwrap(),
+            client.call_value("version.version", vec![]).await.unwrap(),
             Value::from(31)
         );
     }
@@ -279,7 +279,7 @@ async fn an_empty_file_is_waited_for_like_a_write_in_progress() {
     // The stall is the scenario: longer than the host's settling period.
     std::thread::sleep(Duration::from_millis(1200));
     assert_eq!(
-        client.call("version.version", vec![]).await.unwrap(),
+        client.call_value("version.version", vec![]).await.unwrap(),
         Value::from(1),
         "the loaded version keeps serving"
     );
@@ -324,7 +324,10 @@ async fn a_slowly_written_file_loads_once_when_complete() {
         }
     });
     while !writer.is_finished() {
-        let err = client.call("version.version", vec![]).await.unwrap_err();
+        let err = client
+            .call_value("version.version", vec![])
+            .await
+            .unwrap_err();
         assert_eq!(
             err.code,
             ErrorCode::NotFound,
@@ -364,7 +367,10 @@ async fn deleting_a_plugin_refuses_new_calls_and_lets_running_ones_finish() {
     let running = call_in_flight(&client, "misbehave.busy", vec![Value::from(1500)]).await;
     std::fs::remove_file(host.plugins().join("misbehave.wasm")).unwrap();
     let refused = eventually_async(Duration::from_secs(1), || async {
-        match client.call("misbehave.busy", vec![Value::from(1)]).await {
+        match client
+            .call_value("misbehave.busy", vec![Value::from(1)])
+            .await
+        {
             Err(e) if e.code == ErrorCode::NotFound => true,
             Ok(_) => false,
             Err(e) => panic!("unexpected {e}"),
@@ -386,12 +392,12 @@ async fn a_plugin_deleted_in_one_region_is_served_from_another() {
     let at_b = Client::connect(cluster.listed("b", 0)).await.unwrap();
     let locate = || vec![cbor("\"x\""), Value::from(0)];
     assert_eq!(
-        at_b.call("ledger.locate", locate()).await.unwrap(),
+        at_b.call_value("ledger.locate", locate()).await.unwrap(),
         cbor("\"b\"")
     );
     std::fs::remove_file(cluster.plugins("b").join("ledger.wasm")).unwrap();
     let moved = eventually_async(Duration::from_secs(1), || async {
-        at_b.call("ledger.locate", locate()).await.unwrap() == cbor("\"a\"")
+        at_b.call_value("ledger.locate", locate()).await.unwrap() == cbor("\"a\"")
     })
     .await;
     assert!(moved, "b still ran it itself");
@@ -407,7 +413,7 @@ async fn compiling_a_large_plugin_does_not_stall_serving() {
     while start.elapsed() < Duration::from_millis(1500) {
         let t = Instant::now();
         assert_eq!(
-            client.call("math.add", add()).await.unwrap(),
+            client.call_value("math.add", add()).await.unwrap(),
             Value::from(3)
         );
         before.push(t.elapsed());
@@ -433,7 +439,7 @@ async fn compiling_a_large_plugin_does_not_stall_serving() {
     while !poller.is_finished() {
         let t = Instant::now();
         assert_eq!(
-            client.call("math.add", add()).await.unwrap(),
+            client.call_value("math.add", add()).await.unwrap(),
             Value::from(3)
         );
         during.push(t.elapsed());
@@ -517,7 +523,7 @@ async fn a_sidecar_reloads_with_its_plugin_and_a_bad_one_is_refused() {
     );
     assert_eq!(
         client
-            .call("ledger.locate", vec![cbor("\"x\""), Value::from(0)])
+            .call_value("ledger.locate", vec![cbor("\"x\""), Value::from(0)])
             .await
             .unwrap(),
         cbor("\"test\"")
@@ -540,7 +546,7 @@ async fn regions_toml_edits_add_and_remove_regions_and_a_bad_edit_changes_nothin
     let _c = cluster.start("c", 0);
     let start = Instant::now();
     let callable = eventually_async(Duration::from_secs(5), || async {
-        at_a.call("inventory.stock.reserve", reserve())
+        at_a.call_value("inventory.stock.reserve", reserve())
             .await
             .is_ok()
     })
@@ -555,7 +561,7 @@ async fn regions_toml_edits_add_and_remove_regions_and_a_bad_edit_changes_nothin
     a.wait_for_log("keeping the previous topology", 1, Duration::from_secs(3));
     assert!(a.log().contains("invalid `"), "{}", a.log());
     assert!(
-        at_a.call("inventory.stock.reserve", reserve())
+        at_a.call_value("inventory.stock.reserve", reserve())
             .await
             .is_ok()
     );
@@ -568,7 +574,7 @@ async fn regions_toml_edits_add_and_remove_regions_and_a_bad_edit_changes_nothin
     .await;
     assert!(unlisted, "removed region still listed");
     let err = at_a
-        .call("inventory.stock.reserve", reserve())
+        .call_value("inventory.stock.reserve", reserve())
         .await
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::NotFound);

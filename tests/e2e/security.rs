@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use ciborium::Value;
 use wasmrpc::certs::Leaf;
-use wasmrpc::net::{CallOptions, Client, ClientOptions, ClientTls};
+use wasmrpc::net::{CallOptions, Client, ClientOptions, ClientTls, Connection};
 use wasmrpc::protocol::{ErrorCode, Processed, Role, Secret};
 use wasmrpc::service::CallContext;
 use wasmrpc_tests::{Cluster, HostProcess, Network, Pki, RegionSpec, TRUST_DOMAIN, eventually};
@@ -29,6 +29,15 @@ fn options(pki: &Pki, token: Option<&str>) -> ClientOptions {
 
 async fn connect(host: &HostProcess, options: ClientOptions) -> Result<Client, wasmrpc::CallError> {
     Client::connect_with(host.host_arg(), options).await
+}
+
+/// One connection to `host`, never reopened: for what the host does to a
+/// connection itself.
+async fn connect_once(
+    host: &HostProcess,
+    options: ClientOptions,
+) -> Result<Connection, wasmrpc::CallError> {
+    Connection::connect_with(host.host_arg(), options).await
 }
 
 /// eu-west serves `math`, us-east `greeter` and `relay`: one host each, TLS on.
@@ -81,7 +90,10 @@ async fn calls_cross_regions_over_mutual_tls_and_plaintext_callers_are_told_why(
     // A caller trusting the CA calls through us-east; the call is forwarded
     // to eu-west over the hosts' mutual TLS link.
     let client = connect(us, options(&pki, None)).await.unwrap();
-    assert_eq!(client.call("math.add", add(2, 3)).await.unwrap(), 5.into());
+    assert_eq!(
+        client.call_value("math.add", add(2, 3)).await.unwrap(),
+        5.into()
+    );
 
     // A plaintext caller at the TLS port: told why, in a frame it can read.
     let error = Client::connect(us.host_arg()).await.err().unwrap();
@@ -146,9 +158,15 @@ async fn calls_cross_regions_over_mutual_tls_and_plaintext_callers_are_told_why(
     );
 
     // Both hosts still serve.
-    assert_eq!(client.call("math.add", add(1, 1)).await.unwrap(), 2.into());
+    assert_eq!(
+        client.call_value("math.add", add(1, 1)).await.unwrap(),
+        2.into()
+    );
     let direct = connect(eu, options(&pki, None)).await.unwrap();
-    assert_eq!(direct.call("math.add", add(3, 4)).await.unwrap(), 7.into());
+    assert_eq!(
+        direct.call_value("math.add", add(3, 4)).await.unwrap(),
+        7.into()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -268,7 +286,10 @@ async fn the_peer_role_needs_a_certificate_of_the_region_it_claims() {
     let peer = claim_peer(&eu, &pki, "us-east", Some(&us_cert))
         .await
         .unwrap();
-    assert_eq!(peer.call("math.add", add(2, 2)).await.unwrap(), 4.into());
+    assert_eq!(
+        peer.call_value("math.add", add(2, 2)).await.unwrap(),
+        4.into()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -366,17 +387,23 @@ async fn tokens_authenticate_callers_and_their_patterns_bound_what_they_call() {
 
     // `tour` may call math.add, through us-east (forwarded to eu-west).
     let client = connect(&us, options(&pki, Some(&tour))).await.unwrap();
-    assert_eq!(client.call("math.add", add(2, 3)).await.unwrap(), 5.into());
+    assert_eq!(
+        client.call_value("math.add", add(2, 3)).await.unwrap(),
+        5.into()
+    );
     // Not math.divide: refused at us-east, where the call entered; eu-west,
     // which serves it, never sees it.
-    let error = client.call("math.divide", add(6, 3)).await.unwrap_err();
+    let error = client
+        .call_value("math.divide", add(6, 3))
+        .await
+        .unwrap_err();
     assert_eq!(
         (error.code, error.processed, error.region.as_deref()),
         (ErrorCode::PermissionDenied, Processed::No, Some("us-east"))
     );
     assert_eq!(error.message, "token `tour` may not call `math.divide`");
     let error = client
-        .call(
+        .call_value(
             "greeter.greet",
             vec!["Ada".into(), Value::Null, "english".into()],
         )
@@ -408,7 +435,7 @@ async fn tokens_authenticate_callers_and_their_patterns_bound_what_they_call() {
     assert!(!eu.log().contains("function=math.divide"), "{}", eu.log());
 
     // A caller cannot name a principal of its own.
-    let admin = connect(&us, options(&pki, Some(&ops))).await.unwrap();
+    let admin = connect_once(&us, options(&pki, Some(&ops))).await.unwrap();
     let mut context = CallContext::new(Duration::from_secs(5));
     context.principal = Some(Arc::from("root"));
     let error = admin
@@ -425,9 +452,10 @@ async fn tokens_authenticate_callers_and_their_patterns_bound_what_they_call() {
     // `ops` may call anything.
     assert_eq!(
         admin
-            .call(
+            .call_in(
                 "greeter.greet",
-                vec!["Ada".into(), Value::Null, "english".into()]
+                vec!["Ada".into(), Value::Null, "english".into()],
+                &CallContext::new(Duration::from_secs(5)),
             )
             .await
             .unwrap(),
@@ -457,8 +485,22 @@ async fn a_revoked_token_closes_its_connections_and_a_broken_file_changes_nothin
         .args(&["--access", access.to_str().unwrap()])
         .start();
     let kept = connect(&eu, options(&pki, Some(&keep))).await.unwrap();
-    let doomed = connect(&eu, options(&pki, Some(&revoke))).await.unwrap();
-    assert_eq!(doomed.call("math.add", add(1, 2)).await.unwrap(), 3.into());
+    let doomed = connect_once(&eu, options(&pki, Some(&revoke)))
+        .await
+        .unwrap();
+    let call = |a: i64, b: i64| {
+        let doomed = doomed.clone();
+        async move {
+            doomed
+                .call_in(
+                    "math.add",
+                    add(a, b),
+                    &CallContext::new(Duration::from_secs(5)),
+                )
+                .await
+        }
+    };
+    assert_eq!(call(1, 2).await.unwrap(), 3.into());
 
     // A broken file: logged, nothing changes.
     let tmp = access.with_extension("part");
@@ -469,20 +511,23 @@ async fn a_revoked_token_closes_its_connections_and_a_broken_file_changes_nothin
         1,
         Duration::from_secs(5),
     );
-    assert_eq!(doomed.call("math.add", add(2, 2)).await.unwrap(), 4.into());
+    assert_eq!(call(2, 2).await.unwrap(), 4.into());
 
     // The token removed: its connection closes, the other stays.
     write_access(&access, &[("keep", &keep, &["*"])]);
     tokio::time::timeout(Duration::from_secs(5), doomed.closed())
         .await
         .expect("the revoked token's connection closes");
-    let error = doomed.call("math.add", add(1, 1)).await.unwrap_err();
+    let error = call(1, 1).await.unwrap_err();
     assert!(
         error.message.contains("token `gone` was revoked"),
         "{}",
         error.message
     );
-    assert_eq!(kept.call("math.add", add(5, 5)).await.unwrap(), 10.into());
+    assert_eq!(
+        kept.call_value("math.add", add(5, 5)).await.unwrap(),
+        10.into()
+    );
     let error = connect(&eu, options(&pki, Some(&revoke)))
         .await
         .err()
@@ -511,7 +556,7 @@ async fn rotating_the_host_certificate_under_load_fails_no_call() {
                     client = Client::connect_with(addr.as_str(), options.clone()).await?;
                 }
                 match client
-                    .call_with("math.add", add(1, 2), CallOptions::default())
+                    .call_value_with("math.add", add(1, 2), CallOptions::default())
                     .await
                 {
                     Ok(value) if value == Value::from(3) => {
@@ -568,7 +613,10 @@ async fn rotating_the_host_certificate_under_load_fails_no_call() {
         pem_der(&rotated[1].cert_pem)
     );
     let client = connect(us, options(&pki, None)).await.unwrap();
-    assert_eq!(client.call("math.add", add(2, 2)).await.unwrap(), 4.into());
+    assert_eq!(
+        client.call_value("math.add", add(2, 2)).await.unwrap(),
+        4.into()
+    );
 
     // So does a certificate of another region.
     pki.write("us-east", &Pki::host_leaf("eu-west"));
@@ -668,5 +716,8 @@ async fn a_client_never_sends_its_token_in_plaintext_beyond_loopback() {
     // Without a token, plaintext works there (the host was started
     // `--insecure`).
     let client = Client::connect(host.host_arg()).await.unwrap();
-    assert_eq!(client.call("math.add", add(1, 2)).await.unwrap(), 3.into());
+    assert_eq!(
+        client.call_value("math.add", add(1, 2)).await.unwrap(),
+        3.into()
+    );
 }

@@ -21,7 +21,7 @@ async fn sigterm_lets_calls_in_flight_finish_then_exits_zero() {
     // sent before the host noticed the signal still run.
     let refused = eventually_some(Duration::from_secs(5), || async {
         client
-            .call("math.add", vec![Value::from(1), Value::from(1)])
+            .call_value("math.add", vec![Value::from(1), Value::from(1)])
             .await
             .err()
     })

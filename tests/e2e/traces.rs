@@ -35,7 +35,7 @@ fn place_args() -> Vec<ciborium::Value> {
 /// `orders.place(ada, sku-1, 2)` with `metadata`: the order, as JSON.
 async fn place(client: &Client, metadata: &[(&str, &str)]) -> String {
     let order = client
-        .call_with("orders.place", place_args(), with_metadata(metadata))
+        .call_value_with("orders.place", place_args(), with_metadata(metadata))
         .await
         .unwrap_or_else(|e| panic!("orders.place with {metadata:?}: {e}"));
     json(&order)
@@ -278,7 +278,10 @@ async fn a_call_without_traceparent_still_yields_one_linked_trace_flushed_at_shu
     // Batches wait an hour: only the drain at shutdown sends them.
     let (_cluster, mut hosts) = three_regions(&receiver, "1h").await;
     let client = hosts[0].client().await;
-    let order = client.call("orders.place", place_args()).await.unwrap();
+    let order = client
+        .call_value("orders.place", place_args())
+        .await
+        .unwrap();
     assert_eq!(json(&order), format!("{ORDER}\"us-east\"}}"));
     drop(client);
     assert!(receiver.spans().is_empty(), "{:#?}", receiver.spans());
@@ -351,7 +354,7 @@ async fn an_unsampled_traceparent_records_no_span_and_a_failed_call_is_an_error_
     let host = orders_host(&receiver, &[]);
     let client = host.client().await;
     client
-        .call_with(
+        .call_value_with(
             "orders.place",
             place_args(),
             with_metadata(&[("traceparent", &traceparent("00"))]),
@@ -361,7 +364,7 @@ async fn an_unsampled_traceparent_records_no_span_and_a_failed_call_is_an_error_
     // Then a sampled call that fails in the nested call: not enough stock.
     let sampled = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
     let error = client
-        .call_with(
+        .call_value_with(
             "orders.place",
             vec![cbor("\"ada\""), cbor("\"sku-2\""), cbor("5")],
             with_metadata(&[("traceparent", sampled)]),
@@ -403,7 +406,7 @@ async fn with_json_logs_a_guests_log_line_carries_the_trace_id_sent() {
         .start();
     let client = host.client().await;
     client
-        .call_with(
+        .call_value_with(
             "orders.place",
             place_args(),
             with_metadata(&[("traceparent", &traceparent("01"))]),

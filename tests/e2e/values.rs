@@ -87,7 +87,7 @@ async fn every_wit_type_family_round_trips_with_exact_values() {
     for (function, arguments, expected) in ROUND_TRIPS {
         let name = format!("greeter.echo.{function}");
         let value = client
-            .call(&name, args(arguments))
+            .call_value(&name, args(arguments))
             .await
             .unwrap_or_else(|e| panic!("{name}({arguments}) failed: {e}"));
         assert_eq!(json(&value), *expected, "{name}({arguments})");
@@ -100,23 +100,23 @@ async fn byte_strings_and_special_floats_keep_their_cbor_form() {
     let client = host.client().await;
     // list<u8> comes back as a CBOR byte string, whichever form went in.
     let bytes = client
-        .call("greeter.echo.echo-bytes", vec![Value::Bytes(vec![9, 8, 7])])
+        .call_value("greeter.echo.echo-bytes", vec![Value::Bytes(vec![9, 8, 7])])
         .await
         .unwrap();
     assert_eq!(bytes, Value::Bytes(vec![9, 8, 7]));
     let bytes = client
-        .call("greeter.echo.echo-bytes", vec![cbor("[1, 2]")])
+        .call_value("greeter.echo.echo-bytes", vec![cbor("[1, 2]")])
         .await
         .unwrap();
     assert_eq!(bytes, Value::Bytes(vec![1, 2]));
     // Non-finite floats cross as CBOR floats.
     let inf = client
-        .call("greeter.echo.echo-f64", vec![Value::Float(f64::INFINITY)])
+        .call_value("greeter.echo.echo-f64", vec![Value::Float(f64::INFINITY)])
         .await
         .unwrap();
     assert_eq!(inf, Value::Float(f64::INFINITY));
     let nan = client
-        .call("greeter.echo.echo-f32", vec![Value::Float(f64::NAN)])
+        .call_value("greeter.echo.echo-f32", vec![Value::Float(f64::NAN)])
         .await
         .unwrap();
     assert!(matches!(nan, Value::Float(f) if f.is_nan()));
@@ -131,7 +131,7 @@ async fn byte_strings_are_copied_whole() {
     let client = host.client().await;
     let mebibyte: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
     let echoed = client
-        .call(
+        .call_value(
             "greeter.echo.echo-bytes",
             vec![Value::Bytes(mebibyte.clone())],
         )
@@ -139,14 +139,14 @@ async fn byte_strings_are_copied_whole() {
         .unwrap();
     assert_eq!(echoed, Value::Bytes(mebibyte));
     let empty = client
-        .call("greeter.echo.echo-bytes", vec![Value::Bytes(Vec::new())])
+        .call_value("greeter.echo.echo-bytes", vec![Value::Bytes(Vec::new())])
         .await
         .unwrap();
     assert_eq!(empty, Value::Bytes(Vec::new()));
 
     // Two parameters of different kinds, in order; `result<list<u8>, string>`.
     let framed = client
-        .call(
+        .call_value(
             "greeter.frame",
             vec![Value::Text("né".into()), Value::Bytes(vec![0, 255])],
         )
@@ -155,7 +155,7 @@ async fn byte_strings_are_copied_whole() {
     assert_eq!(framed, Value::Bytes(vec![b'n', 0xc3, 0xa9, b':', 0, 255]));
     let err = assert_call_error(
         client
-            .call(
+            .call_value(
                 "greeter.frame",
                 vec![Value::Text("x".into()), Value::Bytes(Vec::new())],
             )
@@ -171,7 +171,7 @@ async fn byte_strings_are_copied_whole() {
 
     // A scalar parameter and a byte-string result.
     let big = client
-        .call("misbehave.big", vec![Value::from(100_000)])
+        .call_value("misbehave.big", vec![Value::from(100_000)])
         .await
         .unwrap();
     assert_eq!(big, Value::Bytes(vec![7; 100_000]));
@@ -183,7 +183,7 @@ async fn result_err_becomes_handler_error_carrying_the_error_value() {
     let client = host.client().await;
     let err = assert_call_error(
         client
-            .call("greeter.echo.echo-result", args("[{\"err\": 7}]"))
+            .call_value("greeter.echo.echo-result", args("[{\"err\": 7}]"))
             .await,
         ErrorCode::HandlerError,
         Processed::Yes,
@@ -193,7 +193,7 @@ async fn result_err_becomes_handler_error_carrying_the_error_value() {
     assert_eq!(err.region.as_deref(), Some("test"));
 
     let err = client
-        .call("greeter.echo.echo-unit-result", args("[{\"err\": null}]"))
+        .call_value("greeter.echo.echo-unit-result", args("[{\"err\": null}]"))
         .await
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::HandlerError);
@@ -204,7 +204,7 @@ async fn result_err_becomes_handler_error_carrying_the_error_value() {
     assert_eq!(err.detail, None);
 
     let err = client
-        .call("inventory.stock.reserve", args("[\"sku-2\", 5]"))
+        .call_value("inventory.stock.reserve", args("[\"sku-2\", 5]"))
         .await
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::HandlerError);
@@ -212,7 +212,7 @@ async fn result_err_becomes_handler_error_carrying_the_error_value() {
     assert_eq!(err.message, "{\"insufficient\":3}");
 
     let ok = client
-        .call("inventory.stock.reserve", args("[\"sku-1\", 2]"))
+        .call_value("inventory.stock.reserve", args("[\"sku-1\", 2]"))
         .await
         .unwrap();
     assert_eq!(
@@ -256,7 +256,7 @@ async fn greeter_functions_compute_exact_answers() {
         ("greeter.frame", "[\"id\", [1, 2]]", "[105,100,58,1,2]"),
     ];
     for (function, arguments, expected) in cases {
-        let value = client.call(function, args(arguments)).await.unwrap();
+        let value = client.call_value(function, args(arguments)).await.unwrap();
         assert_eq!(json(&value), *expected, "{function}({arguments})");
     }
 }
@@ -413,7 +413,7 @@ async fn invalid_arguments_are_refused_naming_the_parameter() {
     let client = host.client().await;
     for (function, arguments, message) in INVALID {
         assert_call_error(
-            client.call(function, args(arguments)).await,
+            client.call_value(function, args(arguments)).await,
             ErrorCode::InvalidArgs,
             Processed::No,
             message,
@@ -421,7 +421,7 @@ async fn invalid_arguments_are_refused_naming_the_parameter() {
     }
     // The host keeps serving after all of them.
     assert_eq!(
-        client.call("math.add", args("[2, 3]")).await.unwrap(),
+        client.call_value("math.add", args("[2, 3]")).await.unwrap(),
         Value::from(5)
     );
 }
@@ -441,7 +441,7 @@ async fn bignums_are_integers_and_out_of_range_ones_say_so() {
     let mut padded = vec![0; 20];
     padded.push(7);
     let sum = client
-        .call("math.add", vec![bignum(2, &padded), bignum(3, &[1])])
+        .call_value("math.add", vec![bignum(2, &padded), bignum(3, &[1])])
         .await;
     assert_eq!(sum.unwrap(), Value::from(5));
     for (function, arg, message) in [
@@ -467,7 +467,7 @@ async fn bignums_are_integers_and_out_of_range_ones_say_so() {
         ),
     ] {
         assert_call_error(
-            client.call(function, vec![arg]).await,
+            client.call_value(function, vec![arg]).await,
             ErrorCode::InvalidArgs,
             Processed::No,
             message,
@@ -495,7 +495,7 @@ async fn bignums_are_integers_and_out_of_range_ones_say_so() {
         other => panic!("expected a connection-level error, got {other:?}"),
     }
     assert_eq!(
-        client.call("math.add", args("[2, 3]")).await.unwrap(),
+        client.call_value("math.add", args("[2, 3]")).await.unwrap(),
         Value::from(5)
     );
 }

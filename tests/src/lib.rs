@@ -136,7 +136,7 @@ pub fn plugin_dir(guests: &[&str]) -> TempDir {
 /// still serves healthy calls.
 pub async fn assert_adds(client: &Client, a: i64, b: i64) {
     let sum = client
-        .call("math.add", vec![Value::from(a), Value::from(b)])
+        .call_value("math.add", vec![Value::from(a), Value::from(b)])
         .await;
     assert_eq!(sum.unwrap(), Value::from(a + b));
 }

@@ -82,7 +82,7 @@ pub async fn call_in_flight(
         let (client, function) = (client.clone(), function.to_owned());
         // Unconstrained: the one poll below must not be cut short by the
         // runtime's task budget before the call reaches the connection.
-        tokio::task::unconstrained(async move { client.call(&function, args).await })
+        tokio::task::unconstrained(async move { client.call_value(&function, args).await })
     });
     // A call queues its frame in its first poll (its one await before
     // that, for a call slot, is ready while the connection has one free),

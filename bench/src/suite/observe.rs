@@ -173,7 +173,7 @@ fn add(client: Client, traced: bool) -> CallFn {
                 options.metadata = metadata;
             }
             let value = client
-                .call_with("math.add", vec![Value::from(a), Value::from(b)], options)
+                .call_value_with("math.add", vec![Value::from(a), Value::from(b)], options)
                 .await?;
             micro::check_sum(&value, a, b)
         })

@@ -1,653 +1,773 @@
-//! The multiplexed client: one connection, many concurrent calls.
+//! The client applications call through: one host or several, with failover.
+//!
+//! A [`Client`] keeps one [`Connection`] per host it knows, each looked
+//! after by a task of its own that connects, reconnects with jittered
+//! backoff, pings to measure the round trip, and learns from the host's
+//! catalog which functions are idempotent. A call goes to the best host now:
+//! one of the preferred region first, then the lowest measured round trip.
+//! When that host drains or its connection is lost, new calls go elsewhere,
+//! and a failed call is tried again by the `processed` rule (see
+//! [`Client::call_value_with`]).
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::collections::HashSet;
+use std::fmt::{self, Display};
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use ciborium::Value;
-use futures::StreamExt;
-use tokio::net::{TcpStream, ToSocketAddrs};
-use tokio::sync::{Semaphore, oneshot, watch};
-use tokio_util::codec::FramedRead;
-use tokio_util::sync::CancellationToken;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
+use crate::connection::{ClientOptions, Connection};
 use crate::context::CallContext;
-use crate::outbound::Outbound;
-use crate::stream::{ReadHalf, Stream};
-use crate::tls::{ClientTls, describe_handshake_error};
-use wasmrpc_protocol::{
-    Call, CallError, Cancel, DEFAULT_MAX_FRAME, DEFAULT_MAX_IN_FLIGHT, ErrorCode, FunctionInfo,
-    Hello, ListFunctions, Message, PROTOCOL_VERSION, Ping, Processed, RetryPolicy, Role, Secret,
-    decode_message, encode_message, retry,
-};
-
-/// How a client introduces itself and how long it waits.
-#[derive(Debug, Clone)]
-pub struct ClientOptions {
-    pub role: Role,
-    pub region: Option<String>,
-    pub host_id: Option<String>,
-    /// Time allowed for TCP connect plus the `hello` exchange.
-    pub connect_timeout: Duration,
-    /// Deadline of calls made without one.
-    pub default_timeout: Duration,
-    pub max_frame: usize,
-    /// Backoff between the attempts of calls made with
-    /// [`CallOptions::retries`].
-    pub retry: RetryPolicy,
-    /// Connect with TLS, trusting these settings; `None`: plaintext (which
-    /// hosts accept only on loopback, or when started `--insecure`).
-    pub tls: Option<ClientTls>,
-    /// The bearer token sent in `hello`, for hosts with an access file.
-    /// Sent in plaintext only to a loopback address: elsewhere a client
-    /// with a token and no TLS refuses to connect.
-    pub token: Option<Secret>,
-}
-
-impl Default for ClientOptions {
-    fn default() -> Self {
-        ClientOptions {
-            role: Role::Client,
-            region: None,
-            host_id: None,
-            connect_timeout: Duration::from_secs(5),
-            default_timeout: Duration::from_secs(5),
-            max_frame: DEFAULT_MAX_FRAME,
-            retry: RetryPolicy::default(),
-            tls: None,
-            token: None,
-        }
-    }
-}
+use crate::regions::Regions;
+use crate::typed;
+use wasmrpc_protocol::{CallError, ErrorCode, FunctionInfo, Processed, retry};
 
 /// Per-call settings.
 #[derive(Debug, Clone, Default)]
 pub struct CallOptions {
     /// The call's deadline, from now. `None`: the client's default.
-    pub timeout: Option<Duration>,
+    pub timeout: Option<std::time::Duration>,
     /// Hops already made (for forwarding hosts).
     pub hops: u32,
     /// Regions already visited (for forwarding hosts).
     pub visited: Vec<String>,
-    pub metadata: BTreeMap<String, String>,
-    /// Extra attempts after a failure that is safe to retry (default 0), by
-    /// the rule of [`retry::retryable`]: a call that certainly did not run
-    /// (`processed: no`) and failed on a limit (`resource_exhausted`) or a
-    /// moment of unavailability is retried; one that may have run
-    /// (`processed: maybe`) only when `idempotent` is set. Attempts back off
-    /// as [`ClientOptions::retry`] says and never outlive the deadline.
-    pub retries: u32,
-    /// The function is safe to run more than once.
+    pub metadata: std::collections::BTreeMap<String, String>,
+    /// Attempts in all, the first included. `None`: the client's
+    /// [`RetryPolicy::max_attempts`](wasmrpc_protocol::RetryPolicy);
+    /// `Some(1)`: never tried again.
+    pub attempts: Option<u32>,
+    /// This call is safe to run more than once (see [`Client::call_value_with`]).
     pub idempotent: bool,
 }
 
-/// A connection to a host. Cheap to clone; clones share the connection, and
-/// any number of tasks may call through it at once.
+/// A client of one or several hosts. Cheap to clone; clones share the
+/// connections, and any number of tasks may call through it at once.
+/// Dropping the last clone closes its connections.
 #[derive(Clone)]
 pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    hosts: Vec<Arc<Host>>,
     shared: Arc<Shared>,
+    /// Stops the hosts' tasks when the last clone goes.
+    _stop: DropGuard,
 }
 
-enum Response {
-    Value(Value),
-    Error(CallError),
-    Catalog(Vec<FunctionInfo>),
-    Pong,
-}
-
-/// State the reader task shares with callers.
-struct Inbound {
-    waiting: Mutex<HashMap<u64, oneshot::Sender<Response>>>,
-    /// Set when the connection ended or the host is draining: why new calls fail.
-    closed: Mutex<Option<CallError>>,
-    /// Cancelled when the connection has ended.
-    ended: CancellationToken,
-    /// The latest `catalog_update` pushed by the host (peer connections).
-    catalog: watch::Sender<Option<Arc<Vec<FunctionInfo>>>>,
-    /// Frames read from the host so far: a sign of life.
-    received: AtomicU64,
-}
-
+/// What the hosts' tasks and the callers share.
 struct Shared {
-    tx: Arc<Outbound>,
-    /// Permits for calls in flight, as many as the host accepts.
-    slots: Semaphore,
-    inbound: Arc<Inbound>,
-    next_id: AtomicU64,
     options: ClientOptions,
-    hello: Hello,
-    reader: tokio::task::AbortHandle,
-    addr: String,
+    /// Functions some host's catalog marks idempotent.
+    idempotent: RwLock<HashSet<String>>,
+    /// Bumped whenever a host becomes usable or unusable.
+    changed: watch::Sender<u64>,
 }
 
-impl Drop for Shared {
-    fn drop(&mut self) {
-        self.reader.abort();
-        self.tx.close();
-    }
+/// One host of the client.
+struct Host {
+    addr: String,
+    region: Option<String>,
+    /// 0 for a host of the preferred region (or of any, with no
+    /// preference), 1 for the others: calls go to tier 0 while it has a
+    /// usable host.
+    tier: u8,
+    state: Mutex<HostState>,
+}
+
+#[derive(Default)]
+struct HostState {
+    /// The connection new calls may use: open, and its host not draining.
+    connection: Option<Connection>,
+    /// Smoothed round trip of pings.
+    rtt: Option<Duration>,
+    /// A connection attempt is under way (the first, or one after a loss):
+    /// calls may wait for it rather than fail.
+    connecting: bool,
+    /// Why the last connection attempt failed or the last connection ended.
+    error: Option<CallError>,
+    /// Connection attempts made (and completed) so far.
+    attempts: u64,
+}
+
+/// What a client knows about one of its hosts ([`Client::hosts`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostView {
+    pub addr: String,
+    /// The host's region, when the client was built from a regions file.
+    pub region: Option<String>,
+    /// Calls go to this host's tier first (its region is the preferred one).
+    pub preferred: bool,
+    /// New calls may go to it now.
+    pub connected: bool,
+    /// Smoothed round trip of the client's pings.
+    pub rtt: Option<Duration>,
+    /// Why it is not connected, when it is not.
+    pub error: Option<String>,
+}
+
+/// A host to connect to, and where it stands in the order of preference.
+struct HostSpec {
+    addr: String,
+    region: Option<String>,
+    tier: u8,
 }
 
 impl Client {
-    /// Connects with default options.
+    /// Connects to one host with default options.
     ///
     /// # Errors
     ///
     /// `unavailable` (`processed: no`) when the host cannot be reached or
     /// refuses the handshake.
-    pub async fn connect(
-        addr: impl ToSocketAddrs + std::fmt::Display,
-    ) -> Result<Client, CallError> {
+    pub async fn connect(addr: impl Display) -> Result<Client, CallError> {
         Client::connect_with(addr, ClientOptions::default()).await
     }
 
-    /// Connects, exchanges `hello`, and starts the connection's tasks.
+    /// Connects to one host. The client reconnects by itself when the
+    /// connection is lost.
     ///
     /// # Errors
     ///
     /// As [`Client::connect`].
     pub async fn connect_with(
-        addr: impl ToSocketAddrs + std::fmt::Display,
+        addr: impl Display,
         options: ClientOptions,
     ) -> Result<Client, CallError> {
-        let name = addr.to_string();
-        let unavailable = |why: String| {
-            CallError::new(
-                ErrorCode::Unavailable,
-                Processed::No,
-                format!("cannot connect to `{name}`: {why}"),
-            )
-        };
-        let refused = |code: ErrorCode, why: String| {
-            CallError::new(
-                code,
-                Processed::No,
-                format!("`{name}` refused the connection: {why}"),
-            )
-        };
-        let handshake = async {
-            let tcp = TcpStream::connect(addr)
-                .await
-                .map_err(|e| unavailable(e.to_string()))?;
-            tcp.set_nodelay(true)
-                .map_err(|e| unavailable(e.to_string()))?;
-            let stream = match &options.tls {
-                // A token is a password: never in clear beyond this machine.
-                None if options.token.is_some()
-                    && !tcp.peer_addr().is_ok_and(|a| a.ip().is_loopback()) =>
-                {
-                    return Err(CallError::new(
-                        ErrorCode::InvalidArgs,
-                        Processed::No,
-                        format!(
-                            "refusing to send a token in plaintext to `{name}`, which is not a loopback address: connect with TLS (the cluster CA)"
-                        ),
-                    ));
-                }
-                None => Stream::plain(tcp),
-                Some(tls) => {
-                    let server_name = match &tls.server_name {
-                        Some(name) => name.clone(),
-                        None => tcp
-                            .peer_addr()
-                            .map_err(|e| unavailable(e.to_string()))?
-                            .ip()
-                            .into(),
-                    };
-                    crate::stream::connect_tls(tcp, tls.config.clone(), server_name)
-                        .await
-                        .map_err(|e| {
-                            refused(ErrorCode::Unauthenticated, describe_handshake_error(&e))
-                        })?
-                }
-            };
-            let (reader, writer) = stream.into_split();
-            let mut frames =
-                FramedRead::new(reader, wasmrpc_protocol::FrameCodec::new(options.max_frame));
-            // Callers write their frames themselves (see `Outbound`).
-            let (tx, _writer) = Outbound::start(writer, usize::MAX);
-            let hello = Message::Hello(Hello {
-                version: PROTOCOL_VERSION,
-                role: options.role,
-                region: options.region.clone(),
-                host_id: options.host_id.clone(),
-                max_in_flight: None,
-                token: options.token.clone(),
-            });
-            let frame = encode_message(&hello, options.max_frame)
-                .map_err(|e| unavailable(e.to_string()))?;
-            if !tx.send(&frame) {
-                return Err(unavailable("connection closed".into()));
-            }
-            let reply = match frames.next().await {
-                Some(Ok(body)) => decode_message(&body).map_err(|e| unavailable(e.to_string()))?,
-                // TLS 1.3: a host that refuses this side's certificate says
-                // so after the handshake, with an alert read here.
-                Some(Err(wasmrpc_protocol::ProtocolError::Io(e))) if e.get_ref().is_some() => {
-                    return Err(refused(
-                        ErrorCode::Unauthenticated,
-                        describe_handshake_error(&e),
-                    ));
-                }
-                Some(Err(e)) => return Err(unavailable(e.to_string())),
-                None => return Err(unavailable("connection closed during handshake".into())),
-            };
-            match reply {
-                Message::Hello(hello) => Ok((frames, tx, hello)),
-                // The host's own code: `unauthenticated` for a missing
-                // token says more than "unavailable".
-                Message::Error(error) => Err(refused(error.code, error.message)),
-                other => Err(unavailable(format!(
-                    "expected `hello`, got `{}`",
-                    other.kind()
-                ))),
-            }
-        };
-        let (frames, tx, hello) = tokio::time::timeout(options.connect_timeout, handshake)
-            .await
-            .map_err(|_| {
-                unavailable(format!("no answer within {:?}", options.connect_timeout))
-            })??;
-
-        let inbound = Arc::new(Inbound {
-            waiting: Mutex::new(HashMap::new()),
-            closed: Mutex::new(None),
-            ended: CancellationToken::new(),
-            catalog: watch::Sender::new(None),
-            received: AtomicU64::new(0),
-        });
-        let reader = tokio::spawn(read_responses(
-            frames,
-            inbound.clone(),
-            tx.clone(),
-            name.clone(),
-        ))
-        .abort_handle();
-        let slots = Semaphore::new(
-            hello
-                .max_in_flight
-                .map_or(DEFAULT_MAX_IN_FLIGHT, |n| n as usize),
-        );
-        Ok(Client {
-            shared: Arc::new(Shared {
-                tx,
-                slots,
-                inbound,
-                next_id: AtomicU64::new(1),
-                options,
-                hello,
-                reader,
-                addr: name,
-            }),
-        })
+        Client::connect_any([addr], options).await
     }
 
-    /// The host's `hello`: its region and id.
-    pub fn host_hello(&self) -> &Hello {
-        &self.shared.hello
-    }
-
-    /// Resolves when the connection has ended (closed by either side or
-    /// failed); calls made after that fail with `unavailable`.
-    pub async fn closed(&self) {
-        self.shared.inbound.ended.cancelled().await;
-    }
-
-    /// How many frames the host has sent since the handshake. A count that
-    /// stops moving while pings are out means the host (or the network to
-    /// it) has gone silent.
-    pub fn frames_received(&self) -> u64 {
-        self.shared.inbound.received.load(Ordering::Relaxed)
-    }
-
-    /// The host's own functions as it last pushed them with `catalog_update`
-    /// (hosts push them on connections opened with [`Role::Peer`]).
-    pub fn catalog_updates(&self) -> watch::Receiver<Option<Arc<Vec<FunctionInfo>>>> {
-        self.shared.inbound.catalog.subscribe()
-    }
-
-    /// Calls `function` with `args` and the client's default deadline.
+    /// Connects to several hosts, equals in preference: calls go to the one
+    /// with the lowest measured round trip, and elsewhere when it fails.
     ///
     /// # Errors
     ///
-    /// The host's error, or `unavailable`/`deadline_exceeded` from the client
-    /// side when the connection fails or the host does not answer in time.
-    pub async fn call(&self, function: &str, args: Vec<Value>) -> Result<Value, CallError> {
+    /// `invalid_args` for an empty list; `unavailable` (`processed: no`)
+    /// when no host can be reached, with each host's reason.
+    pub async fn connect_any(
+        addrs: impl IntoIterator<Item = impl Display>,
+        options: ClientOptions,
+    ) -> Result<Client, CallError> {
+        let hosts = addrs
+            .into_iter()
+            .map(|addr| HostSpec {
+                addr: addr.to_string(),
+                region: None,
+                tier: 0,
+            })
+            .collect();
+        Client::start(hosts, options).await
+    }
+
+    /// Connects to the hosts of a regions file (`regions.toml`): those of
+    /// `region` are preferred, the others' take calls only while no host of
+    /// `region` can (they forward what they do not serve themselves, as any
+    /// host does). With `region` `None`, every host is an equal. When
+    /// `options` has no TLS settings and the file has a `[tls]` table, its
+    /// CA is trusted.
+    ///
+    /// # Errors
+    ///
+    /// `invalid_args` for a file that cannot be read or a region it does not
+    /// name; otherwise as [`Client::connect_any`].
+    pub async fn connect_region(
+        config: &Path,
+        region: Option<&str>,
+        mut options: ClientOptions,
+    ) -> Result<Client, CallError> {
+        let invalid =
+            |message: String| CallError::new(ErrorCode::InvalidArgs, Processed::No, message);
+        let regions = Regions::load(config).map_err(|e| invalid(e.to_string()))?;
+        if let Some(region) = region
+            && !regions.regions.iter().any(|r| r.name == region)
+        {
+            let names: Vec<&str> = regions.regions.iter().map(|r| r.name.as_str()).collect();
+            return Err(invalid(format!(
+                "{} names no region `{region}` (it has: {})",
+                config.display(),
+                names.join(", ")
+            )));
+        }
+        if options.tls.is_none() {
+            options.tls = regions.client_tls().map_err(|e| invalid(e.to_string()))?;
+        }
+        let hosts = regions
+            .regions
+            .iter()
+            .flat_map(|r| {
+                let tier = u8::from(region.is_some_and(|name| name != r.name));
+                r.hosts.iter().map(move |addr| HostSpec {
+                    addr: addr.clone(),
+                    region: Some(r.name.clone()),
+                    tier,
+                })
+            })
+            .collect();
+        Client::start(hosts, options).await
+    }
+
+    async fn start(hosts: Vec<HostSpec>, options: ClientOptions) -> Result<Client, CallError> {
+        if hosts.is_empty() {
+            return Err(CallError::new(
+                ErrorCode::InvalidArgs,
+                Processed::No,
+                "no host to connect to",
+            ));
+        }
+        let stop = CancellationToken::new();
+        let shared = Arc::new(Shared {
+            options,
+            idempotent: RwLock::new(HashSet::new()),
+            changed: watch::Sender::new(0),
+        });
+        let hosts: Vec<Arc<Host>> = hosts
+            .into_iter()
+            .map(|spec| {
+                Arc::new(Host {
+                    addr: spec.addr,
+                    region: spec.region,
+                    tier: spec.tier,
+                    state: Mutex::new(HostState {
+                        connecting: true,
+                        ..HostState::default()
+                    }),
+                })
+            })
+            .collect();
+        for host in &hosts {
+            tokio::spawn(look_after(host.clone(), shared.clone(), stop.child_token()));
+        }
+        let client = Client {
+            inner: Arc::new(Inner {
+                hosts,
+                shared,
+                _stop: stop.drop_guard(),
+            }),
+        };
+        client.first_connection().await?;
+        Ok(client)
+    }
+
+    /// Waits until a host of the first tier is connected, or every host of
+    /// it has been tried once and some host is connected; fails when every
+    /// host has been tried and none could be reached.
+    async fn first_connection(&self) -> Result<(), CallError> {
+        let mut changed = self.inner.shared.changed.subscribe();
+        loop {
+            let (mut preferred_up, mut preferred_pending, mut any_up, mut all_tried) =
+                (false, false, false, true);
+            for host in &self.inner.hosts {
+                let state = host.state();
+                let up = state.connection.is_some();
+                let tried = state.attempts > 0;
+                any_up |= up;
+                all_tried &= tried;
+                if host.tier == 0 {
+                    preferred_up |= up;
+                    preferred_pending |= !tried;
+                }
+            }
+            if preferred_up || (any_up && !preferred_pending) {
+                return Ok(());
+            }
+            if all_tried {
+                return Err(self.no_host());
+            }
+            if changed.changed().await.is_err() {
+                return Err(self.no_host());
+            }
+        }
+    }
+
+    /// The hosts this client knows, in the order it was given them, with
+    /// their state now.
+    pub fn hosts(&self) -> Vec<HostView> {
+        self.inner
+            .hosts
+            .iter()
+            .map(|host| {
+                let state = host.state();
+                HostView {
+                    addr: host.addr.clone(),
+                    region: host.region.clone(),
+                    preferred: host.tier == 0,
+                    connected: state.connection.is_some(),
+                    rtt: state.rtt,
+                    error: state.error.as_ref().map(|e| e.message.clone()),
+                }
+            })
+            .collect()
+    }
+
+    /// Calls `function` with typed arguments and answer, and the client's
+    /// default deadline: `args` is a tuple of the arguments (`(2, 3)`,
+    /// `("Ada",)`, `()` for none), and the answer is read into `R`, both
+    /// mapped to CBOR as [`typed`] describes.
+    ///
+    /// ```no_run
+    /// # async fn run(client: wasmrpc_client::Client) -> Result<(), wasmrpc_client::CallError> {
+    /// let sum: i64 = client.call("math.add", (2, 3)).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::call_value_with`]; `invalid_args` (`processed: no`)
+    /// when `args` cannot be encoded, `internal` (`processed: yes`) when the
+    /// answer does not fit `R`.
+    pub async fn call<A: Serialize, R: DeserializeOwned>(
+        &self,
+        function: &str,
+        args: A,
+    ) -> Result<R, CallError> {
         self.call_with(function, args, CallOptions::default()).await
     }
 
-    /// Calls `function` with per-call options.
+    /// [`Client::call`] with per-call options.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::call`].
+    pub async fn call_with<A: Serialize, R: DeserializeOwned>(
+        &self,
+        function: &str,
+        args: A,
+        options: CallOptions,
+    ) -> Result<R, CallError> {
+        let args = typed::to_args(&args).map_err(|error| {
+            CallError::new(
+                ErrorCode::InvalidArgs,
+                Processed::No,
+                format!("cannot encode the arguments of `{function}`: {error}"),
+            )
+        })?;
+        let value = self.call_value_with(function, args, options).await?;
+        typed::from_value(value).map_err(|error| {
+            CallError::new(
+                ErrorCode::Internal,
+                Processed::Yes,
+                format!("the answer of `{function}` does not fit the type asked for: {error}"),
+            )
+        })
+    }
+
+    /// Calls `function` with CBOR arguments (one value per parameter, as
+    /// PROTOCOL.md §8 maps them) and the client's default deadline.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::call_value_with`].
+    pub async fn call_value(&self, function: &str, args: Vec<Value>) -> Result<Value, CallError> {
+        self.call_value_with(function, args, CallOptions::default())
+            .await
+    }
+
+    /// Calls `function` with CBOR arguments and per-call options.
+    ///
+    /// The call goes to the best host now. When an attempt fails, it is made
+    /// again, on another host when there is one, if that is safe and may
+    /// help: the call certainly did not run (`processed: no`: the host was
+    /// draining, its connection was gone, it was out of capacity), or it may
+    /// have run (`processed: maybe`: the connection was lost with the call
+    /// in flight) and the function is idempotent, by
+    /// [`CallOptions::idempotent`], [`ClientOptions::idempotent`] or the
+    /// hosts' catalog. A call that may have run is tried again after a
+    /// backoff. Attempts never outlive the deadline and are at most
+    /// [`CallOptions::attempts`]. When no host is connected and none is
+    /// connecting, the call fails at once.
     ///
     /// Dropping the returned future cancels the call on the host.
     ///
     /// # Errors
     ///
-    /// As [`Client::call`].
-    pub async fn call_with(
+    /// The host's error, or `unavailable`/`deadline_exceeded` from the
+    /// client side when no host can take the call or none answers in time.
+    pub async fn call_value_with(
         &self,
         function: &str,
         mut args: Vec<Value>,
         options: CallOptions,
     ) -> Result<Value, CallError> {
-        let timeout = options
-            .timeout
-            .unwrap_or(self.shared.options.default_timeout);
+        let shared = &self.inner.shared;
+        let timeout = options.timeout.unwrap_or(shared.options.default_timeout);
         let context = CallContext {
             hops: options.hops,
             visited: options.visited,
             metadata: options.metadata,
             ..CallContext::new(timeout)
         };
-        let mut attempt = 0;
+        let attempts = options
+            .attempts
+            .unwrap_or(shared.options.retry.max_attempts)
+            .max(1);
+        let mut tried = Vec::new();
+        let mut backoffs = 0;
+        let mut attempt = 1;
         loop {
+            let (index, connection) = self.connection(&tried, &context).await?;
             // The last attempt allowed takes the arguments; earlier ones copy.
-            let these = if attempt >= options.retries {
+            let these = if attempt >= attempts {
                 std::mem::take(&mut args)
             } else {
                 args.clone()
             };
-            let error = match self.call_in(function, these, &context).await {
+            let error = match connection.call_in(function, these, &context).await {
                 Ok(value) => return Ok(value),
                 Err(error) => error,
             };
-            if !retry::retryable(&error, options.idempotent) || attempt >= options.retries {
+            drop(connection);
+            let idempotent = options.idempotent || self.is_idempotent(function);
+            if attempt >= attempts || !retry::retryable(&error, idempotent) {
                 return Err(error);
             }
-            let backoff = self.shared.options.retry.backoff(attempt, fastrand::f64());
-            if backoff >= context.remaining() {
-                return Err(error);
+            tried.push(index);
+            if tried.len() >= self.inner.hosts.len() {
+                // Every host has had its try: the next round starts over.
+                tried.clear();
             }
-            tokio::time::sleep(backoff).await;
+            // A call that may have run, or one going back to a host that
+            // has just refused it, waits first.
+            if error.processed == Processed::Maybe || tried.is_empty() {
+                let backoff = shared.options.retry.backoff(backoffs, fastrand::f64());
+                backoffs += 1;
+                if backoff >= context.remaining() {
+                    return Err(error);
+                }
+                tokio::time::sleep(backoff).await;
+            }
             attempt += 1;
         }
     }
 
-    /// Makes one attempt of a call within `context`: its deadline, hops,
-    /// visited regions and metadata go to the host as they are. A host
-    /// forwarding a call uses this with the context of the call it serves.
+    /// The catalog, from the best host now: every function callable through
+    /// it, with its signature and regions.
     ///
     /// # Errors
     ///
-    /// As [`Client::call`]; `cancelled` (`processed: maybe`) when
-    /// `context.cancel` fires, after which the call is cancelled on the host.
-    pub async fn call_in(
-        &self,
-        function: &str,
-        args: Vec<Value>,
-        context: &CallContext,
-    ) -> Result<Value, CallError> {
-        tokio::select! {
-            result = self.attempt(function, args, context) => result,
-            () = context.cancel.cancelled() => Err(CallError::cancelled(Processed::Maybe)),
-        }
-    }
-
-    async fn attempt(
-        &self,
-        function: &str,
-        args: Vec<Value>,
-        context: &CallContext,
-    ) -> Result<Value, CallError> {
-        // Calls beyond the host's in-flight limit wait here, within their deadline.
-        let _slot = match tokio::time::timeout_at(context.deadline, self.shared.slots.acquire())
-            .await
-        {
-            Ok(Ok(permit)) => permit,
-            Ok(Err(_)) => return Err(self.connection_lost(Processed::No)),
-            Err(_) => {
-                return Err(CallError::new(
-                    ErrorCode::DeadlineExceeded,
-                    Processed::No,
-                    "deadline passed while waiting for a free call slot (the host's in-flight limit)",
-                ));
-            }
-        };
-        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        // The host gets what is left of the deadline after the wait.
-        let message = Message::Call(Call {
-            id,
-            function: function.to_owned(),
-            args,
-            deadline_ms: Some(context.deadline_ms()),
-            hops: context.hops,
-            visited: context.visited.clone(),
-            metadata: context.metadata.clone(),
-            principal: context.principal.as_deref().map(str::to_owned),
-        });
-        match self.request(id, message, context.remaining(), true).await? {
-            Response::Value(value) => Ok(value),
-            Response::Error(error) => Err(error),
-            _ => Err(CallError::internal(format!(
-                "host answered call {id} with the wrong message"
-            ))),
-        }
-    }
-
-    /// The catalog: every function callable through the host, with its
-    /// signature and regions.
-    ///
-    /// # Errors
-    ///
-    /// `unavailable` or `deadline_exceeded` when the host does not answer.
+    /// `unavailable` or `deadline_exceeded` when no host answers.
     pub async fn list(&self) -> Result<Vec<FunctionInfo>, CallError> {
-        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let timeout = self.shared.options.default_timeout;
-        match self
-            .request(id, Message::List(ListFunctions { id }), timeout, false)
-            .await?
-        {
-            Response::Catalog(functions) => Ok(functions),
-            Response::Error(error) => Err(error),
-            _ => Err(CallError::internal(
-                "host answered `list` with the wrong message",
-            )),
-        }
+        let context = CallContext::new(self.inner.shared.options.default_timeout);
+        let (_, connection) = self.connection(&[], &context).await?;
+        connection.list().await
     }
 
-    /// Measures one round trip to the host.
+    /// Measures one round trip to the best host now.
     ///
     /// # Errors
     ///
-    /// `unavailable` or `deadline_exceeded` when the host does not answer.
+    /// `unavailable` or `deadline_exceeded` when no host answers.
     pub async fn ping(&self) -> Result<Duration, CallError> {
-        let nonce = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let start = Instant::now();
-        let timeout = self.shared.options.default_timeout;
-        match self
-            .request(nonce, Message::Ping(Ping { nonce }), timeout, false)
-            .await?
-        {
-            Response::Pong => Ok(start.elapsed()),
-            _ => Err(CallError::internal(
-                "host answered `ping` with the wrong message",
-            )),
-        }
+        let context = CallContext::new(self.inner.shared.options.default_timeout);
+        let (_, connection) = self.connection(&[], &context).await?;
+        connection.ping().await
     }
 
-    /// Sends `message` and waits for the response with `id`.
-    async fn request(
+    /// Whether `function` is declared idempotent by the caller's options or
+    /// by a host's catalog.
+    fn is_idempotent(&self, function: &str) -> bool {
+        let shared = &self.inner.shared;
+        shared.options.idempotent.iter().any(|pattern| {
+            pattern == function
+                || pattern
+                    .strip_suffix('*')
+                    .is_some_and(|prefix| function.starts_with(prefix))
+        }) || shared
+            .idempotent
+            .read()
+            .expect("client lock")
+            .contains(function)
+    }
+
+    /// The connection of the best usable host not in `avoid`: the lowest
+    /// tier, then the shortest round trip. Waits, within the call's deadline,
+    /// while no host is usable but some are connecting.
+    async fn connection(
         &self,
-        id: u64,
-        message: Message,
-        timeout: Duration,
-        cancellable: bool,
-    ) -> Result<Response, CallError> {
-        if self
-            .shared
-            .inbound
-            .closed
-            .lock()
-            .expect("client lock")
-            .is_some()
-        {
-            return Err(self.connection_lost(Processed::No));
-        }
-        let frame = encode_message(&message, self.shared.options.max_frame).map_err(|e| {
-            CallError::new(
-                ErrorCode::InvalidArgs,
-                Processed::No,
-                format!("cannot send the request: {e}"),
-            )
-        })?;
-        let (tx, rx) = oneshot::channel();
-        self.shared
-            .inbound
-            .waiting
-            .lock()
-            .expect("client lock")
-            .insert(id, tx);
-        let mut guard = PendingGuard {
-            shared: &self.shared,
-            id,
-            cancel_on_drop: cancellable,
-        };
-        if !self.shared.tx.send(&frame) {
-            guard.cancel_on_drop = false;
-            return Err(self.connection_lost(Processed::No));
-        }
-        // The host enforces the deadline and answers `deadline_exceeded`
-        // itself; the grace period covers the trip back.
-        let wait = timeout + Duration::from_millis(500);
-        let result = match tokio::time::timeout(wait, rx).await {
-            Ok(Ok(response)) => {
-                guard.cancel_on_drop = false;
-                Ok(response)
-            }
-            Ok(Err(_)) => {
-                guard.cancel_on_drop = false;
-                Err(self.connection_lost(Processed::Maybe))
-            }
-            Err(_) => Err(CallError::new(
-                ErrorCode::DeadlineExceeded,
-                Processed::Maybe,
-                format!("no answer from `{}` within {timeout:?}", self.shared.addr),
-            )),
-        };
-        drop(guard);
-        result
-    }
-
-    /// The error for a request the connection could not complete: why the
-    /// connection ended, with the caller's `processed` state.
-    fn connection_lost(&self, processed: Processed) -> CallError {
-        let message = match &*self.shared.inbound.closed.lock().expect("client lock") {
-            Some(error) => error.message.clone(),
-            None => format!("connection to `{}` lost", self.shared.addr),
-        };
-        CallError::new(ErrorCode::Unavailable, processed, message)
-    }
-}
-
-/// Removes a request's waiter when the caller stops waiting, and tells the
-/// host to cancel the call if it was still running.
-struct PendingGuard<'a> {
-    shared: &'a Shared,
-    id: u64,
-    cancel_on_drop: bool,
-}
-
-impl Drop for PendingGuard<'_> {
-    fn drop(&mut self) {
-        let removed = self
-            .shared
-            .inbound
-            .waiting
-            .lock()
-            .expect("client lock")
-            .remove(&self.id);
-        if self.cancel_on_drop && removed.is_some() {
-            let cancel = Message::Cancel(Cancel { id: self.id });
-            if let Ok(frame) = encode_message(&cancel, self.shared.options.max_frame) {
-                self.shared.tx.send(&frame);
-            }
-        }
-    }
-}
-
-/// Replies read together past which the requests of the callers they wake
-/// are held for one write (see [`read_responses`]). Below it, letting those
-/// callers run first costs more than the writes it saves (measured with 2
-/// to 64 calls in flight on a 2-core machine).
-const HOLD_AT: usize = 4;
-
-/// Routes every incoming frame to the caller waiting for its id.
-///
-/// Replies read together wake their callers together. When more than
-/// [`HOLD_AT`] came in one read, the requests those callers make next are
-/// held (see [`Outbound::hold`]) until they have run, and go out in one
-/// write: with many calls in flight, one write per batch instead of one per
-/// call. Fewer replies hold nothing back.
-async fn read_responses(
-    mut frames: FramedRead<ReadHalf, wasmrpc_protocol::FrameCodec>,
-    inbound: Arc<Inbound>,
-    tx: Arc<Outbound>,
-    addr: String,
-) {
-    // However this task ends (even aborted), dropping the hold ends it.
-    let mut hold = None;
-    let reason = loop {
-        if hold.is_some() && !frames.decoder().holds_frame(frames.read_buffer()) {
-            // The batch is delivered: let the woken callers run, then send
-            // what they asked for at once.
-            tokio::task::yield_now().await;
-            hold = None;
-        }
-        let body = match frames.next().await {
-            Some(Ok(body)) => body,
-            Some(Err(error)) => break format!("connection to `{addr}` failed: {error}"),
-            None => break format!("connection to `{addr}` closed by the host"),
-        };
-        inbound.received.fetch_add(1, Ordering::Relaxed);
-        let (id, response) = match decode_message(&body) {
-            Ok(Message::Reply(reply)) => (reply.id, Response::Value(reply.value)),
-            Ok(Message::Error(error)) => match error.id {
-                Some(id) => (id, Response::Error(error.into_call_error())),
-                None => {
-                    break format!(
-                        "host `{addr}` closed the connection: {}: {}",
-                        error.code, error.message
-                    );
+        avoid: &[usize],
+        context: &CallContext,
+    ) -> Result<(usize, Connection), CallError> {
+        let mut changed = self.inner.shared.changed.subscribe();
+        loop {
+            changed.borrow_and_update();
+            let mut best: Option<((u8, Duration), usize, Connection)> = None;
+            let mut connecting = false;
+            for (index, host) in self.inner.hosts.iter().enumerate() {
+                let state = host.state();
+                connecting |= state.connecting;
+                if avoid.contains(&index) {
+                    continue;
                 }
-            },
-            Ok(Message::Catalog(catalog)) => (catalog.id, Response::Catalog(catalog.functions)),
-            Ok(Message::Pong(pong)) => (pong.nonce, Response::Pong),
-            Ok(Message::CatalogUpdate(update)) => {
-                inbound
-                    .catalog
-                    .send_replace(Some(Arc::new(update.functions)));
-                continue;
+                let Some(connection) = &state.connection else {
+                    continue;
+                };
+                if !connection.accepting() {
+                    continue;
+                }
+                let rank = (host.tier, state.rtt.unwrap_or(Duration::MAX));
+                if best.as_ref().is_none_or(|(better, ..)| rank < *better) {
+                    best = Some((rank, index, connection.clone()));
+                }
             }
-            Ok(Message::Drain(drain)) => {
-                *inbound.closed.lock().expect("client lock") = Some(CallError::new(
-                    ErrorCode::Unavailable,
-                    Processed::No,
-                    format!("host `{addr}` is draining: {}", drain.message),
-                ));
-                continue;
+            if let Some((_, index, connection)) = best {
+                return Ok((index, connection));
             }
-            Ok(other) => break format!("host `{addr}` sent an unexpected `{}`", other.kind()),
-            Err(error) => break format!("host `{addr}` sent a bad frame: {error}"),
-        };
-        if hold.is_none() && frames.decoder().frames_held(frames.read_buffer(), HOLD_AT) >= HOLD_AT
-        {
-            hold = Some(tx.hold());
+            if !connecting && avoid.is_empty() {
+                return Err(self.no_host());
+            }
+            if !connecting {
+                // Only hosts already tried are usable: go back to them.
+                return Box::pin(self.connection(&[], context)).await;
+            }
+            tokio::select! {
+                result = changed.changed() => if result.is_err() {
+                    return Err(self.no_host());
+                },
+                () = tokio::time::sleep_until(context.deadline) => {
+                    return Err(CallError::new(
+                        ErrorCode::DeadlineExceeded,
+                        Processed::No,
+                        format!("deadline passed while connecting: {}", self.no_host().message),
+                    ));
+                }
+                () = context.cancel.cancelled() => return Err(CallError::cancelled(Processed::No)),
+            }
         }
-        let waiter = inbound.waiting.lock().expect("client lock").remove(&id);
-        if let Some(waiter) = waiter {
-            let _ = waiter.send(response);
-        }
-    };
-    tracing::debug!("{reason}");
-    let mut closed = inbound.closed.lock().expect("client lock");
-    if closed.is_none() {
-        *closed = Some(CallError::new(
-            ErrorCode::Unavailable,
-            Processed::Maybe,
-            reason,
-        ));
     }
-    drop(closed);
-    // Dropping the senders wakes every waiter with "connection lost".
-    inbound.waiting.lock().expect("client lock").clear();
-    inbound.ended.cancel();
+
+    /// Why no host can take a call (`processed: no`): a lone host's own
+    /// error (so a refused handshake keeps its code, `unauthenticated` say);
+    /// for several, `unavailable` with each host's reason, or their common
+    /// code when they all give the same one.
+    fn no_host(&self) -> CallError {
+        let errors: Vec<CallError> = self
+            .inner
+            .hosts
+            .iter()
+            .map(|host| {
+                let state = host.state();
+                match (&state.connection, &state.error) {
+                    (Some(connection), _) => CallError::new(
+                        ErrorCode::Unavailable,
+                        Processed::No,
+                        connection
+                            .stop_reason()
+                            .unwrap_or_else(|| format!("`{}` is draining", host.addr)),
+                    ),
+                    (None, Some(error)) => error.clone(),
+                    (None, None) => CallError::new(
+                        ErrorCode::Unavailable,
+                        Processed::No,
+                        format!("`{}`: still connecting", host.addr),
+                    ),
+                }
+            })
+            .collect();
+        if let [one] = errors.as_slice() {
+            return CallError::new(one.code, Processed::No, one.message.clone());
+        }
+        let code = match errors.first() {
+            Some(first) if errors.iter().all(|e| e.code == first.code) => first.code,
+            _ => ErrorCode::Unavailable,
+        };
+        let reasons: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
+        CallError::new(
+            code,
+            Processed::No,
+            format!("no host can take the call: {}", reasons.join("; ")),
+        )
+    }
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("hosts", &self.hosts())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Host {
+    fn state(&self) -> std::sync::MutexGuard<'_, HostState> {
+        self.state.lock().expect("client lock")
+    }
+}
+
+/// Weight of a new ping's round trip in the smoothed one.
+const RTT_WEIGHT: f64 = 0.3;
+
+/// Keeps `host` connected until `stop`: connects, learns the catalog's
+/// idempotent functions, pings every probe interval, and when the
+/// connection stops taking calls (drain, loss, a ping left unanswered),
+/// takes it out of use and connects again after a jittered backoff.
+async fn look_after(host: Arc<Host>, shared: Arc<Shared>, stop: CancellationToken) {
+    let options = &shared.options;
+    // Consecutive failures: connection attempts that failed, and
+    // connections that ended before a ping had been answered.
+    let mut failures: u32 = 0;
+    loop {
+        host.state().connecting = true;
+        let connected = tokio::select! {
+            connected = Connection::connect_with(host.addr.as_str(), options.clone()) => connected,
+            () = stop.cancelled() => return,
+        };
+        let connection = match connected {
+            Ok(connection) => connection,
+            Err(error) => {
+                failures = failures.saturating_add(1);
+                {
+                    let mut state = host.state();
+                    state.connecting = false;
+                    state.attempts += 1;
+                    state.error = Some(error);
+                }
+                shared.changed.send_modify(|n| *n += 1);
+                if wait(reconnect_backoff(options, failures), &stop).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        tracing::debug!(host = %host.addr, "connected");
+        let idempotent: Vec<String> = match connection.list().await {
+            Ok(catalog) => catalog
+                .into_iter()
+                .filter(|f| f.idempotent)
+                .map(|f| f.name)
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        if !idempotent.is_empty() {
+            shared
+                .idempotent
+                .write()
+                .expect("client lock")
+                .extend(idempotent);
+        }
+        {
+            let mut state = host.state();
+            state.connection = Some(connection.clone());
+            state.connecting = false;
+            state.attempts += 1;
+            state.error = None;
+        }
+        shared.changed.send_modify(|n| *n += 1);
+        let reason = probe(&host, &connection, options, &stop, &mut failures).await;
+        {
+            let mut state = host.state();
+            state.connection = None;
+            state.error = Some(CallError::new(
+                ErrorCode::Unavailable,
+                Processed::No,
+                reason.clone(),
+            ));
+        }
+        shared.changed.send_modify(|n| *n += 1);
+        tracing::debug!(host = %host.addr, "out of use: {reason}");
+        if stop.is_cancelled() {
+            return;
+        }
+        failures = failures.saturating_add(1);
+        if wait(reconnect_backoff(options, failures), &stop).await {
+            return;
+        }
+    }
+}
+
+/// Pings `connection` every probe interval until it stops taking calls;
+/// returns why. A ping answered resets `failures`.
+async fn probe(
+    host: &Host,
+    connection: &Connection,
+    options: &ClientOptions,
+    stop: &CancellationToken,
+    failures: &mut u32,
+) -> String {
+    // A host that leaves a ping unanswered this long is taken out of use
+    // (calls in flight on it still get their answers if it comes back).
+    let silence = (options.probe_interval * 3).max(Duration::from_secs(1));
+    let mut next = Instant::now();
+    loop {
+        tokio::select! {
+            () = connection.stopped() => {
+                return connection
+                    .stop_reason()
+                    .unwrap_or_else(|| format!("connection to `{}` ended", host.addr));
+            }
+            () = stop.cancelled() => return "client closed".into(),
+            () = tokio::time::sleep_until(next) => {}
+        }
+        match tokio::time::timeout(silence, connection.ping()).await {
+            Ok(Ok(rtt)) => {
+                *failures = 0;
+                let mut state = host.state();
+                state.rtt = Some(match state.rtt {
+                    Some(old) => old.mul_f64(1.0 - RTT_WEIGHT) + rtt.mul_f64(RTT_WEIGHT),
+                    None => rtt,
+                });
+            }
+            Ok(Err(error)) if !connection.accepting() => {
+                return connection.stop_reason().unwrap_or(error.message);
+            }
+            Ok(Err(error)) => return error.message,
+            Err(_) => return format!("`{}` left a ping unanswered for {silence:?}", host.addr),
+        }
+        next = Instant::now() + options.probe_interval;
+    }
+}
+
+/// The wait before reconnection attempt `failures` (from 1): from
+/// `reconnect_min`, doubling up to `reconnect_max`, drawn from half to all
+/// of it.
+fn reconnect_backoff(options: &ClientOptions, failures: u32) -> Duration {
+    let exponential = options
+        .reconnect_min
+        .saturating_mul(1 << failures.saturating_sub(1).min(16));
+    exponential
+        .min(options.reconnect_max)
+        .mul_f64(0.5 + fastrand::f64() * 0.5)
+}
+
+/// Sleeps `duration`; true if `stop` fired first.
+async fn wait(duration: Duration, stop: &CancellationToken) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(duration) => false,
+        () = stop.cancelled() => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnect_backoff_doubles_within_its_bounds_and_is_jittered() {
+        let options = ClientOptions::default();
+        for failures in 1..40 {
+            let full = options
+                .reconnect_min
+                .saturating_mul(1 << (failures - 1).min(16))
+                .min(options.reconnect_max);
+            let wait = reconnect_backoff(&options, failures);
+            assert!(
+                wait >= full / 2 && wait <= full,
+                "{failures}: {wait:?} of {full:?}"
+            );
+        }
+        assert_eq!(
+            options
+                .reconnect_min
+                .saturating_mul(1 << 7)
+                .min(options.reconnect_max),
+            options.reconnect_max
+        );
+        let waits: HashSet<Duration> = (0..20).map(|_| reconnect_backoff(&options, 3)).collect();
+        assert!(waits.len() > 1, "jittered: {waits:?}");
+    }
 }

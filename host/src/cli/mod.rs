@@ -97,19 +97,36 @@ enum Command {
     Certs(certs::CertsArgs),
 }
 
-/// How `call` and `list` reach a host: its address, TLS and token.
+/// How `call` and `list` reach the hosts: their addresses, TLS and token.
 #[derive(Debug, clap::Args)]
 struct Connect {
-    /// Host to connect to.
-    #[arg(long, env = "WASMRPC_HOST", default_value = "127.0.0.1:7101")]
-    host: String,
+    /// Host to connect to; repeat for several: calls go to the one with the
+    /// shortest round trip, and to another when it fails or drains.
+    /// Default: 127.0.0.1:7101.
+    #[arg(
+        long = "host",
+        value_name = "ADDR",
+        env = "WASMRPC_HOST",
+        value_delimiter = ',',
+        conflicts_with = "config"
+    )]
+    hosts: Vec<String>,
+    /// Connect to the hosts of this regions file instead (those of
+    /// `--region` first); its `[tls]` CA is trusted unless `--ca` is given.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// With `--config`: the region whose hosts to prefer; the others take
+    /// calls only while none of it can.
+    #[arg(long, requires = "config")]
+    region: Option<String>,
     /// Connect with TLS, trusting this CA certificate (PEM): the cluster CA
-    /// of the hosts' `[tls]` table. Without it the connection is plaintext,
-    /// which hosts accept on loopback only.
+    /// of the hosts' `[tls]` table. Without it (and without a `--config`
+    /// with a `[tls]` table) the connection is plaintext, which hosts accept
+    /// on loopback only.
     #[arg(long, env = "WASMRPC_CA")]
     ca: Option<PathBuf>,
-    /// The name the host's certificate must carry; default: the IP address
-    /// of `--host`.
+    /// The name the hosts' certificates must carry; default: each host's IP
+    /// address.
     #[arg(long, requires = "ca")]
     tls_server_name: Option<String>,
     /// The bearer token to present, for hosts with an access file. Prefer
@@ -134,7 +151,13 @@ impl Connect {
             }
             options.tls = Some(tls);
         }
-        Client::connect_with(self.host.as_str(), options).await
+        if let Some(config) = &self.config {
+            return Client::connect_region(config, self.region.as_deref(), options).await;
+        }
+        if self.hosts.is_empty() {
+            return Client::connect_with("127.0.0.1:7101", options).await;
+        }
+        Client::connect_any(&self.hosts, options).await
     }
 }
 
@@ -145,6 +168,12 @@ struct CallArgs {
     /// The call's deadline, e.g. `200ms`, `5s`.
     #[arg(long, value_parser = humantime::parse_duration)]
     timeout: Option<Duration>,
+    /// The function is safe to run more than once: a call lost with its
+    /// host's connection is tried again on another host. Without it, such a
+    /// call fails with `processed: maybe` (unless the hosts' catalog marks
+    /// the function idempotent).
+    #[arg(long)]
+    idempotent: bool,
     /// `plugin.function` or `plugin.interface.function`.
     function: String,
     /// Arguments, one JSON value each.
@@ -296,9 +325,12 @@ async fn run_call(args: CallArgs) -> anyhow::Result<ExitCode> {
         let client = args.connect.client().await?;
         let options = CallOptions {
             timeout: args.timeout,
+            idempotent: args.idempotent,
             ..CallOptions::default()
         };
-        client.call_with(&args.function, values, options).await
+        client
+            .call_value_with(&args.function, values, options)
+            .await
     }
     .await;
     match result {

@@ -16,7 +16,7 @@ use futures::stream::FuturesUnordered;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::net::{Client, ClientOptions};
+use crate::net::{ClientOptions, Connection};
 use crate::protocol::{CallError, ErrorCode, FunctionInfo, Processed, Role};
 use crate::service::CallContext;
 use crate::tls::Tls;
@@ -68,7 +68,7 @@ impl PeerConfig {
     }
 }
 
-/// What a [`Peer`] needs of its connection: a [`Client`] in a host, a fake in
+/// What a [`Peer`] needs of its connection: a [`Connection`] in a host, a fake in
 /// the router's tests.
 pub trait Link: Send + Sync + 'static {
     /// Makes one call over the link. Dropping the future cancels the call on
@@ -81,7 +81,7 @@ pub trait Link: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Value, CallError>>;
 }
 
-impl Link for Client {
+impl Link for Connection {
     fn call<'a>(
         &'a self,
         function: &'a str,
@@ -652,7 +652,7 @@ async fn maintain(peer: Arc<Peer>, options: ClientOptions, config: PeerConfig) {
             options.tls = Some(tls.current().peer_client(&peer.region));
         }
         let connected = tokio::select! {
-            connected = Client::connect_with(peer.addr.as_str(), options) => connected,
+            connected = Connection::connect_with(peer.addr.as_str(), options) => connected,
             () = shutdown.cancelled() => return,
         };
         match connected {
@@ -690,7 +690,12 @@ async fn maintain(peer: Arc<Peer>, options: ClientOptions, config: PeerConfig) {
 /// Pings go out every `ping_interval` without waiting for each other. Any
 /// frame from the peer (a pong, a reply, a catalog push) shows it is alive;
 /// `missed_pings` intervals in a row with nothing at all declare it dead.
-async fn follow(peer: &Peer, client: Client, config: &PeerConfig, shutdown: &CancellationToken) {
+async fn follow(
+    peer: &Peer,
+    client: Connection,
+    config: &PeerConfig,
+    shutdown: &CancellationToken,
+) {
     let mut updates = client.catalog_updates();
     peer.link_up(Arc::new(client.clone()));
     tracing::info!(peer = %peer.addr, region = %peer.region, "linked to peer");
