@@ -9,21 +9,9 @@ use ciborium::Value;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use wasmrpc::{ErrorCode, Processed};
+use wasmrpc_client::Client;
 use wasmrpc_client::typed::{from_value, to_args};
-use wasmrpc_client::{CallError, Client};
 use wasmrpc_tests::{HostProcess, assert_call_error, cbor};
-
-/// A typed call: `args` serialized to the argument list, the answer read
-/// into `R`.
-async fn call<A: Serialize, R: DeserializeOwned>(
-    client: &Client,
-    function: &str,
-    args: A,
-) -> Result<R, CallError> {
-    let args = to_args(&args).expect("arguments serialize");
-    let value = client.call(function, args).await?;
-    Ok(from_value(value).expect("the answer reads back"))
-}
 
 /// `greeter.echo.echo-<family>(value)` answers `value` itself.
 async fn echo<T: Serialize + DeserializeOwned + PartialEq + Debug>(
@@ -32,7 +20,8 @@ async fn echo<T: Serialize + DeserializeOwned + PartialEq + Debug>(
     value: T,
 ) {
     let function = format!("greeter.echo.echo-{family}");
-    let answer: T = call(client, &function, (&value,))
+    let answer: T = client
+        .call(&function, (&value,))
         .await
         .unwrap_or_else(|e| panic!("{function}({value:?}) failed: {e}"));
     assert_eq!(answer, value, "{function}");
@@ -223,48 +212,53 @@ async fn host_normalized_answers_read_back_as_the_values_they_stand_for() {
     let args = to_args(&(Payload::None,)).unwrap();
     assert_eq!(args, vec![Value::Text("none".into())]);
     let raw = client
-        .call("greeter.echo.echo-variant", args.clone())
+        .call_value("greeter.echo.echo-variant", args.clone())
         .await
         .unwrap();
     assert_eq!(raw, cbor("{\"none\": null}"));
     assert_eq!(from_value::<Payload>(raw).unwrap(), Payload::None);
 
     // Flags in any order come back in declaration order.
-    let flags: Vec<Perm> = call(
-        &client,
-        "greeter.echo.echo-flags",
-        (vec![Perm::Exec, Perm::Read, Perm::Exec],),
-    )
-    .await
-    .unwrap();
+    let flags: Vec<Perm> = client
+        .call(
+            "greeter.echo.echo-flags",
+            (vec![Perm::Exec, Perm::Read, Perm::Exec],),
+        )
+        .await
+        .unwrap();
     assert_eq!(flags, vec![Perm::Read, Perm::Exec]);
 
     // f32 rounds: 0.1 as f64 comes back as the nearest f32, and an
     // integer argument comes back as a float.
-    let rounded: f64 = call(&client, "greeter.echo.echo-f32", (0.1f64,))
+    let rounded: f64 = client
+        .call("greeter.echo.echo-f32", (0.1f64,))
         .await
         .unwrap();
     assert_eq!(rounded, 0.10000000149011612);
-    let rounded: f32 = call(&client, "greeter.echo.echo-f32", (0.1f64,))
+    let rounded: f32 = client
+        .call("greeter.echo.echo-f32", (0.1f64,))
         .await
         .unwrap();
     assert_eq!(rounded, 0.1f32);
-    let rounded: f64 = call(&client, "greeter.echo.echo-f32", (16777217u32,))
+    let rounded: f64 = client
+        .call("greeter.echo.echo-f32", (16777217u32,))
         .await
         .unwrap();
     assert_eq!(rounded, 16777216.0);
-    let whole: f64 = call(&client, "greeter.echo.echo-f64", (3i64,))
-        .await
-        .unwrap();
+    let whole: f64 = client.call("greeter.echo.echo-f64", (3i64,)).await.unwrap();
     assert_eq!(whole, 3.0);
 
     // A list<u8> goes as a byte string and comes back as one; an array of
     // wider integers is accepted too, and reads back into a Vec<u8>.
     let args = to_args(&(vec![9u8, 8, 7],)).unwrap();
     assert_eq!(args, vec![Value::Bytes(vec![9, 8, 7])]);
-    let raw = client.call("greeter.echo.echo-bytes", args).await.unwrap();
+    let raw = client
+        .call_value("greeter.echo.echo-bytes", args)
+        .await
+        .unwrap();
     assert_eq!(raw, Value::Bytes(vec![9, 8, 7]));
-    let bytes: Vec<u8> = call(&client, "greeter.echo.echo-bytes", (vec![1u16, 255],))
+    let bytes: Vec<u8> = client
+        .call("greeter.echo.echo-bytes", (vec![1u16, 255],))
         .await
         .unwrap();
     assert_eq!(bytes, vec![1, 255]);
@@ -278,7 +272,7 @@ async fn host_normalized_answers_read_back_as_the_values_they_stand_for() {
         let args = to_args(&(option,)).unwrap();
         assert_eq!(args, vec![cbor(wire)], "{option:?}");
         let raw = client
-            .call("greeter.echo.echo-nested-option", args)
+            .call_value("greeter.echo.echo-nested-option", args)
             .await
             .unwrap();
         assert_eq!(raw, cbor(wire), "{option:?}");
@@ -286,15 +280,15 @@ async fn host_normalized_answers_read_back_as_the_values_they_stand_for() {
     }
 
     // Untyped values pass through the typed path unchanged.
-    let raw: Value = call(
-        &client,
-        "greeter.echo.echo-record",
-        vec![cbor(
-            "{\"name\": \"Ada\", \"age\": 36, \"nick-name\": null}",
-        )],
-    )
-    .await
-    .unwrap();
+    let raw: Value = client
+        .call(
+            "greeter.echo.echo-record",
+            vec![cbor(
+                "{\"name\": \"Ada\", \"age\": 36, \"nick-name\": null}",
+            )],
+        )
+        .await
+        .unwrap();
     assert_eq!(
         raw,
         cbor("{\"name\": \"Ada\", \"age\": 36, \"nick-name\": null}")
@@ -308,38 +302,30 @@ async fn host_normalized_answers_read_back_as_the_values_they_stand_for() {
 async fn results_go_as_ok_or_err_and_errors_decode_from_the_detail() {
     let host = HostProcess::start(&["greeter"]);
     let client = host.client().await;
-    let fine: String = call(&client, "greeter.echo.echo-result", (Ok::<_, u32>("fine"),))
+    let fine: String = client
+        .call("greeter.echo.echo-result", (Ok::<_, u32>("fine"),))
         .await
         .unwrap();
     assert_eq!(fine, "fine");
 
     let err = assert_call_error(
-        call::<_, String>(
-            &client,
-            "greeter.echo.echo-result",
-            (Err::<String, _>(7u32),),
-        )
-        .await,
+        client
+            .call::<_, String>("greeter.echo.echo-result", (Err::<String, _>(7u32),))
+            .await,
         ErrorCode::HandlerError,
         Processed::Yes,
         "7",
     );
     assert_eq!(from_value::<u32>(err.detail.unwrap()).unwrap(), 7);
 
-    let () = call(
-        &client,
-        "greeter.echo.echo-unit-result",
-        (Ok::<(), ()>(()),),
-    )
-    .await
-    .unwrap();
+    let () = client
+        .call("greeter.echo.echo-unit-result", (Ok::<(), ()>(()),))
+        .await
+        .unwrap();
     let err = assert_call_error(
-        call::<_, ()>(
-            &client,
-            "greeter.echo.echo-unit-result",
-            (Err::<(), ()>(()),),
-        )
-        .await,
+        client
+            .call::<_, ()>("greeter.echo.echo-unit-result", (Err::<(), ()>(()),))
+            .await,
         ErrorCode::HandlerError,
         Processed::Yes,
         "`greeter.echo.echo-unit-result` returned an error",
@@ -356,24 +342,20 @@ async fn greeter_functions_take_and_answer_serde_types() {
         (None, Language::French, "Bonjour, Ada!"),
         (None, Language::Spanish, "Hola, Ada!"),
     ] {
-        let greeting: String = call(&client, "greeter.greet", ("Ada", title, lang))
+        let greeting: String = client
+            .call("greeter.greet", ("Ada", title, lang))
             .await
             .unwrap();
         assert_eq!(greeting, expected);
     }
 
     let all = BTreeSet::from([Style::Shout, Style::Italic, Style::Bold]);
-    let decorated: String = call(&client, "greeter.decorate", ("hi", all))
+    let decorated: String = client.call("greeter.decorate", ("hi", all)).await.unwrap();
+    assert_eq!(decorated, "_**HI**_");
+    let plain: String = client
+        .call("greeter.decorate", ("hi", BTreeSet::<Style>::new()))
         .await
         .unwrap();
-    assert_eq!(decorated, "_**HI**_");
-    let plain: String = call(
-        &client,
-        "greeter.decorate",
-        ("hi", BTreeSet::<Style>::new()),
-    )
-    .await
-    .unwrap();
     assert_eq!(plain, "hi");
 
     for (shape, expected) in [
@@ -381,26 +363,30 @@ async fn greeter_functions_take_and_answer_serde_types() {
         (Shape::Point, 0.0),
         (Shape::Circle(1.0), std::f64::consts::PI),
     ] {
-        let area: f64 = call(&client, "greeter.area", (&shape,)).await.unwrap();
+        let area: f64 = client.call("greeter.area", (&shape,)).await.unwrap();
         assert_eq!(area, expected, "{shape:?}");
     }
 
-    let initial: Option<char> = call(&client, "greeter.initial", ("Zoë",)).await.unwrap();
+    let initial: Option<char> = client.call("greeter.initial", ("Zoë",)).await.unwrap();
     assert_eq!(initial, Some('Z'));
-    let initial: Option<char> = call(&client, "greeter.initial", ("",)).await.unwrap();
+    let initial: Option<char> = client.call("greeter.initial", ("",)).await.unwrap();
     assert_eq!(initial, None);
 
-    let (sum, reversed): (u32, Vec<u8>) = call(&client, "greeter.checksum", (vec![1u8, 2, 250],))
+    let (sum, reversed): (u32, Vec<u8>) = client
+        .call("greeter.checksum", (vec![1u8, 2, 250],))
         .await
         .unwrap();
     assert_eq!((sum, reversed), (253, vec![250, 2, 1]));
 
-    let framed: Vec<u8> = call(&client, "greeter.frame", ("né", vec![0u8, 255]))
+    let framed: Vec<u8> = client
+        .call("greeter.frame", ("né", vec![0u8, 255]))
         .await
         .unwrap();
     assert_eq!(framed, vec![b'n', 0xc3, 0xa9, b':', 0, 255]);
     let err = assert_call_error(
-        call::<_, Vec<u8>>(&client, "greeter.frame", ("x", Vec::<u8>::new())).await,
+        client
+            .call::<_, Vec<u8>>("greeter.frame", ("x", Vec::<u8>::new()))
+            .await,
         ErrorCode::HandlerError,
         Processed::Yes,
         "nothing to frame under `x`",
@@ -415,7 +401,8 @@ async fn greeter_functions_take_and_answer_serde_types() {
 async fn reserve_answers_a_record_and_its_errors_decode_into_a_rust_enum() {
     let host = HostProcess::start(&["inventory"]);
     let client = host.client().await;
-    let reservation: Reservation = call(&client, "inventory.stock.reserve", ("sku-1", 2u32))
+    let reservation: Reservation = client
+        .call("inventory.stock.reserve", ("sku-1", 2u32))
         .await
         .unwrap();
     assert_eq!(
@@ -448,7 +435,9 @@ async fn reserve_answers_a_record_and_its_errors_decode_into_a_rust_enum() {
         ),
     ] {
         let err = assert_call_error(
-            call::<_, Reservation>(&client, "inventory.stock.reserve", (sku, qty)).await,
+            client
+                .call::<_, Reservation>("inventory.stock.reserve", (sku, qty))
+                .await,
             ErrorCode::HandlerError,
             Processed::Yes,
             message,
@@ -481,7 +470,9 @@ async fn mismatched_types_fail_naming_where() {
         nick_name: None,
     };
     assert_call_error(
-        call::<_, Person>(&client, "greeter.echo.echo-record", (snake,)).await,
+        client
+            .call::<_, Person>("greeter.echo.echo-record", (snake,))
+            .await,
         ErrorCode::InvalidArgs,
         Processed::No,
         "parameter `v`: unknown field `nick_name`",
@@ -509,11 +500,31 @@ async fn mismatched_types_fail_naming_where() {
         "at [1].age: 200 is out of range for i8"
     );
     let raw = client
-        .call("greeter.echo.echo-u16", to_args(&(65535u16,)).unwrap())
+        .call_value("greeter.echo.echo-u16", to_args(&(65535u16,)).unwrap())
         .await
         .unwrap();
     assert_eq!(
         from_value::<u8>(raw).unwrap_err().to_string(),
         "65535 is out of range for u8"
+    );
+
+    // Through `Client::call`: an answer that does not fit is `internal`
+    // (the function ran)...
+    assert_call_error(
+        client
+            .call::<_, u8>("greeter.echo.echo-u16", (65535u16,))
+            .await,
+        ErrorCode::Internal,
+        Processed::Yes,
+        "the answer of `greeter.echo.echo-u16` does not fit the type asked for: \
+         65535 is out of range for u8",
+    );
+    // ...and arguments that are not a sequence are refused before sending.
+    assert_call_error(
+        client.call::<_, u16>("greeter.echo.echo-u16", 5u16).await,
+        ErrorCode::InvalidArgs,
+        Processed::No,
+        "cannot encode the arguments of `greeter.echo.echo-u16`: \
+         the arguments must be a sequence (a tuple, a Vec or `()`), got integer 5",
     );
 }
