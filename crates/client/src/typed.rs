@@ -118,6 +118,12 @@
 //!   values beyond its range.
 //! - **[`ciborium::Value`]** passes through both ways unchanged, so
 //!   `Vec<Value>` arguments and `Value` answers work as before.
+//! - **Buffered serde features.** `#[serde(flatten)]`, untagged and
+//!   internally tagged enums read through serde's own buffer of the value,
+//!   which knows nothing of the one-element array of a nested option: keep
+//!   `Option<Option<T>>` out of them. Everything else there works as above.
+//! - Types with a human-readable form (`std::net::IpAddr`, most date and
+//!   UUID types) use it, and map to `string`.
 //!
 //! Errors name where in the value they happened, as the host's do:
 //! ``at [1].age: expected an integer (u8), got text "x"``.
@@ -1551,6 +1557,12 @@ mod tests {
         assert_eq!(to_value(&'é').unwrap(), text("é"));
         assert_eq!(to_value("grüße").unwrap(), text("grüße"));
         assert_eq!(to_value(&()).unwrap(), Value::Null);
+        let localhost = std::net::IpAddr::from([127, 0, 0, 1]);
+        assert_eq!(to_value(&localhost).unwrap(), text("127.0.0.1"));
+        assert_eq!(
+            from_value::<std::net::IpAddr>(text("127.0.0.1")).unwrap(),
+            localhost
+        );
 
         assert!(!from_value::<bool>(Value::Bool(false)).unwrap());
         assert_eq!(from_value::<u64>(int(u64::MAX.into())).unwrap(), u64::MAX);
@@ -1863,6 +1875,29 @@ mod tests {
             )])),
             "at .team-lead.name: expected text, got integer 2"
         );
+    }
+
+    #[test]
+    fn flattened_fields_join_the_record() {
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        #[serde(rename_all = "kebab-case")]
+        struct Employee {
+            #[serde(flatten)]
+            person: Person,
+            badge_id: u32,
+        }
+        let employee = Employee {
+            person: person("Ada", 36, None),
+            badge_id: 7,
+        };
+        let value = map(&[
+            ("name", text("Ada")),
+            ("age", int(36)),
+            ("nick-name", Value::Null),
+            ("badge-id", int(7)),
+        ]);
+        assert_eq!(to_value(&employee).unwrap(), value);
+        assert_eq!(from_value::<Employee>(value).unwrap(), employee);
     }
 
     #[test]
