@@ -120,8 +120,10 @@
 //!   `Vec<Value>` arguments and `Value` answers work as before.
 //! - **Buffered serde features.** `#[serde(flatten)]`, untagged and
 //!   internally tagged enums read through serde's own buffer of the value,
-//!   which knows nothing of the one-element array of a nested option: keep
-//!   `Option<Option<T>>` out of them. Everything else there works as above.
+//!   which follows serde's generic rules instead of this mapping: inside
+//!   them, byte strings do not read into `Vec<u8>`, `{"ok": v}` does not
+//!   read into a `Result`, and nested options lose their array. Plain
+//!   records, strings, numbers and lists read as above.
 //! - Types with a human-readable form (`std::net::IpAddr`, most date and
 //!   UUID types) use it, and map to `string`.
 //!
