@@ -21,4 +21,5 @@ mod reload;
 mod security;
 mod shutdown;
 mod traces;
+mod typed;
 mod values;
