@@ -114,7 +114,7 @@ async fn wait_connected(client: &Client, addrs: &[String], connected: bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn calls_survive_a_killed_host_and_a_drained_one_under_load() {
     let cluster = one_region(2);
-    let mut hosts = vec![cluster.start("us-east", 0), cluster.start("us-east", 1)];
+    let mut hosts = [cluster.start("us-east", 0), cluster.start("us-east", 1)];
     let addrs: Vec<String> = hosts.iter().map(HostProcess::host_arg).collect();
     let client = Client::connect_any(&addrs, ClientOptions::default())
         .await
