@@ -322,7 +322,9 @@ class Connection:
                     processed="maybe",
                 ) from None
             except asyncio.CancelledError:
-                if cancellable and not future.done():
+                # Awaiting `future` cancelled it too: whether the answer
+                # came is whether the reader took the waiter out.
+                if cancellable and id_ in self._waiting:
                     self._cancel(id_)
                 raise
         finally:
