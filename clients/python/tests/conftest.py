@@ -24,8 +24,9 @@ import subprocess
 import threading
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -202,7 +203,9 @@ class Hosts:
                 install_guest(plugin, folder / "plugins" / name)
             (folder / "plugins" / name).mkdir(parents=True, exist_ok=True)
             addrs = ", ".join(f'"{free_addr()}"' for _ in range(count))
-            text += f'[[region]]\nname = "{name}"\nhosts = [{addrs}]\nplugins = "plugins/{name}"\n\n'
+            text += (
+                f'[[region]]\nname = "{name}"\nhosts = [{addrs}]\nplugins = "plugins/{name}"\n\n'
+            )
         text += routes
         path = folder / "regions.toml"
         path.write_text(text)

@@ -17,9 +17,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from conftest import eventually_async, run
 
 import wasmrpc
-from conftest import eventually_async, run
 from wasmrpc.errors import error_from_wire
 
 

@@ -14,8 +14,9 @@ import re
 import signal
 from collections import Counter
 
-import wasmrpc
 from conftest import eventually_async, region_hosts, run
+
+import wasmrpc
 
 WORK_MS = 20
 
@@ -88,7 +89,9 @@ def test_calls_prefer_their_region_and_fall_back_while_it_is_down(hosts):
 
 def test_killing_a_host_under_load_fails_no_idempotent_call_and_runs_none_twice(hosts):
     config = hosts.cluster({"r": (2, ["ledger"])})
-    pair = [hosts.start(region="r", listen=addr, config=config) for addr in region_hosts(config, "r")]
+    pair = [
+        hosts.start(region="r", listen=addr, config=config) for addr in region_hosts(config, "r")
+    ]
 
     async def main():
         async with await wasmrpc.connect_region(config, "r") as client:
@@ -125,7 +128,9 @@ def test_killing_a_host_under_load_fails_no_idempotent_call_and_runs_none_twice(
 
 def test_draining_a_host_under_load_fails_no_call(hosts):
     config = hosts.cluster({"r": (2, ["ledger"])})
-    pair = [hosts.start(region="r", listen=addr, config=config) for addr in region_hosts(config, "r")]
+    pair = [
+        hosts.start(region="r", listen=addr, config=config) for addr in region_hosts(config, "r")
+    ]
 
     async def main():
         async with await wasmrpc.connect_region(config, "r") as client:

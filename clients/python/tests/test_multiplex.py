@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from conftest import eventually_async, run
 
 import wasmrpc
-from conftest import eventually_async, run
 
 
 def test_hundreds_of_calls_in_flight_share_one_connection(hosts):

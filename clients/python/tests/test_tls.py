@@ -9,15 +9,13 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+from conftest import region_hosts, run, wasmrpc_bin
 
 import wasmrpc
-from conftest import region_hosts, run, wasmrpc_bin
 
 
 def cli(*args: str) -> str:
-    done = subprocess.run(
-        [str(wasmrpc_bin()), *args], capture_output=True, text=True, timeout=60
-    )
+    done = subprocess.run([str(wasmrpc_bin()), *args], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return done.stdout
 

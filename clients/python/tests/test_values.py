@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
+from conftest import run
 
 import wasmrpc
-from conftest import run
 
 RECORD = {"name": "Ada", "age": 36, "nick-name": "countess"}
 
@@ -102,7 +102,10 @@ def test_every_wit_type_family_round_trips_with_exact_values(hosts):
             # Functions of several parameters, computing exact answers.
             assert await client.call("greeter.greet", "Ada", "Dr.", "english") == "Hello, Dr. Ada!"
             assert await client.call("greeter.greet", "Ada", None, "french") == "Bonjour, Ada!"
-            assert await client.call("greeter.decorate", "hi", ["bold", "italic", "shout"]) == "_**HI**_"
+            assert (
+                await client.call("greeter.decorate", "hi", ["bold", "italic", "shout"])
+                == "_**HI**_"
+            )
             assert await client.call("greeter.area", {"rectangle": [2, 3.5]}) == 7.0
             assert await client.call("greeter.area", "point") == 0.0
             assert await client.call("greeter.initial", "") is None
@@ -118,7 +121,11 @@ def test_result_errors_carry_the_decoded_error_value(hosts):
         async with await wasmrpc.connect(host.addr) as client:
             with pytest.raises(wasmrpc.HandlerError) as caught:
                 await client.call("greeter.echo.echo-result", {"err": 7})
-            assert (caught.value.message, caught.value.detail, caught.value.processed) == ("7", 7, "yes")
+            assert (caught.value.message, caught.value.detail, caught.value.processed) == (
+                "7",
+                7,
+                "yes",
+            )
             assert caught.value.region == "test"
 
             with pytest.raises(wasmrpc.HandlerError) as caught:
@@ -199,7 +206,9 @@ def test_invalid_arguments_are_refused_by_the_host_naming_the_parameter(hosts):
             with pytest.raises(wasmrpc.InvalidArgs) as caught:
                 await client.call("greeter.echo.echo-string", object())
             assert caught.value.processed == "no" and caught.value.region is None
-            assert caught.value.message.startswith("cannot send the request: cannot encode the call")
+            assert caught.value.message.startswith(
+                "cannot send the request: cannot encode the call"
+            )
             assert await client.call("math.add", 2, 3) == 5
 
     run(main())

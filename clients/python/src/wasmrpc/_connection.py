@@ -13,7 +13,8 @@ import ipaddress
 import math
 import socket
 import ssl
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import _wire
 from .errors import (
@@ -191,7 +192,7 @@ class Connection:
 
         try:
             return await asyncio.wait_for(handshake(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise unavailable(f"no answer within {timeout}s") from None
 
     @property
@@ -226,11 +227,11 @@ class Connection:
         """
         loop = asyncio.get_running_loop()
         if self._refusal is not None:
-            raise self._copy_refusal("no")
+            raise self.refusal("no")
         if self._slots.locked():
             try:
                 await asyncio.wait_for(self._slots.acquire(), deadline - loop.time())
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise DeadlineExceeded(
                     "deadline passed while waiting for a free call slot "
                     "(the host's in-flight limit)",
@@ -240,7 +241,7 @@ class Connection:
             await self._slots.acquire()
         try:
             if self._refusal is not None:
-                raise self._copy_refusal("no")
+                raise self.refusal("no")
             id_ = self._take_id()
             remaining = max(0.0, deadline - loop.time())
             body: dict[str, Any] = {
@@ -270,7 +271,7 @@ class Connection:
     async def list(self, timeout: float) -> list[dict[str, Any]]:
         """The host's catalog: one dict per function (name, signature, regions, idempotent)."""
         if self.ended.is_set():
-            raise self._copy_refusal("no")
+            raise self.refusal("no")
         id_ = self._take_id()
         kind, fields = await self._request(
             id_, _wire.encode("list", {"id": id_}, self._max_frame), timeout, cancellable=False
@@ -285,12 +286,15 @@ class Connection:
     async def ping(self, timeout: float) -> float:
         """One round trip to the host, in seconds."""
         if self.ended.is_set():
-            raise self._copy_refusal("no")
+            raise self.refusal("no")
         loop = asyncio.get_running_loop()
         nonce = self._take_id()
         start = loop.time()
         await self._request(
-            nonce, _wire.encode("ping", {"nonce": nonce}, self._max_frame), timeout, cancellable=False
+            nonce,
+            _wire.encode("ping", {"nonce": nonce}, self._max_frame),
+            timeout,
+            cancellable=False,
         )
         return loop.time() - start
 
@@ -299,7 +303,7 @@ class Connection:
     ) -> tuple[str, dict[str, Any]]:
         """Writes ``frame`` and waits up to ``wait`` seconds for the answer with ``id_``."""
         if self.ended.is_set():
-            raise self._copy_refusal("no")
+            raise self.refusal("no")
         future: asyncio.Future[tuple[str, dict[str, Any]]] = (
             asyncio.get_running_loop().create_future()
         )
@@ -338,7 +342,9 @@ class Connection:
             except (OSError, RuntimeError):
                 pass
 
-    def _copy_refusal(self, processed: str) -> CallError:
+    def refusal(self, processed: str) -> CallError:
+        """Why the connection takes no new calls (draining, or ended), as an
+        error with ``processed``."""
         refusal = self._refusal or Unavailable(
             f"connection to `{self.addr}` lost", processed=processed
         )
@@ -380,7 +386,9 @@ class Connection:
                     )
                     break
         except asyncio.IncompleteReadError:
-            reason = Unavailable(f"connection to `{self.addr}` closed by the host", processed="maybe")
+            reason = Unavailable(
+                f"connection to `{self.addr}` closed by the host", processed="maybe"
+            )
         except _wire.FrameError as e:
             reason = Unavailable(f"host `{self.addr}` sent a bad frame: {e}", processed="maybe")
         except (OSError, ssl.SSLError) as e:
@@ -446,7 +454,7 @@ class Connection:
             try:
                 self._writer.write_eof()
                 await asyncio.wait_for(asyncio.shield(self.ended.wait()), CLOSE_GRACE)
-            except (OSError, asyncio.TimeoutError):
+            except (TimeoutError, OSError):
                 pass
         if not self.ended.is_set():
             self._task.cancel()
@@ -456,5 +464,5 @@ class Connection:
                 pass
         try:
             await asyncio.wait_for(self._writer.wait_closed(), CLOSE_GRACE)
-        except (OSError, asyncio.TimeoutError, ssl.SSLError):
+        except (TimeoutError, OSError, ssl.SSLError):
             pass

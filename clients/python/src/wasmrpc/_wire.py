@@ -37,15 +37,13 @@ def encode(kind: str, body: dict[str, Any], max_frame: int = MAX_FRAME) -> bytes
     except (cbor2.CBOREncodeError, TypeError, ValueError) as e:
         raise FrameError(f"cannot encode the {kind} as CBOR: {e}") from None
     if len(payload) > max_frame:
-        raise FrameError(
-            f"frame of {len(payload)} bytes exceeds the limit of {max_frame} bytes"
-        )
+        raise FrameError(f"frame of {len(payload)} bytes exceeds the limit of {max_frame} bytes")
     return _LENGTH.pack(len(payload)) + payload
 
 
 def frame_length(prefix: bytes, max_frame: int = MAX_FRAME) -> int:
     """The body length a 4-byte prefix announces, checked against the limit."""
-    (n,) = _LENGTH.unpack(prefix)
+    n: int = _LENGTH.unpack(prefix)[0]
     if n == 0:
         raise FrameError("empty frame")
     if n > max_frame:

@@ -23,12 +23,14 @@ the call's answer and is raised as it is.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import os
 import random
 import ssl
 import tomllib
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from ._connection import Connection, split_addr
 from .errors import CallError, InvalidArgs, Unavailable
@@ -149,8 +151,10 @@ class Client:
         errors = [h.last_error for h in self._hosts if h.last_error is not None]
         if len(self._hosts) == 1 and errors:
             return errors[0]
-        if errors and all(type(e) is type(errors[0]) for e in errors) and not isinstance(
-            errors[0], Unavailable
+        if (
+            errors
+            and all(type(e) is type(errors[0]) for e in errors)
+            and not isinstance(errors[0], Unavailable)
         ):
             return type(errors[0])("; ".join(e.message for e in errors), processed="no")
         why = "; ".join(e.message for e in errors) or "no host given"
@@ -191,6 +195,8 @@ class Client:
             host.rtt = loop.time() - start
             host.next_ping = loop.time() + self._ping_interval
             conn.on_change = lambda c, host=host: self._on_change(host, c)
+            if conn.ended.is_set():
+                self._on_change(host, conn)
             if self._monitor is not None:
                 loop.create_task(self._load_catalog(conn))
         finally:
@@ -200,7 +206,7 @@ class Client:
     def _on_change(self, host: _Host, conn: Connection) -> None:
         if conn.ended.is_set() and host.conn is conn:
             host.conn = None
-            host.last_error = conn._copy_refusal("no")
+            host.last_error = conn.refusal("no")
             host.retry_at = asyncio.get_running_loop().time() + _jitter(RECONNECT_BASE)
         self._pulse()
 
@@ -267,17 +273,15 @@ class Client:
             if not any(h.connecting is not None for h in self._hosts):
                 draining = [h.conn for h in self._hosts if h.conn is not None and h.conn.draining]
                 if draining:
-                    raise draining[0]._copy_refusal("no")
+                    raise draining[0].refusal("no")
                 raise self._none_reachable()
             left = deadline - now
             if left <= 0:
-                raise Unavailable(
-                    "no host took the call before its deadline", processed="no"
-                )
+                raise Unavailable("no host took the call before its deadline", processed="no")
             changed = self._changed
             try:
                 await asyncio.wait_for(changed.wait(), min(left, TICK))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     # ---- the public API ----
@@ -328,14 +332,22 @@ class Client:
         avoid: set[str] = set()
         retried_maybe = 0
         attempt = 0
+        last: CallError | None = None
         while True:
-            host, conn = await self._pick(deadline, avoid)
+            try:
+                host, conn = await self._pick(deadline, avoid)
+            except CallError:
+                # A retry that finds no host: the attempt before may have run.
+                if last is not None and last.processed != "no":
+                    raise last from None
+                raise
             attempt += 1
             try:
                 return await conn.call(function, arguments, deadline, metadata)
             except CallError as error:
                 if attempt >= MAX_ATTEMPTS or not _retryable(error, idempotent):
                     raise
+                last = error
                 avoid.add(host.addr)
                 if error.processed == "maybe":
                     backoff = _jitter(min(RETRY_MAX, RETRY_BASE * 2**retried_maybe))
@@ -376,7 +388,7 @@ class Client:
                 if isinstance(f, dict)
             ]
 
-    def hosts(self) -> list[dict[str, Any]]:
+    def hosts(self) -> builtins.list[dict[str, Any]]:
         """What the client knows of each host: ``addr``, ``preferred``,
         ``connected``, ``draining``, ``region`` (from its hello) and ``rtt``
         (smoothed round-trip time in seconds, or ``None``)."""
@@ -435,7 +447,6 @@ async def connect(
     idempotent: Iterable[str] = (),
     connect_timeout: float = 5.0,
     ping_interval: float = 1.0,
-    _fallback: Sequence[str] = (),
 ) -> Client:
     """Connects to a host (``"127.0.0.1:7101"``) or several (a list of
     ``"host:port"``), and returns a :class:`Client` once one of them is
@@ -465,7 +476,30 @@ async def connect(
         ValueError: for an address without a port.
     """
     addrs = [addrs] if isinstance(addrs, str) else list(addrs)
-    hosts = [(a, True) for a in addrs] + [(a, False) for a in _fallback if a not in addrs]
+    return await _open(
+        [(a, True) for a in addrs],
+        ca=ca,
+        token=token,
+        server_name=server_name,
+        timeout=timeout,
+        idempotent=idempotent,
+        connect_timeout=connect_timeout,
+        ping_interval=ping_interval,
+    )
+
+
+async def _open(
+    hosts: Sequence[tuple[str, bool]],
+    *,
+    ca: str | os.PathLike[str] | None = None,
+    token: str | None = None,
+    server_name: str | None = None,
+    timeout: float = 5.0,
+    idempotent: Iterable[str] = (),
+    connect_timeout: float = 5.0,
+    ping_interval: float = 1.0,
+) -> Client:
+    """A client over ``hosts`` (address, preferred), connected to one of them."""
     for addr, _ in hosts:
         split_addr(addr)
     client = Client(
@@ -516,4 +550,5 @@ async def connect_region(
     others = [str(h) for r in regions if r.get("name") != region for h in r.get("hosts", [])]
     if ca is None and isinstance(topology.get("tls"), dict) and "ca" in topology["tls"]:
         ca = path.parent / topology["tls"]["ca"]
-    return await connect(preferred, ca=ca, _fallback=others, **options)
+    hosts = [(a, True) for a in preferred] + [(a, False) for a in others if a not in preferred]
+    return await _open(hosts, ca=ca, **options)

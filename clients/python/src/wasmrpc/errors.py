@@ -192,9 +192,7 @@ def error_from_wire(body: dict[str, Any]) -> CallError:
     message = body.get("message")
     processed = body.get("processed")
     if not isinstance(code, str) or not isinstance(message, str) or processed not in PROCESSED:
-        return ProtocolError(
-            f"the host sent a malformed error: {body!r}", processed="maybe"
-        )
+        return ProtocolError(f"the host sent a malformed error: {body!r}", processed="maybe")
     cls = error_class(code)
     region = body.get("region")
     return cls(
