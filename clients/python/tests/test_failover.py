@@ -157,3 +157,38 @@ def test_draining_a_host_under_load_fails_no_call(hosts):
     assert before > 10
     survivor = next(h for h in pair if h is not victim)
     assert survivor.log().count("ledger") > 20
+
+
+def test_calls_waiting_for_a_slot_on_a_host_that_dies_run_once_on_another(hosts):
+    # Two calls in flight per connection: the other four wait in the client.
+    config = hosts.cluster({"r": (2, ["ledger"])})
+    pair = [
+        hosts.start(region="r", listen=addr, config=config, args=["--max-in-flight", "2"])
+        for addr in region_hosts(config, "r")
+    ]
+
+    def running(host) -> float:
+        return host.metric("wasmrpc_instances_in_use", plugin="ledger")
+
+    async def main():
+        async with await wasmrpc.connect_region(config, "r") as client:
+            assert await eventually_async(lambda: all(h["connected"] for h in client.hosts()))
+            calls = [
+                asyncio.create_task(client.call("ledger.record", f"q{i}", 1000, timeout=10))
+                for i in range(6)
+            ]
+            assert await eventually_async(lambda: any(running(h) == 2 for h in pair))
+            victim = next(h for h in pair if running(h) == 2)
+            victim.kill()
+            return await asyncio.gather(*calls, return_exceptions=True), victim
+
+    answers, victim = run(main())
+    ran = executions(pair)
+    lost = [a for a in answers if isinstance(a, wasmrpc.CallError)]
+    # The two that were running are lost with the connection: maybe, not retried.
+    assert [(type(e), e.processed) for e in lost] == [(wasmrpc.Unavailable, "maybe")] * 2
+    # The four never written anywhere ran exactly once, on the survivor.
+    assert answers.count("r") == 4
+    for i, answer in enumerate(answers):
+        assert ran[("record", f"q{i}")] == (1 if answer == "r" else 0), (i, answer)
+    assert victim.log().count("recorded q") == 0
