@@ -15,6 +15,7 @@ a correct client:
 from __future__ import annotations
 
 import asyncio
+import signal
 
 import pytest
 from conftest import eventually_async, run
@@ -154,6 +155,34 @@ def test_a_host_dying_mid_call_gives_unavailable_maybe(hosts):
             with pytest.raises(wasmrpc.Unavailable) as caught:
                 await client.call("misbehave.busy", 1)
             assert caught.value.processed == "no"
+
+    run(main())
+
+
+def test_a_host_that_stops_answering_gives_a_local_deadline_exceeded_maybe(hosts):
+    host = hosts.start(["misbehave"])
+
+    async def main():
+        async with await wasmrpc.connect(host.addr) as client:
+            host.signal(signal.SIGSTOP)
+            try:
+                started = asyncio.get_running_loop().time()
+                with pytest.raises(wasmrpc.DeadlineExceeded) as caught:
+                    await client.call("misbehave.spin", timeout=0.3)
+                waited = asyncio.get_running_loop().time() - started
+            finally:
+                host.signal(signal.SIGCONT)
+            # The client's own verdict: the deadline plus its grace, no region.
+            assert (caught.value.processed, caught.value.region) == ("maybe", None)
+            assert caught.value.message == f"no answer from `{host.addr}` within 0.300s"
+            assert 0.8 <= waited < 1.5, waited
+            # ... and it cancelled the call, which the host sees once it runs again.
+            assert await eventually_async(
+                lambda: (
+                    host.metric("wasmrpc_calls_total", function="misbehave.spin", code="cancelled")
+                    == 1
+                )
+            ), host.metrics_text()
 
     run(main())
 
