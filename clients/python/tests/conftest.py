@@ -146,6 +146,19 @@ class Host:
     def signal(self, sig: int) -> None:
         self.proc.send_signal(sig)
 
+    def stop(self) -> None:
+        """SIGSTOP, then waits until every thread of the host is stopped."""
+        self.signal(signal.SIGSTOP)
+        tasks = Path(f"/proc/{self.proc.pid}/task")
+
+        def stopped() -> bool:
+            states = [
+                (t / "stat").read_text().rsplit(")", 1)[1].split()[0] for t in tasks.iterdir()
+            ]
+            return all(state in ("T", "t") for state in states)
+
+        assert eventually(stopped), "the host did not stop"
+
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
