@@ -38,7 +38,8 @@ def _env_path(name: str) -> Path:
     value = os.environ.get(name)
     if not value:
         pytest.fail(
-            f"{name} is not set: run these tests through `cargo test -p wasmrpc-tests --test e2e python`, "
+            f"{name} is not set: run these tests with "
+            "`cargo test -p wasmrpc-tests --test e2e python::`, "
             "or set WASMRPC_BIN and WASMRPC_GUESTS yourself",
             pytrace=False,
         )
@@ -128,6 +129,11 @@ class Host:
         assert self.admin, "started without an admin listener"
         with urllib.request.urlopen(f"http://{self.admin}/metrics", timeout=10) as r:
             return r.read().decode()
+
+    def metric_lines(self, word: str) -> str:
+        """The samples of `/metrics` that mention `word`, for failure messages."""
+        lines = self.metrics_text().splitlines()
+        return "\n".join(line for line in lines if word in line and not line.startswith("#"))
 
     def metric(self, name: str, **labels: str) -> float:
         """The sum of the samples of metric `name` whose labels include `labels`."""

@@ -102,7 +102,7 @@ def test_closing_the_client_cancels_calls_in_flight_on_the_host(hosts):
         busy = asyncio.create_task(client.call("misbehave.busy", 3000, timeout=10))
         assert await eventually_async(
             lambda: host.metric("wasmrpc_instances_in_use", plugin="misbehave") == 1
-        ), host.metrics_text()
+        ), host.metric_lines("misbehave")
         started = asyncio.get_running_loop().time()
         await client.close()
         with pytest.raises(wasmrpc.Cancelled) as caught:
@@ -182,7 +182,7 @@ def test_a_host_that_stops_answering_gives_a_local_deadline_exceeded_maybe(hosts
                     host.metric("wasmrpc_calls_total", function="misbehave.spin", code="cancelled")
                     == 1
                 )
-            ), host.metrics_text()
+            ), host.metric_lines("misbehave")
 
     run(main())
 

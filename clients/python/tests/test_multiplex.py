@@ -25,7 +25,7 @@ def test_hundreds_of_calls_in_flight_share_one_connection(hosts):
             assert await slow == 2500
 
         total = host.metric("wasmrpc_connections_total", role="client")
-        assert total == 1, host.metrics_text()
+        assert total == 1, host.metric_lines("connections")
         assert host.metric("wasmrpc_calls_total", function="math.add", code="ok") == 300
 
     run(main())
@@ -68,14 +68,14 @@ def test_cancelling_the_awaiting_task_cancels_the_call_on_the_host(hosts):
             spin = asyncio.create_task(client.call("misbehave.spin", timeout=20))
             assert await eventually_async(
                 lambda: host.metric("wasmrpc_instances_in_use", plugin="misbehave") == 1
-            ), host.metrics_text()
+            ), host.metric_lines("misbehave")
             spin.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await spin
             # The host got the `cancel`: it stopped the guest long before the
             # call's deadline, and counted the call as cancelled.
             assert await eventually_async(lambda: cancelled_on_host() == 1, timeout=3), (
-                host.metrics_text()
+                host.metric_lines("misbehave")
             )
             assert host.metric("wasmrpc_instances_in_use", plugin="misbehave") == 0
             # ... on the same connection, which keeps serving.
