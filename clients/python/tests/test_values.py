@@ -184,7 +184,8 @@ INVALID = [
     (
         "greeter.echo.echo-nested-option",
         [5],
-        "parameter `v`: expected null or an array of one element (some of an option), got integer 5",
+        "parameter `v`: expected null or an array of one element (some of an option), "
+        "got integer 5",
     ),
 ]
 
