@@ -99,7 +99,7 @@ def test_closing_the_client_cancels_calls_in_flight_on_the_host(hosts):
 
     async def main():
         client = await wasmrpc.connect(host.addr)
-        busy = asyncio.create_task(client.call("misbehave.busy", 3000, timeout=10))
+        busy = asyncio.create_task(client.call("misbehave.busy", 10_000, timeout=20))
         assert await eventually_async(
             lambda: host.metric("wasmrpc_instances_in_use", plugin="misbehave") == 1
         ), host.metric_lines("misbehave")
@@ -114,7 +114,8 @@ def test_closing_the_client_cancels_calls_in_flight_on_the_host(hosts):
             "maybe",
             "call cancelled: the caller closed its side of the connection",
         )
-        assert asyncio.get_running_loop().time() - started < 1.0
+        # Long before the call would have finished.
+        assert asyncio.get_running_loop().time() - started < 5.0
         with pytest.raises(wasmrpc.Unavailable) as caught:
             await client.call("misbehave.busy", 1)
         assert (caught.value.message, caught.value.processed) == ("the client is closed", "no")
@@ -175,7 +176,7 @@ def test_a_host_that_stops_answering_gives_a_local_deadline_exceeded_maybe(hosts
             # The client's own verdict: the deadline plus its grace, no region.
             assert (caught.value.processed, caught.value.region) == ("maybe", None)
             assert caught.value.message == f"no answer from `{host.addr}` within 0.300s"
-            assert 0.8 <= waited < 1.5, waited
+            assert 0.8 <= waited < 3.0, waited
             # ... and it cancelled the call, which the host sees once it runs again.
             assert await eventually_async(
                 lambda: (

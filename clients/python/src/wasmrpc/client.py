@@ -330,7 +330,7 @@ class Client:
             idempotent = function in self._idempotent or function in self._catalog_idempotent
         arguments = list(args)
         avoid: set[str] = set()
-        retried_maybe = 0
+        backoffs = 0
         attempt = 0
         last: CallError | None = None
         while True:
@@ -341,22 +341,27 @@ class Client:
                 if last is not None and last.processed != "no":
                     raise last from None
                 raise
+            # A call that may have run, or one going back to a host that
+            # failed it, waits a little first; one that certainly did not
+            # run goes to another host at once.
+            if last is not None and (last.processed != "no" or host.addr in avoid):
+                backoff = _jitter(min(RETRY_MAX, RETRY_BASE * 2**backoffs))
+                backoffs += 1
+                if backoff >= deadline - loop.time():
+                    raise last
+                await asyncio.sleep(backoff)
             attempt += 1
             try:
                 return await conn.call(function, arguments, deadline, metadata)
             except CallError as error:
-                if attempt >= MAX_ATTEMPTS or not _retryable(error, idempotent):
+                if (
+                    attempt >= MAX_ATTEMPTS
+                    or not _retryable(error, idempotent)
+                    or loop.time() >= deadline
+                ):
                     raise
                 last = error
                 avoid.add(host.addr)
-                if error.processed == "maybe":
-                    backoff = _jitter(min(RETRY_MAX, RETRY_BASE * 2**retried_maybe))
-                    retried_maybe += 1
-                    if backoff >= deadline - loop.time():
-                        raise
-                    await asyncio.sleep(backoff)
-                elif loop.time() >= deadline:
-                    raise
 
     async def list(self) -> list[dict[str, Any]]:
         """The catalog of a host: one dict per callable function, with
