@@ -6,6 +6,7 @@ as an operator makes them.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 
 import pytest
@@ -140,5 +141,46 @@ def test_refused_credentials_are_unauthenticated_and_say_why(secure, hosts):
         # The host still serves callers with the right credentials.
         async with await wasmrpc.connect(host.addr, ca=ca, token=token) as client:
             assert await client.call("math.add", 1, 1) == 2
+
+    run(main())
+
+
+def test_a_revoked_token_ends_its_connection_and_is_refused_after(secure):
+    host, config, token = secure
+    ca = config.parent / "certs" / "ca.crt"
+    access = config.parent / "access.toml"
+
+    async def main():
+        async with await wasmrpc.connect(host.addr, ca=ca, token=token) as client:
+            assert await client.call("math.add", 2, 3) == 5
+            # A new access file without `ci`, swapped in whole.
+            replacement = config.parent / "access-new.toml"
+            cli("token", "new", "--name", "other", "--functions", "*", "--access", str(replacement))
+            replacement.replace(access)
+
+            async def refused():
+                try:
+                    await client.call("math.add", 1, 1, timeout=1)
+                except wasmrpc.Unauthenticated as e:
+                    return e
+                except wasmrpc.Unavailable:
+                    return None  # the connection that ended; redialling is refused next
+                return None
+
+            error = None
+            for _ in range(100):
+                error = await refused()
+                if error is not None:
+                    break
+                await asyncio.sleep(0.05)
+            assert error is not None, host.log()
+            assert (error.message, error.processed) == (
+                f"`{host.addr}` refused the connection: "
+                "the token is not valid here: unknown, or revoked",
+                "no",
+            )
+        log = host.log()
+        assert "changed: new calls follow it, revoked tokens' connections close" in log, log
+        assert "refused a connection: the token is not valid here: unknown, or revoked" in log
 
     run(main())
