@@ -15,6 +15,7 @@ mod nested;
 mod observe;
 mod protocol;
 mod protocol_doc;
+mod python;
 mod readme;
 mod regions;
 mod reload;
