@@ -428,13 +428,7 @@ impl Client {
         let mut attempt = 1;
         loop {
             let (index, connection) = self.connection(&tried, &context).await?;
-            // The last attempt allowed takes the arguments; earlier ones copy.
-            let these = if attempt >= attempts {
-                std::mem::take(&mut args)
-            } else {
-                args.clone()
-            };
-            let error = match connection.call_in(function, these, &context).await {
+            let error = match connection.call_keeping(function, &mut args, &context).await {
                 Ok(value) => return Ok(value),
                 Err(error) => error,
             };
