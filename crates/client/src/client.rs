@@ -12,6 +12,7 @@
 use std::collections::HashSet;
 use std::fmt::{self, Display};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -55,7 +56,6 @@ pub struct Client {
 }
 
 struct Inner {
-    hosts: Vec<Arc<Host>>,
     shared: Arc<Shared>,
     /// Stops the hosts' tasks when the last clone goes.
     _stop: DropGuard,
@@ -63,6 +63,10 @@ struct Inner {
 
 /// What the hosts' tasks and the callers share.
 struct Shared {
+    hosts: Vec<Arc<Host>>,
+    /// The index of the host calls go to while it can take them (see
+    /// [`Shared::rerank`]); `usize::MAX` before the first choice.
+    current: AtomicUsize,
     options: ClientOptions,
     /// Functions some host's catalog marks idempotent.
     idempotent: RwLock<HashSet<String>>,
@@ -78,6 +82,9 @@ struct Host {
     /// preference), 1 for the others: calls go to tier 0 while it has a
     /// usable host.
     tier: u8,
+    /// Breaks ties between hosts equally near, at random per client, so that
+    /// clients given the same hosts spread over them.
+    tiebreak: u32,
     state: Mutex<HostState>,
 }
 
@@ -106,6 +113,9 @@ pub struct HostView {
     pub preferred: bool,
     /// New calls may go to it now.
     pub connected: bool,
+    /// New calls go to it now: it is the nearest usable host of the
+    /// lowest tier (only one host is current at a time).
+    pub current: bool,
     /// Smoothed round trip of the client's pings.
     pub rtt: Option<Duration>,
     /// Why it is not connected, when it is not.
@@ -221,11 +231,6 @@ impl Client {
             ));
         }
         let stop = CancellationToken::new();
-        let shared = Arc::new(Shared {
-            options,
-            idempotent: RwLock::new(HashSet::new()),
-            changed: watch::Sender::new(0),
-        });
         let hosts: Vec<Arc<Host>> = hosts
             .into_iter()
             .map(|spec| {
@@ -233,6 +238,7 @@ impl Client {
                     addr: spec.addr,
                     region: spec.region,
                     tier: spec.tier,
+                    tiebreak: fastrand::u32(..),
                     state: Mutex::new(HostState {
                         connecting: true,
                         ..HostState::default()
@@ -240,12 +246,18 @@ impl Client {
                 })
             })
             .collect();
-        for host in &hosts {
+        let shared = Arc::new(Shared {
+            hosts,
+            current: AtomicUsize::new(usize::MAX),
+            options,
+            idempotent: RwLock::new(HashSet::new()),
+            changed: watch::Sender::new(0),
+        });
+        for host in &shared.hosts {
             tokio::spawn(look_after(host.clone(), shared.clone(), stop.child_token()));
         }
         let client = Client {
             inner: Arc::new(Inner {
-                hosts,
                 shared,
                 _stop: stop.drop_guard(),
             }),
@@ -262,7 +274,7 @@ impl Client {
         loop {
             let (mut preferred_up, mut preferred_pending, mut any_up, mut all_tried) =
                 (false, false, false, true);
-            for host in &self.inner.hosts {
+            for host in &self.inner.shared.hosts {
                 let state = host.state();
                 let up = state.connection.is_some();
                 let tried = state.attempts > 0;
@@ -288,12 +300,16 @@ impl Client {
     /// The hosts this client knows, in the order it was given them, with
     /// their state now.
     pub fn hosts(&self) -> Vec<HostView> {
+        let current = self.inner.shared.current.load(Ordering::Relaxed);
         self.inner
+            .shared
             .hosts
             .iter()
-            .map(|host| {
+            .enumerate()
+            .map(|(index, host)| {
                 let state = host.state();
                 HostView {
+                    current: index == current && state.usable().is_some(),
                     addr: host.addr.clone(),
                     region: host.region.clone(),
                     preferred: host.tier == 0,
@@ -412,13 +428,7 @@ impl Client {
         let mut attempt = 1;
         loop {
             let (index, connection) = self.connection(&tried, &context).await?;
-            // The last attempt allowed takes the arguments; earlier ones copy.
-            let these = if attempt >= attempts {
-                std::mem::take(&mut args)
-            } else {
-                args.clone()
-            };
-            let error = match connection.call_in(function, these, &context).await {
+            let error = match connection.call_keeping(function, &mut args, &context).await {
                 Ok(value) => return Ok(value),
                 Err(error) => error,
             };
@@ -428,7 +438,7 @@ impl Client {
                 return Err(error);
             }
             tried.push(index);
-            if tried.len() >= self.inner.hosts.len() {
+            if tried.len() >= self.inner.shared.hosts.len() {
                 // Every host has had its try: the next round starts over.
                 tried.clear();
             }
@@ -485,39 +495,22 @@ impl Client {
             .contains(function)
     }
 
-    /// The connection of the best usable host not in `avoid`: the lowest
-    /// tier, then the shortest round trip. Waits, within the call's deadline,
-    /// while no host is usable but some are connecting.
+    /// The connection of the host to call now (see [`Shared::choose`]),
+    /// or of the best usable host not in `avoid`. Waits, within the call's
+    /// deadline, while no host is usable but some are connecting.
     async fn connection(
         &self,
         avoid: &[usize],
         context: &CallContext,
     ) -> Result<(usize, Connection), CallError> {
-        let mut changed = self.inner.shared.changed.subscribe();
+        let shared = &self.inner.shared;
+        let mut changed = shared.changed.subscribe();
         loop {
             changed.borrow_and_update();
-            let mut best: Option<((u8, Duration), usize, Connection)> = None;
-            let mut connecting = false;
-            for (index, host) in self.inner.hosts.iter().enumerate() {
-                let state = host.state();
-                connecting |= state.connecting;
-                if avoid.contains(&index) {
-                    continue;
-                }
-                let Some(connection) = &state.connection else {
-                    continue;
-                };
-                if !connection.accepting() {
-                    continue;
-                }
-                let rank = (host.tier, state.rtt.unwrap_or(Duration::MAX));
-                if best.as_ref().is_none_or(|(better, ..)| rank < *better) {
-                    best = Some((rank, index, connection.clone()));
-                }
+            if let Some(chosen) = shared.choose(avoid) {
+                return Ok(chosen);
             }
-            if let Some((_, index, connection)) = best {
-                return Ok((index, connection));
-            }
+            let connecting = shared.hosts.iter().any(|host| host.state().connecting);
             if !connecting && avoid.is_empty() {
                 return Err(self.no_host());
             }
@@ -548,6 +541,7 @@ impl Client {
     fn no_host(&self) -> CallError {
         let errors: Vec<CallError> = self
             .inner
+            .shared
             .hosts
             .iter()
             .map(|host| {
@@ -590,6 +584,89 @@ impl fmt::Debug for Client {
         f.debug_struct("Client")
             .field("hosts", &self.hosts())
             .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// The host calls go to, and its connection: the current one while it
+    /// can take calls; otherwise (or when it is in `avoid`) the best usable
+    /// host not in `avoid`, by tier, then round trip, then tiebreak, which
+    /// becomes the current one when nothing was avoided.
+    fn choose(&self, avoid: &[usize]) -> Option<(usize, Connection)> {
+        let current = self.current.load(Ordering::Relaxed);
+        if !avoid.contains(&current)
+            && let Some(host) = self.hosts.get(current)
+            && let Some(connection) = host.state().usable()
+        {
+            return Some((current, connection));
+        }
+        let mut best: Option<((u8, Duration, u32), usize, Connection)> = None;
+        for (index, host) in self.hosts.iter().enumerate() {
+            if avoid.contains(&index) {
+                continue;
+            }
+            let state = host.state();
+            let Some(connection) = state.usable() else {
+                continue;
+            };
+            let rank = (host.tier, state.rtt.unwrap_or(Duration::MAX), host.tiebreak);
+            if best.as_ref().is_none_or(|(better, ..)| rank < *better) {
+                best = Some((rank, index, connection));
+            }
+        }
+        let (_, index, connection) = best?;
+        if avoid.is_empty() {
+            self.current.store(index, Ordering::Relaxed);
+        }
+        Some((index, connection))
+    }
+
+    /// Moves calls to a better host than the current one, if there is one:
+    /// a usable host of a lower tier, or of the same tier with a round trip
+    /// shorter by more than a fifth and 200 µs (so that noise between
+    /// equally near hosts does not move calls back and forth). Run when a
+    /// host connects and after each ping.
+    fn rerank(&self) {
+        let current = self.current.load(Ordering::Relaxed);
+        let Some(host) = self.hosts.get(current) else {
+            return;
+        };
+        let (tier, rtt) = {
+            let state = host.state();
+            if state.usable().is_none() {
+                return;
+            }
+            (host.tier, state.rtt)
+        };
+        for (index, other) in self.hosts.iter().enumerate() {
+            let state = other.state();
+            if index == current || state.usable().is_none() {
+                continue;
+            }
+            let nearer = match (state.rtt, rtt) {
+                (Some(theirs), Some(ours)) => {
+                    theirs + (ours / 5).max(Duration::from_micros(200)) < ours
+                }
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            if other.tier < tier || (other.tier == tier && nearer) {
+                drop(state);
+                // The next call ranks every host and settles on the best.
+                self.current.store(usize::MAX, Ordering::Relaxed);
+                return;
+            }
+        }
+    }
+}
+
+impl HostState {
+    /// The connection, if new calls may use it.
+    fn usable(&self) -> Option<Connection> {
+        self.connection
+            .as_ref()
+            .filter(|connection| connection.accepting())
+            .cloned()
     }
 }
 
@@ -657,8 +734,9 @@ async fn look_after(host: Arc<Host>, shared: Arc<Shared>, stop: CancellationToke
             state.attempts += 1;
             state.error = None;
         }
+        shared.rerank();
         shared.changed.send_modify(|n| *n += 1);
-        let reason = probe(&host, &connection, options, &stop, &mut failures).await;
+        let reason = probe(&host, &connection, &shared, &stop, &mut failures).await;
         {
             let mut state = host.state();
             state.connection = None;
@@ -685,10 +763,11 @@ async fn look_after(host: Arc<Host>, shared: Arc<Shared>, stop: CancellationToke
 async fn probe(
     host: &Host,
     connection: &Connection,
-    options: &ClientOptions,
+    shared: &Shared,
     stop: &CancellationToken,
     failures: &mut u32,
 ) -> String {
+    let options = &shared.options;
     // A host that leaves a ping unanswered this long is taken out of use
     // (calls in flight on it still get their answers if it comes back).
     let silence = (options.probe_interval * 3).max(Duration::from_secs(1));
@@ -706,11 +785,14 @@ async fn probe(
         match tokio::time::timeout(silence, connection.ping()).await {
             Ok(Ok(rtt)) => {
                 *failures = 0;
-                let mut state = host.state();
-                state.rtt = Some(match state.rtt {
-                    Some(old) => old.mul_f64(1.0 - RTT_WEIGHT) + rtt.mul_f64(RTT_WEIGHT),
-                    None => rtt,
-                });
+                {
+                    let mut state = host.state();
+                    state.rtt = Some(match state.rtt {
+                        Some(old) => old.mul_f64(1.0 - RTT_WEIGHT) + rtt.mul_f64(RTT_WEIGHT),
+                        None => rtt,
+                    });
+                }
+                shared.rerank();
             }
             Ok(Err(error)) if !connection.accepting() => {
                 return connection.stop_reason().unwrap_or(error.message);

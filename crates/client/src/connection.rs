@@ -348,7 +348,23 @@ impl Connection {
     pub async fn call_in(
         &self,
         function: &str,
-        args: Vec<Value>,
+        mut args: Vec<Value>,
+        context: &CallContext,
+    ) -> Result<Value, CallError> {
+        self.call_keeping(function, &mut args, context).await
+    }
+
+    /// [`Connection::call_in`], leaving the arguments in `args` when the
+    /// call ends (answered or failed), so that another attempt can send them
+    /// again without a copy.
+    ///
+    /// # Errors
+    ///
+    /// As [`Connection::call_in`].
+    pub async fn call_keeping(
+        &self,
+        function: &str,
+        args: &mut Vec<Value>,
         context: &CallContext,
     ) -> Result<Value, CallError> {
         tokio::select! {
@@ -360,7 +376,7 @@ impl Connection {
     async fn attempt(
         &self,
         function: &str,
-        args: Vec<Value>,
+        args: &mut Vec<Value>,
         context: &CallContext,
     ) -> Result<Value, CallError> {
         // Calls beyond the host's in-flight limit wait here, within their deadline.
@@ -382,14 +398,18 @@ impl Connection {
         let message = Message::Call(Call {
             id,
             function: function.to_owned(),
-            args,
+            args: std::mem::take(args),
             deadline_ms: Some(context.deadline_ms()),
             hops: context.hops,
             visited: context.visited.clone(),
             metadata: context.metadata.clone(),
             principal: context.principal.as_deref().map(str::to_owned),
         });
-        match self.request(id, message, context.remaining(), true).await? {
+        let response = self.request(id, &message, context.remaining(), true).await;
+        if let Message::Call(call) = message {
+            *args = call.args;
+        }
+        match response? {
             Response::Value(value) => Ok(value),
             Response::Error(error) => Err(error),
             _ => Err(CallError::internal(format!(
@@ -408,7 +428,7 @@ impl Connection {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let timeout = self.shared.options.default_timeout;
         match self
-            .request(id, Message::List(ListFunctions { id }), timeout, false)
+            .request(id, &Message::List(ListFunctions { id }), timeout, false)
             .await?
         {
             Response::Catalog(functions) => Ok(functions),
@@ -429,7 +449,7 @@ impl Connection {
         let start = Instant::now();
         let timeout = self.shared.options.default_timeout;
         match self
-            .request(nonce, Message::Ping(Ping { nonce }), timeout, false)
+            .request(nonce, &Message::Ping(Ping { nonce }), timeout, false)
             .await?
         {
             Response::Pong => Ok(start.elapsed()),
@@ -443,7 +463,7 @@ impl Connection {
     async fn request(
         &self,
         id: u64,
-        message: Message,
+        message: &Message,
         timeout: Duration,
         cancellable: bool,
     ) -> Result<Response, CallError> {
@@ -457,7 +477,7 @@ impl Connection {
         {
             return Err(self.connection_lost(Processed::No));
         }
-        let frame = encode_message(&message, self.shared.options.max_frame).map_err(|e| {
+        let frame = encode_message(message, self.shared.options.max_frame).map_err(|e| {
             CallError::new(
                 ErrorCode::InvalidArgs,
                 Processed::No,
@@ -623,8 +643,10 @@ async fn read_responses(
         ));
     }
     drop(closed);
+    // Before the waiters wake: a caller whose call was lost must not pick
+    // this connection again for its next call.
+    inbound.stopped.cancel();
     // Dropping the senders wakes every waiter with "connection lost".
     inbound.waiting.lock().expect("client lock").clear();
-    inbound.stopped.cancel();
     inbound.ended.cancel();
 }

@@ -89,7 +89,7 @@ impl fmt::Display for Processed {
 }
 
 /// A failed call, as the caller sees it: what crosses the wire in an `error`
-/// frame, and what [`crate::net::Client::call`] returns.
+/// frame, and what a client's failed calls return.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct CallError {
