@@ -296,7 +296,7 @@ impl Venv {
         let venv = dir.join("venv");
         let python = venv.join("bin").join("python");
         if !python.exists() {
-            super::progress("(preparing) a Python virtual environment");
+            eprintln!("bench: creating a Python virtual environment");
             run_to_end(Command::new("python3").args(["-m", "venv"]).arg(&venv))
                 .await
                 .context("cannot create the Python virtual environment (python3 with venv)")?;
@@ -307,7 +307,7 @@ impl Venv {
             "no Python client at {}",
             client.display()
         );
-        super::progress("(preparing) pip install of grpcio and the wasmrpc client");
+        eprintln!("bench: installing grpcio and the wasmrpc Python client");
         run_to_end(
             Command::new(&python)
                 .args([
