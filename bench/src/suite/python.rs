@@ -304,8 +304,7 @@ impl Venv {
         let client = paths.root.join("clients").join("python");
         ensure!(
             client.join("pyproject.toml").exists(),
-            "no Python client at {}",
-            client.display()
+            "no Python client in `clients/python` (no `pyproject.toml` there)"
         );
         eprintln!("bench: installing grpcio and the wasmrpc Python client");
         run_to_end(
@@ -413,22 +412,23 @@ async fn run_to_end(command: &mut Command) -> anyhow::Result<Vec<u8>> {
     Ok(output.stdout)
 }
 
-/// A command's program and first argument, to name it in errors.
+/// A command by its program and script or module (`python -m pip`), by
+/// file name: no machine paths in the report.
 fn program(command: &Command) -> String {
     let std = command.as_std();
-    let first = std
-        .get_args()
-        .next()
-        .map(Path::new)
-        .and_then(Path::file_name);
-    match first {
-        Some(first) => format!(
-            "`{} {}`",
-            Path::new(std.get_program()).display(),
-            first.display()
-        ),
-        None => format!("`{}`", Path::new(std.get_program()).display()),
+    let name = |s: &std::ffi::OsStr| {
+        let path = Path::new(s);
+        path.file_name().unwrap_or(s).to_string_lossy().into_owned()
+    };
+    let mut words = vec![name(std.get_program())];
+    let mut args = std.get_args();
+    if let Some(first) = args.next() {
+        words.push(name(first));
+        if first == "-m" {
+            words.extend(args.next().map(name));
+        }
     }
+    format!("`{}`", words.join(" "))
 }
 
 /// What `load.py` prints.
@@ -498,6 +498,17 @@ impl ScriptLoad {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_command_is_named_by_its_program_and_module_without_paths() {
+        let mut pip = Command::new("/some/venv/bin/python");
+        pip.args(["-m", "pip", "install", "-r", "/some/requirements.txt"]);
+        assert_eq!(program(&pip), "`python -m pip`");
+        let mut script = Command::new("/some/venv/bin/python");
+        script.arg("/repo/bench/python/load.py").arg("--wasmrpc");
+        assert_eq!(program(&script), "`python load.py`");
+        assert_eq!(program(&Command::new("python3")), "`python3`");
+    }
 
     #[test]
     fn reads_the_figures_load_py_prints() {
