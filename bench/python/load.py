@@ -33,9 +33,10 @@ import platform
 import sys
 import time
 import traceback
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Awaitable, Callable
+from typing import Any
 
 # A call of one system for a lane (0..in_flight): resolves once the answer
 # was checked, raises otherwise.
@@ -133,12 +134,12 @@ async def closed_loop(call: Call, in_flight: int, seconds: float) -> tuple[list[
     return latencies, (clock() - began) / 1e9
 
 
-async def measure(system: System, in_flight: int, seconds: float) -> None:
-    """Adds one round of `system` at `in_flight` to its figures."""
+async def measure(system: System, call: Call, in_flight: int, seconds: float) -> None:
+    """Adds one round of `system` (its `call`) at `in_flight` to its figures."""
     figures = system.figures.setdefault(in_flight, Figures())
     me = os.getpid()
     caller, server = cpu_ns(me), cpu_ns(system.server_pid)
-    latencies, elapsed = await closed_loop(system.call, in_flight, seconds)
+    latencies, elapsed = await closed_loop(call, in_flight, seconds)
     caller_after, server_after = cpu_ns(me), cpu_ns(system.server_pid)
     figures.latencies_ns.extend(latencies)
     figures.elapsed_s += elapsed
@@ -175,9 +176,9 @@ async def wasmrpc_system(addr: str, pid: int) -> tuple[System, Callable[[], Awai
 
 async def grpcio_system(addr: str, pid: int) -> tuple[System, Callable[[], Awaitable[None]]]:
     """gRPC `Add` through `grpc.aio` on one channel, and how to close it."""
-    import grpc
     import bench_pb2
     import bench_pb2_grpc
+    import grpc
 
     channel = grpc.aio.insecure_channel(addr)
     await asyncio.wait_for(channel.channel_ready(), timeout=10)
@@ -203,7 +204,7 @@ def version(package: str) -> str | None:
         return None
 
 
-async def main(options: argparse.Namespace) -> dict:
+async def main(options: argparse.Namespace) -> dict[str, Any]:
     sys.path.insert(0, options.stubs)
     makers = [
         ("wasmrpc-python", wasmrpc_system, options.wasmrpc, options.wasmrpc_pid),
@@ -216,7 +217,7 @@ async def main(options: argparse.Namespace) -> dict:
             system, close = await make(addr, pid)
             systems.append(system)
             closers.append(close)
-        except Exception as error:  # reported, and the other system goes on
+        except Exception as error:  # noqa: BLE001 - reported; the other system goes on
             traceback.print_exc()
             systems.append(System(name, call=None, server_pid=pid, error=failure(error)))
 
@@ -224,27 +225,27 @@ async def main(options: argparse.Namespace) -> dict:
     per_round = options.seconds / options.rounds
     for in_flight in loads:
         for system in systems:
-            if system.error is None:
+            if system.error is None and system.call is not None:
                 print(f"load.py: warming up {system.name}, {in_flight} in flight", file=sys.stderr)
                 try:
                     await closed_loop(system.call, in_flight, options.warmup_seconds)
-                except Exception as error:
+                except Exception as error:  # noqa: BLE001 - reported in the figures
                     traceback.print_exc()
                     system.error = f"warm-up: {failure(error)}"
         print(f"load.py: measuring {in_flight} in flight, {options.rounds} rounds", file=sys.stderr)
         for _ in range(options.rounds):
             for system in systems:
-                if system.error is None:
+                if system.error is None and system.call is not None:
                     try:
-                        await measure(system, in_flight, per_round)
-                    except Exception as error:
+                        await measure(system, system.call, in_flight, per_round)
+                    except Exception as error:  # noqa: BLE001 - reported in the figures
                         traceback.print_exc()
                         system.error = failure(error)
 
     for close in closers:
         try:
             await close()
-        except Exception:
+        except Exception:  # noqa: BLE001 - closing is not measured
             traceback.print_exc()
 
     return {
@@ -255,9 +256,7 @@ async def main(options: argparse.Namespace) -> dict:
             {
                 "name": s.name,
                 "error": s.error,
-                "loads": [
-                    {"in_flight": n, **f.summary()} for n, f in sorted(s.figures.items())
-                ],
+                "loads": [{"in_flight": n, **f.summary()} for n, f in sorted(s.figures.items())],
             }
             for s in systems
         ],
@@ -271,10 +270,18 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--grpc", required=True, help="host:port of the bench's gRPC server")
     parser.add_argument("--grpc-pid", type=int, required=True, help="that server's pid")
     parser.add_argument("--stubs", required=True, help="the folder of bench_pb2*.py")
-    parser.add_argument("--in-flight", type=int, default=64, help="calls in flight on one connection")
-    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per system and load")
-    parser.add_argument("--warmup-seconds", type=float, default=1.0, help="warm-up per system and load")
-    parser.add_argument("--rounds", type=int, default=10, help="rounds the measured time is split into")
+    parser.add_argument(
+        "--in-flight", type=int, default=64, help="calls in flight on one connection"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=5.0, help="measured seconds per system and load"
+    )
+    parser.add_argument(
+        "--warmup-seconds", type=float, default=1.0, help="warm-up per system and load"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=10, help="rounds the measured time is split into"
+    )
     options = parser.parse_args()
     if options.in_flight < 1 or options.rounds < 1 or options.seconds <= 0:
         parser.error("--in-flight and --rounds must be at least 1, --seconds above 0")
