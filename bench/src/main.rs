@@ -76,6 +76,9 @@ struct AllArgs {
     /// in the TLS group.
     #[arg(long, default_value_t = 500)]
     connections: u64,
+    /// Seconds each Python client is measured per load in the Python group.
+    #[arg(long, default_value_t = 5.0)]
+    python_secs: f64,
     /// A tenth of the calls and a 1 s open loop: a smoke test, not a result.
     #[arg(long)]
     quick: bool,
@@ -105,6 +108,7 @@ impl AllArgs {
             warmup: self.warmup / scale,
             payload_bytes: (self.payload_mib << 20) / scale,
             connections: (self.connections / scale).max(1),
+            python_for: Duration::from_secs_f64(self.python_secs.max(0.1) / scale as f64),
             only: self.only.clone(),
             rounds: self.rounds.max(1),
         }

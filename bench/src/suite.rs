@@ -2,6 +2,7 @@
 //! each server alone on the machine while it is measured.
 
 mod observe;
+mod python;
 mod tls;
 
 use std::future::Future;
@@ -81,6 +82,9 @@ pub struct Plan {
     pub rounds: u64,
     /// New connections per kind in the TLS group (connect to `hello`).
     pub connections: u64,
+    /// Seconds each Python client is measured per load in the Python group
+    /// (split into the rounds), after a warm-up of a fifth of it.
+    pub python_for: Duration,
     /// Only these groups (all when empty): for quick comparisons while
     /// working on one thing. A partial report leaves the other rows out.
     pub only: Vec<Group>,
@@ -104,6 +108,10 @@ pub enum Group {
     /// `math.add` with and without metrics and tracing, single and
     /// forwarded.
     Observe,
+    /// The wasmrpc Python client against grpcio, at 1 and many in flight
+    /// (needs python3 with venv, and pip's access to its package index on
+    /// the first run).
+    Python,
 }
 
 impl Plan {
@@ -118,6 +126,11 @@ impl Plan {
             format!("{} in flight, 1 connection", self.in_flight),
             self.open_label(),
         ]
+    }
+
+    /// The Python group's warm-up per client and load.
+    fn python_warmup(&self) -> Duration {
+        self.python_for / 5
     }
 
     fn open_label(&self) -> String {
@@ -238,6 +251,10 @@ pub async fn run(plan: &Plan, paths: &Paths) -> anyhow::Result<Report> {
         payload_rows(plan, &started, &mut results).await;
     }
     drop(started);
+    if plan.runs(Group::Python) {
+        progress("the Python group");
+        results.python = python::run(plan, &lab, paths).await;
+    }
     if plan.runs(Group::InProcess) {
         progress("in-process fresh instantiation");
         if let Err(e) = in_process_rows(plan, paths, &mut results).await {
@@ -261,6 +278,7 @@ struct Results {
     memory: Vec<(String, String)>,
     tls: tls::TlsResults,
     observe: observe::ObserveResults,
+    python: python::PythonResults,
     floor_p50: Option<f64>,
     floor_relayed_p50: Option<f64>,
     grpc_pipelined: Option<f64>,
@@ -302,7 +320,8 @@ impl Results {
             | Kind::Nested
             | Kind::Secured(_)
             | Kind::Connect(_)
-            | Kind::Observed(_) => {}
+            | Kind::Observed(_)
+            | Kind::Python(_) => {}
         }
         let rows = [one, many, open].into_iter().flatten();
         if kind == Kind::Nested {
@@ -402,7 +421,10 @@ impl Results {
         let mut add = self.add;
         add.extend(self.nested);
         let tls = plan.runs(Group::Tls).then(|| self.tls.section(plan));
-        let observe = plan.runs(Group::Observe).then(|| self.observe.section(plan));
+        let observe = plan
+            .runs(Group::Observe)
+            .then(|| self.observe.section(plan));
+        let python = plan.runs(Group::Python).then(|| self.python.section(plan));
         let mut report = Report {
             machine: Machine::describe(),
             parameters: plan.describe(),
@@ -442,6 +464,7 @@ impl Results {
         };
         report.sections.extend(tls);
         report.sections.extend(observe);
+        report.sections.extend(python);
         report
     }
 }
@@ -615,6 +638,8 @@ enum Kind {
     Connect(tls::Handshake),
     /// `math.add` in the observability group.
     Observed(observe::Observed),
+    /// The Rust clients of the Python group's servers.
+    Python(python::Client),
 }
 
 /// A system under test.
@@ -650,6 +675,7 @@ impl System {
                     | Kind::Secured(_)
                     | Kind::Connect(_)
                     | Kind::Observed(_)
+                    | Kind::Python(_)
             ),
             servers,
         }
