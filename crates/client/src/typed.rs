@@ -139,6 +139,7 @@ use serde::de::{
     VariantAccess, Visitor,
 };
 use serde::ser::{self, Serialize};
+use wasmrpc_protocol::bignum;
 
 /// A value that does not fit the mapping, and where in the value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -765,20 +766,15 @@ fn expected(what: &str, got: &Value) -> Error {
     Error::new(format!("expected {what}, got {}", describe(got)))
 }
 
-/// CBOR tags of a positive and a negative bignum.
-const BIGNUM_POSITIVE: u64 = 2;
-const BIGNUM_NEGATIVE: u64 = 3;
-
 /// The integer in `value`, range-checked for `N` (named `name`).
 fn int<N: TryFrom<i128>>(value: &Value, name: &str) -> Result<N, Error> {
     let out_of_range =
         |shown: &dyn fmt::Display| Error::new(format!("{shown} is out of range for {name}"));
     let n = match value {
         Value::Integer(i) => i128::from(*i),
-        Value::Tag(tag @ (BIGNUM_POSITIVE | BIGNUM_NEGATIVE), inner) => match &**inner {
-            Value::Bytes(magnitude) => {
-                bignum(*tag == BIGNUM_NEGATIVE, magnitude).map_err(|shown| out_of_range(&shown))?
-            }
+        Value::Tag(tag @ (bignum::POSITIVE | bignum::NEGATIVE), inner) => match &**inner {
+            Value::Bytes(magnitude) => bignum::value(*tag == bignum::NEGATIVE, magnitude)
+                .map_err(|shown| out_of_range(&shown))?,
             _ => return Err(expected(&format!("an integer ({name})"), value)),
         },
         other => return Err(expected(&format!("an integer ({name})"), other)),
@@ -786,33 +782,9 @@ fn int<N: TryFrom<i128>>(value: &Value, name: &str) -> Result<N, Error> {
     N::try_from(n).map_err(|_| out_of_range(&n))
 }
 
-/// The value of a bignum: `magnitude` n big-endian, negative meaning −1 − n.
-/// `Err` holds a description when it does not fit an `i128`.
-fn bignum(negative: bool, magnitude: &[u8]) -> Result<i128, String> {
-    let first = magnitude
-        .iter()
-        .position(|&b| b != 0)
-        .unwrap_or(magnitude.len());
-    let digits = &magnitude[first..];
-    if digits.len() > 16 {
-        let sign = if negative { "negative " } else { "" };
-        return Err(format!("a {sign}bignum of {} bytes", digits.len()));
-    }
-    let n = digits.iter().fold(0u128, |n, &b| (n << 8) | u128::from(b));
-    match (negative, i128::try_from(n)) {
-        (false, Ok(n)) => Ok(n),
-        (true, Ok(n)) => Ok(-1 - n),
-        (false, Err(_)) => Err(n.to_string()),
-        (true, Err(_)) => Err(match n.checked_add(1) {
-            Some(n) => format!("-{n}"),
-            None => "-340282366920938463463374607431768211456".to_owned(),
-        }),
-    }
-}
-
 /// `u128` values above `i128::MAX` (bignums only).
 fn int_u128(value: &Value) -> Result<u128, Error> {
-    if let Value::Tag(BIGNUM_POSITIVE, inner) = value
+    if let Value::Tag(bignum::POSITIVE, inner) = value
         && let Value::Bytes(magnitude) = &**inner
     {
         let first = magnitude

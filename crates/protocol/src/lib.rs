@@ -5,6 +5,7 @@
 //! envelope inside. PROTOCOL.md at the repository root is the normative
 //! description; this module is its implementation.
 
+pub mod bignum;
 mod codec;
 mod error;
 pub mod json;

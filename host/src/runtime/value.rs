@@ -7,6 +7,7 @@
 use std::fmt;
 
 use ciborium::Value;
+use wasmrpc_protocol::bignum;
 use wasmtime::component::{Type, Val};
 
 use super::signature::type_to_wit;
@@ -450,10 +451,6 @@ fn text_key(key: &Value) -> Result<&str, ValueError> {
     }
 }
 
-/// CBOR tags of a positive and a negative bignum (RFC 8949 §3.4.3).
-const BIGNUM_POSITIVE: u64 = 2;
-const BIGNUM_NEGATIVE: u64 = 3;
-
 fn int<T: TryFrom<i128>>(value: &Value, name: &str) -> Result<T, ValueError> {
     let out_of_range =
         |shown: &dyn fmt::Display| ValueError::new(format!("{shown} is out of range for {name}"));
@@ -461,39 +458,14 @@ fn int<T: TryFrom<i128>>(value: &Value, name: &str) -> Result<T, ValueError> {
         Value::Integer(i) => i128::from(*i),
         // The decoder turns bignums within ±2⁶⁴ into integers; these are
         // the others.
-        Value::Tag(tag @ (BIGNUM_POSITIVE | BIGNUM_NEGATIVE), inner) => match &**inner {
-            Value::Bytes(magnitude) => {
-                bignum(*tag == BIGNUM_NEGATIVE, magnitude).map_err(|shown| out_of_range(&shown))?
-            }
+        Value::Tag(tag @ (bignum::POSITIVE | bignum::NEGATIVE), inner) => match &**inner {
+            Value::Bytes(magnitude) => bignum::value(*tag == bignum::NEGATIVE, magnitude)
+                .map_err(|shown| out_of_range(&shown))?,
             _ => return Err(expected(&format!("an integer ({name})"), value)),
         },
         other => return Err(expected(&format!("an integer ({name})"), other)),
     };
     T::try_from(n).map_err(|_| out_of_range(&n))
-}
-
-/// The value of a bignum: `magnitude` n big-endian, negative meaning −1 − n.
-/// `Err` holds the value as text when it does not fit an `i128`.
-fn bignum(negative: bool, magnitude: &[u8]) -> Result<i128, String> {
-    let first = magnitude
-        .iter()
-        .position(|&b| b != 0)
-        .unwrap_or(magnitude.len());
-    let digits = &magnitude[first..];
-    if digits.len() > 16 {
-        let sign = if negative { "negative " } else { "" };
-        return Err(format!("a {sign}bignum of {} bytes", digits.len()));
-    }
-    let n = digits.iter().fold(0u128, |n, &b| (n << 8) | u128::from(b));
-    match (negative, i128::try_from(n)) {
-        (false, Ok(n)) => Ok(n),
-        (true, Ok(n)) => Ok(-1 - n),
-        (false, Err(_)) => Err(n.to_string()),
-        (true, Err(_)) => Err(match n.checked_add(1) {
-            Some(n) => format!("-{n}"),
-            None => "-340282366920938463463374607431768211456".to_owned(), // −2¹²⁸
-        }),
-    }
 }
 
 fn float(value: &Value, name: &str) -> Result<f64, ValueError> {
