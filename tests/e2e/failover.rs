@@ -144,16 +144,20 @@ async fn calls_survive_a_killed_host_and_a_drained_one_under_load() {
             stop.clone(),
         )));
     }
-    // Calls go to one host (the nearest); kill that one.
+    // Calls go to one host (the nearest): kill it once it has served 100.
     let runs_on = |host: &HostProcess| executions(&[host.log()], "recorded").len();
-    eventually(Duration::from_secs(10), || {
-        hosts.iter().map(runs_on).sum::<usize>() >= 200
+    let current = || {
+        client
+            .hosts()
+            .iter()
+            .position(|h| h.current)
+            .expect("a current host")
+    };
+    let mut busy = 0;
+    eventually(Duration::from_secs(15), || {
+        busy = current();
+        runs_on(&hosts[busy]) >= 100
     });
-    let busy = client
-        .hosts()
-        .iter()
-        .position(|h| h.current)
-        .expect("a current host");
     let other = 1 - busy;
     let before_kill = runs_on(&hosts[other]);
     hosts[busy].signal(libc::SIGKILL);
@@ -172,16 +176,13 @@ async fn calls_survive_a_killed_host_and_a_drained_one_under_load() {
     // The host calls go to now (either, by their round trips) drains
     // (SIGTERM) under load, once it has served calls: new calls move to the
     // other one.
-    let drained = client
-        .hosts()
-        .iter()
-        .position(|h| h.current)
-        .expect("a current host");
-    let survivor = 1 - drained;
-    let served = runs_on(&hosts[drained]);
-    eventually(Duration::from_secs(10), || {
-        runs_on(&hosts[drained]) >= served + 100
+    let served = hosts.iter().map(runs_on).collect::<Vec<_>>();
+    let mut drained = 0;
+    eventually(Duration::from_secs(15), || {
+        drained = current();
+        runs_on(&hosts[drained]) >= served[drained] + 100
     });
+    let survivor = 1 - drained;
     let survivor_before = runs_on(&hosts[survivor]);
     hosts[drained].signal(libc::SIGTERM);
     hosts[drained]

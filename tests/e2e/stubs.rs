@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use wasmrpc_client::{CallOptions, ErrorCode, Processed, typed};
-use wasmrpc_tests::{HostProcess, assert_call_error, cbor, json};
+use wasmrpc_client::{CallOptions, Client, ClientOptions, ErrorCode, Processed, typed};
+use wasmrpc_tests::{Cluster, HostProcess, RegionSpec, assert_call_error, cbor, json};
 
 mod math {
     wasmrpc_client::bindgen!({ path: "../guest-examples/math/wit", world: "math" });
@@ -445,4 +445,71 @@ async fn a_handler_error_whose_detail_is_not_the_error_type_stays_a_call_error()
         &wire,
     );
     assert_eq!(json(&error.detail.expect("a detail")), wire);
+}
+
+/// The stubs against a topology placed as the sample `regions.toml` (eu-west:
+/// math, greeter; us-east, two hosts: orders, math, ledger; ap-south:
+/// inventory), through a client that prefers eu-west: what eu-west does not
+/// serve is forwarded, and each answer is typed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stubs_call_across_the_sample_regions_through_a_client_of_one_region() {
+    let cluster = Cluster::new(
+        &[
+            RegionSpec {
+                name: "eu-west",
+                hosts: 1,
+                plugins: &["math", "greeter"],
+            },
+            RegionSpec {
+                name: "us-east",
+                hosts: 2,
+                plugins: &["orders", "math", "ledger"],
+            },
+            RegionSpec {
+                name: "ap-south",
+                hosts: 1,
+                plugins: &["inventory"],
+            },
+        ],
+        &[],
+        &[],
+    );
+    let _hosts = cluster.start_all_linked();
+    let client =
+        Client::connect_region(cluster.config(), Some("eu-west"), ClientOptions::default())
+            .await
+            .unwrap();
+    let current: Vec<_> = client
+        .hosts()
+        .into_iter()
+        .filter(|h| h.current)
+        .map(|h| h.region)
+        .collect();
+    assert_eq!(current, [Some("eu-west".to_owned())]);
+
+    assert_eq!(math::Math::new(&client).add(2, 3).await.unwrap(), 5);
+    let greeting = Greeter::new(&client)
+        .greet("Ada", None, Language::French)
+        .await
+        .unwrap();
+    assert_eq!(greeting, "Bonjour, Ada!");
+    // Served in ap-south only: forwarded.
+    let reserved = inventory::Inventory::new(&client)
+        .stock()
+        .reserve("sku-1", 2)
+        .await
+        .unwrap();
+    assert_eq!(reserved.map(|r| r.warehouse), Ok("lisbon".to_owned()));
+    // Served in us-east, which reserves in ap-south (a nested call).
+    let order = orders::Orders::new(&client)
+        .place("ada", "sku-1", 2)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((order.region.as_str(), order.quantity), ("us-east", 2));
+    let located = ledger::Ledger::new(&client)
+        .locate("parcel-7", 0)
+        .await
+        .unwrap();
+    assert_eq!(located, "us-east");
 }

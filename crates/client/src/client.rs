@@ -39,9 +39,11 @@ pub struct CallOptions {
     /// Regions already visited (for forwarding hosts).
     pub visited: Vec<String>,
     pub metadata: std::collections::BTreeMap<String, String>,
-    /// Attempts in all, the first included. `None`: the client's
-    /// [`RetryPolicy::max_attempts`](wasmrpc_protocol::RetryPolicy);
-    /// `Some(1)`: never tried again.
+    /// Attempts in all, the first included. `None`: one per host, at most
+    /// the client's [`RetryPolicy::max_attempts`](wasmrpc_protocol::RetryPolicy)
+    /// (so a client of one host does not try again); `Some(1)`: never tried
+    /// again. More attempts than hosts go back to hosts already tried, after
+    /// a backoff.
     pub attempts: Option<u32>,
     /// This call is safe to run more than once (see [`Client::call_value_with`]).
     pub idempotent: bool,
@@ -396,7 +398,7 @@ impl Client {
     /// [`CallOptions::idempotent`], [`ClientOptions::idempotent`] or the
     /// hosts' catalog. A call that may have run is tried again after a
     /// backoff. Attempts never outlive the deadline and are at most
-    /// [`CallOptions::attempts`]. When no host is connected and none is
+    /// [`CallOptions::attempts`] (by default one per host). When no host is connected and none is
     /// connecting, the call fails at once.
     ///
     /// Dropping the returned future cancels the call on the host.
@@ -419,9 +421,14 @@ impl Client {
             metadata: options.metadata,
             ..CallContext::new(timeout)
         };
+        // By default each host at most once: a lone host's refusal is the
+        // answer, as it was before there were several.
         let attempts = options
             .attempts
-            .unwrap_or(shared.options.retry.max_attempts)
+            .unwrap_or_else(|| {
+                let hosts = u32::try_from(shared.hosts.len()).unwrap_or(u32::MAX);
+                shared.options.retry.max_attempts.min(hosts)
+            })
             .max(1);
         let mut tried = Vec::new();
         let mut backoffs = 0;
@@ -590,8 +597,8 @@ impl fmt::Debug for Client {
 impl Shared {
     /// The host calls go to, and its connection: the current one while it
     /// can take calls; otherwise (or when it is in `avoid`) the best usable
-    /// host not in `avoid`, by tier, then round trip, then tiebreak, which
-    /// becomes the current one when nothing was avoided.
+    /// host not in `avoid` (see [`Shared::best`]), which becomes the current
+    /// one when nothing was avoided.
     fn choose(&self, avoid: &[usize]) -> Option<(usize, Connection)> {
         let current = self.current.load(Ordering::Relaxed);
         if !avoid.contains(&current)
@@ -600,6 +607,16 @@ impl Shared {
         {
             return Some((current, connection));
         }
+        let (index, connection) = self.best(avoid)?;
+        if avoid.is_empty() {
+            self.current.store(index, Ordering::Relaxed);
+        }
+        Some((index, connection))
+    }
+
+    /// The best usable host not in `avoid`: the lowest tier, then the
+    /// shortest round trip (unmeasured last), then the tiebreak.
+    fn best(&self, avoid: &[usize]) -> Option<(usize, Connection)> {
         let mut best: Option<((u8, Duration, u32), usize, Connection)> = None;
         for (index, host) in self.hosts.iter().enumerate() {
             if avoid.contains(&index) {
@@ -614,48 +631,42 @@ impl Shared {
                 best = Some((rank, index, connection));
             }
         }
-        let (_, index, connection) = best?;
-        if avoid.is_empty() {
-            self.current.store(index, Ordering::Relaxed);
-        }
-        Some((index, connection))
+        best.map(|(_, index, connection)| (index, connection))
     }
 
-    /// Moves calls to a better host than the current one, if there is one:
-    /// a usable host of a lower tier, or of the same tier with a round trip
-    /// shorter by more than a fifth and 200 µs (so that noise between
-    /// equally near hosts does not move calls back and forth). Run when a
-    /// host connects and after each ping.
+    /// Settles which host calls go to: the best one when there is no usable
+    /// current host; otherwise the current one stays unless a usable host
+    /// is of a lower tier, or of the same tier with a round trip shorter by
+    /// more than a fifth and 1 ms (so that noise between equally near hosts
+    /// does not move calls back and forth). Run when a host connects and
+    /// after each ping.
     fn rerank(&self) {
         let current = self.current.load(Ordering::Relaxed);
-        let Some(host) = self.hosts.get(current) else {
+        let standing = self.hosts.get(current).and_then(|host| {
+            let state = host.state();
+            state.usable().map(|_| (host.tier, state.rtt))
+        });
+        let Some((best, _)) = self.best(&[]) else {
             return;
         };
-        let (tier, rtt) = {
-            let state = host.state();
-            if state.usable().is_none() {
-                return;
+        let better = match standing {
+            None => true,
+            Some(_) if best == current => false,
+            Some((tier, rtt)) => {
+                let host = &self.hosts[best];
+                let theirs = host.state().rtt;
+                let nearer = match (theirs, rtt) {
+                    (Some(theirs), Some(ours)) => {
+                        theirs + (ours / 5).max(Duration::from_millis(1)) < ours
+                    }
+                    (Some(_), None) => true,
+                    (None, _) => false,
+                };
+                host.tier < tier || (host.tier == tier && nearer)
             }
-            (host.tier, state.rtt)
         };
-        for (index, other) in self.hosts.iter().enumerate() {
-            let state = other.state();
-            if index == current || state.usable().is_none() {
-                continue;
-            }
-            let nearer = match (state.rtt, rtt) {
-                (Some(theirs), Some(ours)) => {
-                    theirs + (ours / 5).max(Duration::from_micros(200)) < ours
-                }
-                (Some(_), None) => true,
-                (None, _) => false,
-            };
-            if other.tier < tier || (other.tier == tier && nearer) {
-                drop(state);
-                // The next call ranks every host and settles on the best.
-                self.current.store(usize::MAX, Ordering::Relaxed);
-                return;
-            }
+        if better {
+            self.current.store(best, Ordering::Relaxed);
         }
     }
 }
@@ -746,6 +757,7 @@ async fn look_after(host: Arc<Host>, shared: Arc<Shared>, stop: CancellationToke
                 reason.clone(),
             ));
         }
+        shared.rerank();
         shared.changed.send_modify(|n| *n += 1);
         tracing::debug!(host = %host.addr, "out of use: {reason}");
         if stop.is_cancelled() {

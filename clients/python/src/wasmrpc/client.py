@@ -355,7 +355,7 @@ class Client:
                 return await conn.call(function, arguments, deadline, metadata)
             except CallError as error:
                 if (
-                    attempt >= MAX_ATTEMPTS
+                    attempt >= min(MAX_ATTEMPTS, len(self._hosts))
                     or not _retryable(error, idempotent)
                     or loop.time() >= deadline
                 ):
