@@ -1,15 +1,13 @@
 """Every error code a host gives a client, provoked on real hosts, raised as
 its own exception class with the host's message, `processed` and region.
 
-Two codes are not provoked here, because a real host does not give them to
-a correct client:
+`protocol_error` comes from a host when a caller speaks a protocol version
+it does not (a client newer than the host). One code is not provoked here,
+because a real host does not give it to a correct client:
 
 - `internal`: a host panic or a result the host cannot encode; no example
-  plugin makes a host do either.
-- `protocol_error`: a host answers it only to a caller that breaks the
-  protocol (a malformed frame, a call before `hello`), which this client
-  never does. Its class is still checked below, through the mapping of wire
-  codes the client applies to every error frame.
+  plugin makes a host do either. Its class is still checked below, through
+  the mapping of wire codes the client applies to every error frame.
 """
 
 from __future__ import annotations
@@ -21,6 +19,7 @@ import pytest
 from conftest import eventually_async, run
 
 import wasmrpc
+import wasmrpc._wire
 from wasmrpc.errors import error_from_wire
 
 
@@ -134,6 +133,24 @@ def test_an_unreachable_host_is_unavailable_and_never_ran_anything(hosts):
         assert caught.value.processed == "no"
         assert caught.value.message.startswith(f"cannot connect to `{addr}`: ")
         assert caught.value.region is None
+
+    run(main())
+
+
+def test_a_protocol_version_the_host_does_not_speak_is_a_protocol_error(hosts, monkeypatch):
+    host = hosts.start([])
+    # A client newer than the host: it says version 3 in its `hello`.
+    monkeypatch.setattr(wasmrpc._wire, "PROTOCOL_VERSION", 3)
+
+    async def main():
+        with pytest.raises(wasmrpc.ProtocolError) as caught:
+            await wasmrpc.connect(host.addr)
+        assert (caught.value.code, caught.value.processed, caught.value.message) == (
+            "protocol_error",
+            "no",
+            f"`{host.addr}` refused the connection: "
+            "unsupported protocol version 3; this host speaks versions 1 to 2",
+        )
 
     run(main())
 
