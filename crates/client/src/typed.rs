@@ -770,14 +770,9 @@ fn expected(what: &str, got: &Value) -> Error {
 fn int<N: TryFrom<i128>>(value: &Value, name: &str) -> Result<N, Error> {
     let out_of_range =
         |shown: &dyn fmt::Display| Error::new(format!("{shown} is out of range for {name}"));
-    let n = match value {
-        Value::Integer(i) => i128::from(*i),
-        Value::Tag(tag @ (bignum::POSITIVE | bignum::NEGATIVE), inner) => match &**inner {
-            Value::Bytes(magnitude) => bignum::value(*tag == bignum::NEGATIVE, magnitude)
-                .map_err(|shown| out_of_range(&shown))?,
-            _ => return Err(expected(&format!("an integer ({name})"), value)),
-        },
-        other => return Err(expected(&format!("an integer ({name})"), other)),
+    let n = match bignum::integer(value) {
+        Some(n) => n.map_err(|shown| out_of_range(&shown))?,
+        None => return Err(expected(&format!("an integer ({name})"), value)),
     };
     N::try_from(n).map_err(|_| out_of_range(&n))
 }

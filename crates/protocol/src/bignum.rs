@@ -2,6 +2,8 @@
 //! reads them as integers like any other (PROTOCOL.md §8.2), and so does the
 //! client's typed mapping.
 
+use ciborium::Value;
+
 /// The tag of a positive bignum.
 pub const POSITIVE: u64 = 2;
 /// The tag of a negative bignum.
@@ -33,5 +35,20 @@ pub fn value(negative: bool, magnitude: &[u8]) -> Result<i128, String> {
             Some(n) => format!("-{n}"),
             None => "-340282366920938463463374607431768211456".to_owned(), // −2¹²⁸
         }),
+    }
+}
+
+/// The integer `value` holds: a CBOR integer, or a bignum (the decoder
+/// turns bignums within ±2⁶⁴ into integers; these are the others). `None`
+/// when it is neither; `Some(Err(shown))` for a bignum beyond an `i128`, as
+/// [`value`] describes it.
+pub fn integer(value: &Value) -> Option<Result<i128, String>> {
+    match value {
+        Value::Integer(i) => Some(Ok(i128::from(*i))),
+        Value::Tag(tag @ (POSITIVE | NEGATIVE), inner) => match &**inner {
+            Value::Bytes(magnitude) => Some(self::value(*tag == NEGATIVE, magnitude)),
+            _ => None,
+        },
+        _ => None,
     }
 }

@@ -454,16 +454,9 @@ fn text_key(key: &Value) -> Result<&str, ValueError> {
 fn int<T: TryFrom<i128>>(value: &Value, name: &str) -> Result<T, ValueError> {
     let out_of_range =
         |shown: &dyn fmt::Display| ValueError::new(format!("{shown} is out of range for {name}"));
-    let n = match value {
-        Value::Integer(i) => i128::from(*i),
-        // The decoder turns bignums within ±2⁶⁴ into integers; these are
-        // the others.
-        Value::Tag(tag @ (bignum::POSITIVE | bignum::NEGATIVE), inner) => match &**inner {
-            Value::Bytes(magnitude) => bignum::value(*tag == bignum::NEGATIVE, magnitude)
-                .map_err(|shown| out_of_range(&shown))?,
-            _ => return Err(expected(&format!("an integer ({name})"), value)),
-        },
-        other => return Err(expected(&format!("an integer ({name})"), other)),
+    let n = match bignum::integer(value) {
+        Some(n) => n.map_err(|shown| out_of_range(&shown))?,
+        None => return Err(expected(&format!("an integer ({name})"), value)),
     };
     T::try_from(n).map_err(|_| out_of_range(&n))
 }
