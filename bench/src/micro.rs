@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use ciborium::Value;
 use wasmrpc::pattern::Pattern;
-use wasmrpc::runtime::{LocalCall, Plugin, Runtime, RuntimeConfig};
+use wasmrpc::runtime::{LocalCall, Plugin, Runtime, RuntimeConfig, Source};
 use wasmrpc::service::{CallRequest, NoCalls, Service};
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, Type};
@@ -46,7 +46,13 @@ impl RuntimeCall {
         }
         let reuse = instances == Instances::Reuse;
         let runtime = Runtime::new(config)?;
-        let plugin = runtime.compile("math", math_wasm)?;
+        let source = Source {
+            name: "math".into(),
+            bytes: math_wasm.to_vec(),
+            sha256: String::new(),
+        };
+        let limits = runtime.limits(None, None)?;
+        let plugin = runtime.compile(&source, limits, &[])?;
         let index = plugin
             .functions
             .iter()

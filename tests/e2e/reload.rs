@@ -405,7 +405,11 @@ async fn a_plugin_deleted_in_one_region_is_served_from_another() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compiling_a_large_plugin_does_not_stall_serving() {
-    let host = HostProcess::start(&["math"]);
+    // Without the compile cache, so that the plugin compiles every run.
+    let host = HostProcess::builder()
+        .plugins(&["math"])
+        .args(&["--no-compile-cache"])
+        .start();
     let client = host.client().await;
     let add = || vec![Value::from(1), Value::from(2)];
     let mut before = Vec::new();

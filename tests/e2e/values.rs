@@ -4,8 +4,9 @@ use ciborium::Value;
 use wasmrpc::{ErrorCode, Processed};
 use wasmrpc_tests::{HostProcess, assert_call_error, cbor, json};
 
-/// (function, arguments as JSON, expected result as JSON)
-const ROUND_TRIPS: &[(&str, &str, &str)] = &[
+/// (function of `echo`, arguments as JSON, expected result as JSON): also
+/// what the Python and JavaScript examples must answer (`languages.rs`).
+pub(crate) const ROUND_TRIPS: &[(&str, &str, &str)] = &[
     ("echo-bool", "[true]", "true"),
     ("echo-bool", "[false]", "false"),
     ("echo-s8", "[-128]", "-128"),
@@ -73,7 +74,7 @@ const ROUND_TRIPS: &[(&str, &str, &str)] = &[
     ("echo-flags", "[[\"write\", \"write\"]]", "[\"write\"]"),
 ];
 
-fn args(json_array: &str) -> Vec<Value> {
+pub(crate) fn args(json_array: &str) -> Vec<Value> {
     match cbor(json_array) {
         Value::Array(items) => items,
         other => panic!("not an array: {other:?}"),
@@ -221,43 +222,39 @@ async fn result_err_becomes_handler_error_carrying_the_error_value() {
     );
 }
 
+/// (function of the greeter world, arguments as JSON, expected result as
+/// JSON): also what the Python and JavaScript examples must answer.
+pub(crate) const GREETER_ANSWERS: &[(&str, &str, &str)] = &[
+    (
+        "greet",
+        "[\"Ada\", \"Dr.\", \"english\"]",
+        "\"Hello, Dr. Ada!\"",
+    ),
+    ("greet", "[\"Ada\", null, \"french\"]", "\"Bonjour, Ada!\""),
+    ("greet", "[\"Ada\", null, \"spanish\"]", "\"Hola, Ada!\""),
+    (
+        "decorate",
+        "[\"hi\", [\"bold\", \"italic\", \"shout\"]]",
+        "\"_**HI**_\"",
+    ),
+    ("decorate", "[\"hi\", []]", "\"hi\""),
+    ("area", "[{\"rectangle\": [2, 3.5]}]", "7.0"),
+    ("area", "[{\"point\": null}]", "0.0"),
+    ("area", "[{\"circle\": 1}]", "3.141592653589793"),
+    ("initial", "[\"Zoë\"]", "\"Z\""),
+    ("initial", "[\"\"]", "null"),
+    ("checksum", "[[1, 2, 250]]", "[253,[250,2,1]]"),
+    ("frame", "[\"id\", [1, 2]]", "[105,100,58,1,2]"),
+];
+
 #[tokio::test]
 async fn greeter_functions_compute_exact_answers() {
     let host = HostProcess::start(&["greeter"]);
     let client = host.client().await;
-    let cases: &[(&str, &str, &str)] = &[
-        (
-            "greeter.greet",
-            "[\"Ada\", \"Dr.\", \"english\"]",
-            "\"Hello, Dr. Ada!\"",
-        ),
-        (
-            "greeter.greet",
-            "[\"Ada\", null, \"french\"]",
-            "\"Bonjour, Ada!\"",
-        ),
-        (
-            "greeter.greet",
-            "[\"Ada\", null, \"spanish\"]",
-            "\"Hola, Ada!\"",
-        ),
-        (
-            "greeter.decorate",
-            "[\"hi\", [\"bold\", \"italic\", \"shout\"]]",
-            "\"_**HI**_\"",
-        ),
-        ("greeter.decorate", "[\"hi\", []]", "\"hi\""),
-        ("greeter.area", "[{\"rectangle\": [2, 3.5]}]", "7.0"),
-        ("greeter.area", "[{\"point\": null}]", "0.0"),
-        ("greeter.area", "[{\"circle\": 1}]", "3.141592653589793"),
-        ("greeter.initial", "[\"Zoë\"]", "\"Z\""),
-        ("greeter.initial", "[\"\"]", "null"),
-        ("greeter.checksum", "[[1, 2, 250]]", "[253,[250,2,1]]"),
-        ("greeter.frame", "[\"id\", [1, 2]]", "[105,100,58,1,2]"),
-    ];
-    for (function, arguments, expected) in cases {
-        let value = client.call_value(function, args(arguments)).await.unwrap();
-        assert_eq!(json(&value), *expected, "{function}({arguments})");
+    for (function, arguments, expected) in GREETER_ANSWERS {
+        let name = format!("greeter.{function}");
+        let value = client.call_value(&name, args(arguments)).await.unwrap();
+        assert_eq!(json(&value), *expected, "{name}({arguments})");
     }
 }
 

@@ -192,6 +192,7 @@ impl HostBuilder {
         command
             .args(&args)
             .env("RUST_LOG", &self.log_filter)
+            .env("WASMRPC_COMPILE_CACHE", crate::compile_cache_dir())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log);

@@ -104,6 +104,22 @@ pub fn wasmrpc_bin() -> &'static Path {
     })
 }
 
+/// The compile cache the tests' hosts share (`WASMRPC_COMPILE_CACHE`), in
+/// the target folder: each example plugin is compiled once per build of the
+/// host rather than by every host that loads it. Tests of the cache itself
+/// give their hosts folders of their own.
+pub fn compile_cache_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let bin = wasmrpc_bin();
+        let target = bin
+            .parent()
+            .and_then(Path::parent)
+            .expect("the binary lives in <target>/<profile>/");
+        target.join("e2e-compile-cache")
+    })
+}
+
 /// Runs the CLI with `args` to completion.
 pub fn cli(args: &[&str]) -> Output {
     Command::new(wasmrpc_bin())

@@ -103,6 +103,32 @@ pub(super) struct HostArgs {
     /// Linear memory per plugin instance, in MiB.
     #[arg(long)]
     memory_limit_mib: Option<usize>,
+    /// The most linear memory a plugin's sidecar may give its instances
+    /// (`memory_mib`), in MiB. Costs address space only: memory is committed
+    /// as instances touch it.
+    #[arg(long)]
+    max_plugin_memory_mib: Option<usize>,
+    /// The most table elements a plugin's sidecar may give its tables
+    /// (`table_elements`).
+    #[arg(long)]
+    max_plugin_table_elements: Option<usize>,
+    /// Where compiled plugins are kept, so that a restart or the reload of an
+    /// unchanged file does not compile again (seconds for a plugin that
+    /// embeds a language runtime). Entries are keyed by the file's SHA-256
+    /// and the engine's settings; one that is corrupt or from another
+    /// version is removed and compiled again. The folder must be writable by
+    /// this user alone (it is created `0700`). Default:
+    /// `$XDG_CACHE_HOME/wasmrpc/compiled`, else `~/.cache/wasmrpc/compiled`.
+    #[arg(long, env = "WASMRPC_COMPILE_CACHE", value_name = "DIR")]
+    compile_cache: Option<PathBuf>,
+    /// Compile every plugin at each load, keeping nothing on disk (wins
+    /// over `--compile-cache` and its environment variable).
+    #[arg(long)]
+    no_compile_cache: bool,
+    /// MiB the compile cache may hold; past it, the entries used longest ago
+    /// are removed.
+    #[arg(long)]
+    compile_cache_max_mib: Option<u64>,
     /// Plugin instances that may exist at once (the pool size); calls beyond
     /// get `resource_exhausted`.
     #[arg(long)]
@@ -207,6 +233,15 @@ pub(super) fn show_defaults(host: clap::Command) -> clap::Command {
         ("max_deadline", duration(server.max_deadline)),
         ("max_in_flight", server.max_in_flight.to_string()),
         ("memory_limit_mib", (runtime.memory_limit >> 20).to_string()),
+        (
+            "max_plugin_memory_mib",
+            (runtime.memory_cap >> 20).to_string(),
+        ),
+        ("max_plugin_table_elements", runtime.table_cap.to_string()),
+        (
+            "compile_cache_max_mib",
+            (runtime.compile_cache_max_bytes >> 20).to_string(),
+        ),
         ("max_instances", runtime.max_instances.to_string()),
         (
             "max_wasm_stack_kib",
@@ -239,6 +274,20 @@ pub(super) fn show_defaults(host: clap::Command) -> clap::Command {
     ]
     .into_iter()
     .fold(host, |host, (id, value)| show_default(host, id, &value))
+}
+
+/// The compile cache of a host given no `--compile-cache`: in the user's
+/// cache folder, `$XDG_CACHE_HOME` or `~/.cache`.
+fn default_compile_cache() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|dir| !dir.is_empty())
+                .map(|home| PathBuf::from(home).join(".cache"))
+        })?;
+    Some(base.join("wasmrpc").join("compiled"))
 }
 
 impl HostArgs {
@@ -283,6 +332,18 @@ impl HostArgs {
         runtime.memory_limit = self
             .memory_limit_mib
             .map_or(runtime.memory_limit, |mib| mib << 20);
+        runtime.memory_cap = self
+            .max_plugin_memory_mib
+            .map_or(runtime.memory_cap, |mib| mib << 20);
+        runtime.table_cap = self.max_plugin_table_elements.unwrap_or(runtime.table_cap);
+        runtime.compile_cache = if self.no_compile_cache {
+            None
+        } else {
+            self.compile_cache.clone().or_else(default_compile_cache)
+        };
+        runtime.compile_cache_max_bytes = self
+            .compile_cache_max_mib
+            .map_or(runtime.compile_cache_max_bytes, |mib| mib << 20);
         runtime.max_instances = self.max_instances.unwrap_or(runtime.max_instances);
         runtime.max_wasm_stack = self
             .max_wasm_stack_kib

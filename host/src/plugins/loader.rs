@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::registry::LoadedPlugin;
 use super::settings::PluginSettings;
-use crate::runtime::Runtime;
+use crate::runtime::{Runtime, Source};
 
 /// Plugin files larger than this are refused by default (50 MiB).
 pub const MAX_PLUGIN_SIZE: u64 = 50 << 20;
@@ -93,7 +93,8 @@ fn sha256(bytes: &[u8]) -> String {
 }
 
 /// Compiles and validates `files` as plugin `name`. When `reuse` holds the
-/// same `.wasm` content (only the sidecar changed), its compiled code is kept.
+/// same `.wasm` content with the same limits and hidden exports (only other
+/// settings changed), its compiled plugin is kept.
 ///
 /// # Errors
 ///
@@ -112,13 +113,26 @@ pub async fn load(
         })?,
         None => PluginSettings::default(),
     };
+    let limits = runtime
+        .limits(settings.memory_mib, settings.table_elements)
+        .map_err(|e| anyhow::anyhow!("invalid `{}`: {e}", path.display()))?;
     let plugin = match reuse {
-        Some(old) if old.wasm_sha256 == files.wasm_sha256 => old.plugin.clone(),
-        _ => Arc::new(
-            runtime
-                .compile_in_background(name, files.wasm.clone())
-                .await?,
-        ),
+        Some(old)
+            if old.wasm_sha256 == files.wasm_sha256
+                && old.plugin.limits == limits
+                && old.settings.hide == settings.hide =>
+        {
+            old.plugin.clone()
+        }
+        _ => {
+            let source = Source {
+                name: name.to_owned(),
+                bytes: files.wasm.clone(),
+                sha256: files.wasm_sha256.clone(),
+            };
+            let hide = settings.hide.clone();
+            Arc::new(runtime.compile_in_background(source, limits, hide).await?)
+        }
     };
     settings.validate(&plugin)?;
     Ok(LoadedPlugin {

@@ -5,6 +5,9 @@
 //! idempotent = ["place"]                      # functions safe to run more than once
 //! reuse_instances = true                      # serve calls from warm instances
 //! calls = ["inventory.stock.*", "math.add"]   # what its guests may call through the host
+//! memory_mib = 256                            # linear memory per instance (host default: 64)
+//! table_elements = 50000                      # elements per table (host default: 20000)
+//! hide = ["debug.*"]                          # exports not to serve
 //! ```
 //!
 //! `calls` is least privilege for nested calls: a plugin's guests may call,
@@ -46,6 +49,23 @@ pub struct PluginSettings {
     /// sidecar invalid, and the plugin is refused.
     #[serde(default)]
     pub calls: Arc<[Pattern]>,
+    /// `memory_mib = 256`: linear memory each instance may use, in MiB (the
+    /// host's `--memory-limit-mib` when left out), up to the host's
+    /// `--max-plugin-memory-mib`. For plugins that embed a language runtime
+    /// and need more than the default, or to hold one to less.
+    #[serde(default)]
+    pub memory_mib: Option<u64>,
+    /// `table_elements = 50000`: elements each table of an instance may
+    /// hold (the host's default when left out), up to the host's
+    /// `--max-plugin-table-elements`.
+    #[serde(default)]
+    pub table_elements: Option<u64>,
+    /// `hide = ["debug.*", "reset"]`: exports not to serve, named without the
+    /// plugin's name (`function`, `interface.function`) or as a prefix
+    /// ending in `*`. Exports that toolchains add for their own use (such
+    /// as componentize-py's `exports.init`) are never served, listed or not.
+    #[serde(default)]
+    pub hide: Arc<[Pattern]>,
 }
 
 impl PluginSettings {
@@ -90,6 +110,30 @@ mod tests {
         let silent: PluginSettings = toml::from_str("reuse_instances = true\n").unwrap();
         assert!(silent.calls.is_empty());
         assert!(PluginSettings::default().calls.is_empty());
+    }
+
+    #[test]
+    fn limits_and_hidden_exports_are_read_and_default_to_the_hosts() {
+        let settings: PluginSettings = toml::from_str(
+            "memory_mib = 256\ntable_elements = 50000\nhide = [\"debug.*\", \"reset\"]\n",
+        )
+        .unwrap();
+        assert_eq!(settings.memory_mib, Some(256));
+        assert_eq!(settings.table_elements, Some(50_000));
+        let hide: Vec<&str> = settings.hide.iter().map(Pattern::as_str).collect();
+        assert_eq!(hide, ["debug.*", "reset"]);
+        let silent = PluginSettings::default();
+        assert_eq!((silent.memory_mib, silent.table_elements), (None, None));
+        assert!(silent.hide.is_empty());
+
+        let error = toml::from_str::<PluginSettings>("memory_mib = -1\n").unwrap_err();
+        assert_eq!(error.message(), "invalid value: integer `-1`, expected u64");
+        let error = toml::from_str::<PluginSettings>("memory = 256\n").unwrap_err();
+        assert!(
+            error.message().starts_with("unknown field `memory`"),
+            "{}",
+            error.message()
+        );
     }
 
     #[test]

@@ -448,12 +448,12 @@ fn classify(
         return match interrupt {
             Interrupt::Deadline => CallError::deadline_exceeded(Processed::Maybe),
             Interrupt::Cancelled => CallError::cancelled(Processed::Maybe),
-            Interrupt::Memory { .. } => CallError::new(
+            Interrupt::Memory { limit } => CallError::new(
                 ErrorCode::ResourceExhausted,
                 Processed::Maybe,
                 format!(
                     "plugin `{plugin}` exceeded its memory limit of {} MiB",
-                    config.memory_limit >> 20
+                    limit >> 20
                 ),
             ),
             Interrupt::Table { limit } => CallError::new(

@@ -2,15 +2,18 @@
 
 use std::sync::Arc;
 use std::sync::mpsc;
+use std::time::Instant;
 
 use wasmtime::component::types::{ComponentFunc, ComponentItem};
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Type};
 
+use super::cache::Lookup;
 use super::call::PoolMark;
 use super::instances::Instances;
 use super::signature::{self, func_to_wit};
 use super::state::PluginState;
 use super::{Runtime, bytes};
+use crate::pattern::Pattern;
 
 /// A compiled, validated plugin, ready to be instantiated per call.
 pub struct Plugin {
@@ -18,9 +21,35 @@ pub struct Plugin {
     pub functions: Vec<Function>,
     /// Exports left out of the catalog, with the reason (already logged).
     pub skipped: Vec<String>,
+    /// Toolchain-internal exports and those the sidecar hides: not served,
+    /// and not a problem (logged at debug level).
+    pub hidden: Vec<String>,
+    /// Memory and table limits of each instance.
+    pub limits: Limits,
+    /// How its compiled code was obtained.
+    pub compiled: Compiled,
     pub(super) pre: InstancePre<PluginState>,
     /// Instances ready for calls.
     pub(super) instances: Instances,
+}
+
+/// The limits of each instance of one plugin: the host's defaults, or what
+/// its sidecar sets within the host's caps (see [`Runtime::limits`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Linear memory, in bytes, summed over the instance's memories.
+    pub memory: usize,
+    /// Elements of each table.
+    pub table_elements: usize,
+}
+
+/// How a plugin's compiled code was obtained.
+#[derive(Debug, Clone, Copy)]
+pub struct Compiled {
+    /// Taken from the compile cache rather than compiled.
+    pub from_cache: bool,
+    /// The time it took (compiling, or reading and checking the entry).
+    pub took: std::time::Duration,
 }
 
 /// One callable export of a plugin.
@@ -77,14 +106,14 @@ impl Runtime {
     /// As [`Runtime::compile`].
     pub async fn compile_in_background(
         self: &Arc<Self>,
-        name: &str,
-        bytes: Vec<u8>,
+        source: Source,
+        limits: Limits,
+        hide: Arc<[Pattern]>,
     ) -> anyhow::Result<Plugin> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let runtime = self.clone();
-        let name = name.to_owned();
         let job: Job = Box::new(move || {
-            let _ = tx.send(runtime.compile(&name, &bytes));
+            let _ = tx.send(runtime.compile(&source, limits, &hide));
         });
         self.compiler
             .jobs
@@ -94,20 +123,31 @@ impl Runtime {
             .map_err(|_| anyhow::anyhow!("the compiler thread dropped the job"))?
     }
 
-    /// Compiles and validates a component and reflects its callable exports.
+    /// Compiles (or takes from the compile cache) and validates a
+    /// component and reflects its callable exports, leaving out those that
+    /// toolchains add for their own use and those `hide` matches (named
+    /// without the plugin's name: `function`, `interface.function`, or a
+    /// prefix ending in `*`).
     ///
     /// CPU-heavy: call it off the serving path (`spawn_blocking`).
     ///
     /// # Errors
     ///
-    /// When `bytes` is not a valid component, or it imports something the
-    /// host does not provide.
-    pub fn compile(&self, name: &str, bytes: &[u8]) -> anyhow::Result<Plugin> {
+    /// When the bytes are not a valid component, or it imports something
+    /// the host does not provide.
+    pub fn compile(
+        &self,
+        source: &Source,
+        limits: Limits,
+        hide: &[Pattern],
+    ) -> anyhow::Result<Plugin> {
+        let name = source.name.as_str();
         let engine = &self.shared.engine;
-        let component = Component::new(engine, bytes)?;
+        let (component, compiled) = self.component(source)?;
         let pre = self.linker.instantiate_pre(&component)?;
         let mut functions = Vec::new();
         let mut skipped = Vec::new();
+        let mut hidden = Vec::new();
         let ty = component.component_type();
         for (export, item) in ty.exports(engine) {
             match item.ty {
@@ -127,10 +167,18 @@ impl Runtime {
                 }
                 ComponentItem::ComponentInstance(instance) => {
                     let interface = interface_name(export);
+
                     let instance_index = component
                         .get_export_index(None, export)
                         .expect("reflected export has an index");
                     for (fname, item) in instance.exports(engine) {
+                        if let Some((.., whose)) = TOOLCHAIN_INTERNALS
+                            .iter()
+                            .find(|(i, f, _)| (*i, *f) == (export, fname))
+                        {
+                            hidden.push(format!("`{name}.{interface}.{fname}`: {whose}"));
+                            continue;
+                        }
                         if let ComponentItem::ComponentFunc(func) = item.ty {
                             let index = component
                                 .get_export_index(Some(&instance_index), fname)
@@ -158,18 +206,97 @@ impl Runtime {
             }
             fresh
         });
+        functions.retain(|f: &Function| {
+            let local = &f.name[name.len() + 1..];
+            let hide = hide.iter().any(|p| p.matches(local));
+            if hide {
+                hidden.push(format!("`{}`: hidden by the sidecar's `hide`", f.name));
+            }
+            !hide
+        });
         for reason in &skipped {
             tracing::warn!(plugin = name, "function left out of the catalog: {reason}");
+        }
+        for reason in &hidden {
+            tracing::debug!(plugin = name, "function not served: {reason}");
         }
         Ok(Plugin {
             name: name.into(),
             functions,
             skipped,
+            hidden,
+            limits,
+            compiled,
             pre,
             instances: Instances::default(),
         })
     }
+
+    /// The compiled component of `source`: from the compile cache when it
+    /// holds a trusted entry, else compiled (and stored there).
+    fn component(&self, source: &Source) -> anyhow::Result<(Component, Compiled)> {
+        let engine = &self.shared.engine;
+        let name = source.name.as_str();
+        let started = Instant::now();
+        if let Some(cache) = &self.cache {
+            match cache.load(engine, &source.sha256) {
+                Lookup::Hit(component) => {
+                    let took = started.elapsed();
+                    tracing::info!(
+                        plugin = name,
+                        "compiled code taken from the compile cache in {} ms",
+                        took.as_millis()
+                    );
+                    let compiled = Compiled {
+                        from_cache: true,
+                        took,
+                    };
+                    return Ok((component, compiled));
+                }
+                Lookup::Miss => {}
+                Lookup::Rejected(reason) => tracing::warn!(
+                    plugin = name,
+                    "compile cache entry refused and removed ({reason}); compiling again"
+                ),
+            }
+        }
+        let component = Component::new(engine, &source.bytes)?;
+        let took = started.elapsed();
+        tracing::info!(plugin = name, "compiled in {} ms", took.as_millis());
+        if let Some(cache) = &self.cache
+            && let Err(error) = cache.store(&component, &source.sha256)
+        {
+            tracing::warn!(
+                plugin = name,
+                "cannot store compiled code in the compile cache `{}`: {error:#}",
+                cache.dir().display()
+            );
+        }
+        let compiled = Compiled {
+            from_cache: false,
+            took,
+        };
+        Ok((component, compiled))
+    }
 }
+
+/// A plugin's component, as read from its file.
+pub struct Source {
+    /// The plugin's name.
+    pub name: String,
+    /// The `.wasm` file's bytes.
+    pub bytes: Vec<u8>,
+    /// Their SHA-256, hex: the compile cache's key.
+    pub sha256: String,
+}
+
+/// Exports that toolchains add for their own use, which are never handlers:
+/// an exported instance's name, its function, and whose it is.
+const TOOLCHAIN_INTERNALS: &[(&str, &str, &str)] = &[(
+    "exports",
+    "init",
+    "componentize-py's build-time initialiser, not a handler",
+)];
 
 fn reflect(
     plugin: &str,

@@ -34,11 +34,13 @@ pub(super) fn build(config: &RuntimeConfig) -> anyhow::Result<Engine> {
         .total_memories(instances * 2)
         .total_tables(instances * 4)
         .total_stacks(instances)
-        .max_memory_size(config.memory_limit)
+        // Slots fit the largest limit a sidecar may set (see
+        // `Runtime::limits`); each store's limiter holds its own plugin's.
+        .max_memory_size(config.memory_limit.max(config.memory_cap))
         .max_memories_per_component(4)
         .max_tables_per_component(16)
         .max_core_instances_per_component(32)
-        .table_elements(config.table_limit)
+        .table_elements(config.table_limit.max(config.table_cap))
         // A freed memory slot is reset in place (the pages the instance
         // wrote, found with PAGEMAP_SCAN where the kernel has it, copied back
         // from the image) instead of returned to the kernel with madvise: on

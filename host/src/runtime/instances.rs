@@ -247,8 +247,8 @@ impl Shared {
         let limits = &self.config;
         let state = PluginState::new(
             plugin.name.clone(),
-            limits.memory_limit,
-            limits.table_limit,
+            plugin.limits.memory,
+            plugin.limits.table_elements,
             limits.max_guest_output,
             scope,
         );

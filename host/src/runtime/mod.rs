@@ -12,6 +12,7 @@
 //! pass byte strings, on a typed path (`bytes`).
 
 mod bytes;
+mod cache;
 mod call;
 mod compile;
 mod engine;
@@ -29,8 +30,9 @@ use std::time::Duration;
 
 use wasmtime::component::Linker;
 
+pub use cache::CompileCache;
 pub use call::LocalCall;
-pub use compile::{Function, Plugin};
+pub use compile::{Compiled, Function, Limits, Plugin, Source};
 pub use signature::{func_to_wit, type_to_wit};
 
 use compile::Compiler;
@@ -42,10 +44,24 @@ use state::PluginState;
 /// Limits and tuning of the runtime. Defaults are the documented ones.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
-    /// Linear memory one instance may use, summed over its memories.
+    /// Linear memory one instance may use, summed over its memories,
+    /// unless its plugin's sidecar sets its own (`memory_mib`).
     pub memory_limit: usize,
-    /// Elements one table may hold.
+    /// Elements one table may hold, unless its plugin's sidecar sets its
+    /// own (`table_elements`).
     pub table_limit: usize,
+    /// The most memory a sidecar may give its plugin's instances. The
+    /// pool's slots are sized for it (address space only: memory is
+    /// committed as instances touch it).
+    pub memory_cap: usize,
+    /// The most table elements a sidecar may give its plugin's tables; the
+    /// pool's table slots are sized for it.
+    pub table_cap: usize,
+    /// Where compiled plugins are kept between loads ([`CompileCache`]);
+    /// `None` compiles every load.
+    pub compile_cache: Option<std::path::PathBuf>,
+    /// Bytes the compile cache may hold before its oldest entries go.
+    pub compile_cache_max_bytes: u64,
     /// Instances that may exist at once (pooling allocator slots).
     pub max_instances: u32,
     /// Wasm stack per call.
@@ -74,6 +90,10 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             memory_limit: 64 << 20,
             table_limit: 20_000,
+            memory_cap: 1 << 30,
+            table_cap: 200_000,
+            compile_cache: None,
+            compile_cache_max_bytes: 2 << 30,
             max_instances: 256,
             max_wasm_stack: 512 << 10,
             epoch_tick: Duration::from_millis(10),
@@ -98,6 +118,7 @@ pub struct Runtime {
     shared: Arc<Shared>,
     linker: Linker<PluginState>,
     compiler: Compiler,
+    cache: Option<CompileCache>,
 }
 
 impl Runtime {
@@ -110,6 +131,15 @@ impl Runtime {
     /// When the engine, the guest thread pool or a thread cannot be created.
     pub fn new(config: RuntimeConfig) -> anyhow::Result<Runtime> {
         let engine = engine::build(&config)?;
+        let cache = config.compile_cache.as_deref().and_then(|dir| {
+            match CompileCache::open(dir, &engine, config.compile_cache_max_bytes) {
+                Ok(cache) => Some(cache),
+                Err(error) => {
+                    tracing::warn!("compiling every plugin at each load: {error:#}");
+                    None
+                }
+            }
+        });
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         host_api::add_to_linker(&mut linker)?;
@@ -129,11 +159,114 @@ impl Runtime {
             shared,
             linker,
             compiler: Compiler::start()?,
+            cache,
         })
     }
 
     /// The limits in force.
     pub fn config(&self) -> &RuntimeConfig {
         &self.shared.config
+    }
+
+    /// The compile cache, when one is in use.
+    pub fn compile_cache(&self) -> Option<&CompileCache> {
+        self.cache.as_ref()
+    }
+
+    /// The instance limits of a plugin whose sidecar asks for `memory_mib`
+    /// and `table_elements` (the host's defaults where it asks nothing).
+    ///
+    /// # Errors
+    ///
+    /// When it asks for more than the host's caps, or for nothing at all.
+    pub fn limits(
+        &self,
+        memory_mib: Option<u64>,
+        table_elements: Option<u64>,
+    ) -> anyhow::Result<Limits> {
+        let config = &self.shared.config;
+        let memory = match memory_mib {
+            None => config.memory_limit,
+            Some(0) => anyhow::bail!("`memory_mib` must be at least 1"),
+            Some(mib) => {
+                let cap = config.memory_cap >> 20;
+                if mib > cap as u64 {
+                    anyhow::bail!(
+                        "`memory_mib = {mib}` is over this host's cap of {cap} MiB \
+                         (`--max-plugin-memory-mib`)"
+                    );
+                }
+                usize::try_from(mib)? << 20
+            }
+        };
+        let table_elements = match table_elements {
+            None => config.table_limit,
+            Some(0) => anyhow::bail!("`table_elements` must be at least 1"),
+            Some(n) => {
+                if n > config.table_cap as u64 {
+                    anyhow::bail!(
+                        "`table_elements = {n}` is over this host's cap of {} \
+                         (`--max-plugin-table-elements`)",
+                        config.table_cap
+                    );
+                }
+                usize::try_from(n)?
+            }
+        };
+        Ok(Limits {
+            memory,
+            table_elements,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sidecar_may_set_limits_up_to_the_hosts_caps() {
+        let runtime = Runtime::new(RuntimeConfig {
+            memory_cap: 256 << 20,
+            table_cap: 30_000,
+            ..RuntimeConfig::default()
+        })
+        .unwrap();
+        let defaults = Limits {
+            memory: 64 << 20,
+            table_elements: 20_000,
+        };
+        assert_eq!(runtime.limits(None, None).unwrap(), defaults);
+        assert_eq!(
+            runtime.limits(Some(256), Some(30_000)).unwrap(),
+            Limits {
+                memory: 256 << 20,
+                table_elements: 30_000,
+            }
+        );
+        assert_eq!(
+            runtime.limits(Some(16), None).unwrap(),
+            Limits {
+                memory: 16 << 20,
+                ..defaults
+            }
+        );
+        let refusals = [
+            (
+                (Some(257), None),
+                "`memory_mib = 257` is over this host's cap of 256 MiB (`--max-plugin-memory-mib`)",
+            ),
+            (
+                (None, Some(30_001)),
+                "`table_elements = 30001` is over this host's cap of 30000 \
+                 (`--max-plugin-table-elements`)",
+            ),
+            ((Some(0), None), "`memory_mib` must be at least 1"),
+            ((None, Some(0)), "`table_elements` must be at least 1"),
+        ];
+        for ((memory, table), message) in refusals {
+            let error = runtime.limits(memory, table).unwrap_err();
+            assert_eq!(error.to_string(), message);
+        }
     }
 }
