@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use wasmrpc::config::Topology;
-use wasmrpc_tests::{eventually, wasmrpc_bin, workspace_root};
+use wasmrpc_tests::{compile_cache_dir, eventually, wasmrpc_bin, workspace_root};
 
 /// The variables through which `wasmrpc` finds a host, its CA, a token and
 /// an access file: the start command and the tour see only those the README
@@ -268,6 +268,8 @@ impl Demo {
         for name in WASMRPC_VARIABLES {
             command.env_remove(name);
         }
+        // The hosts share the tests' compile cache rather than the user's.
+        command.env("WASMRPC_COMPILE_CACHE", compile_cache_dir());
         {
             use std::os::unix::process::CommandExt;
             command.process_group(0);

@@ -449,7 +449,7 @@ async fn a_handler_error_whose_detail_is_not_the_error_type_stays_a_call_error()
 
 /// The stubs against a topology placed as the sample `regions.toml` (eu-west:
 /// math, greeter; us-east, two hosts: orders, math, ledger; ap-south:
-/// inventory), through a client that prefers eu-west: what eu-west does not
+/// inventory; the Python and JavaScript plugins left out), through a client that prefers eu-west: what eu-west does not
 /// serve is forwarded, and each answer is typed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stubs_call_across_the_sample_regions_through_a_client_of_one_region() {

@@ -28,8 +28,8 @@ use xtask::{cargo, guests, root, run};
 /// Which example plugins each sample region serves.
 const PLACEMENT: &[(&str, &[&str])] = &[
     ("eu-west", &["math", "greeter", "misbehave"]),
-    ("us-east", &["orders", "math", "ledger"]),
-    ("ap-south", &["inventory"]),
+    ("us-east", &["orders", "math", "ledger", "pygreeter"]),
+    ("ap-south", &["inventory", "jsgreeter"]),
 ];
 
 fn main() -> ExitCode {

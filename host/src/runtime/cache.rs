@@ -101,16 +101,20 @@ impl CompileCache {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Lookup::Miss,
             Err(error) => return self.reject(&path, format!("cannot read it: {error}")),
         };
-        let Some(body) = checked_body(&bytes) else {
+        if checked_body(&bytes).is_none() {
             return self.reject(&path, "its checksum does not match its contents".into());
-        };
-        // SAFETY: `deserialize` trusts its input to be compiled code this
-        // engine wrote. The entry lies in a folder only this user can write
-        // (checked when the cache was opened), under a key naming this
-        // engine, and its checksum holds, so these are the bytes a host of
-        // this user wrote; wasmtime itself refuses code from another
-        // version or with other settings.
-        match unsafe { Component::deserialize(engine, body) } {
+        }
+        drop(bytes);
+        // SAFETY: `deserialize_file` trusts the file to be compiled code
+        // this engine wrote, and to stay as it is while mapped. The entry
+        // lies in a folder only this user can write (checked when the cache
+        // was opened), under a key naming this engine; its checksum held
+        // just now, so these are the bytes a host of this user wrote, and
+        // entries are only ever replaced by a rename, never written in
+        // place. wasmtime itself refuses code from another version or with
+        // other settings. Mapping the file (rather than copying it into
+        // memory) lets the kernel share its pages and drop untouched ones.
+        match unsafe { Component::deserialize_file(engine, &path) } {
             Ok(component) => {
                 touch(&path);
                 Lookup::Hit(component)
