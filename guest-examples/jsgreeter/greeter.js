@@ -22,6 +22,14 @@
 // A function returning a `result` returns its ok value, or `{ tag: 'err',
 // val }` for its error (`{ tag: 'ok', val }` works too); an exception it
 // throws traps the call.
+//
+// componentize-js 0.23 gets 64-bit signed integers and large u32 results
+// wrong where they are a function's whole argument or result (inside a
+// record, list, tuple, option or result they are exact): a negative s64
+// argument arrives as its unsigned bit pattern (-1 as 18446744073709551615n),
+// a negative s64 result traps the call, and a u32 result of 2^31 or more
+// reaches the caller changed. So `add` answers only sums of 0 or more, and
+// `echo.echoS64` and `echo.echoU32` echo only such numbers.
 
 import { call, log, region } from 'wasmrpc:host/host@0.2.0';
 
@@ -53,9 +61,8 @@ export function area(shape) {
 }
 
 export function initial(name) {
-  // A string iterates by code point, as a WIT `char` counts.
-  for (const first of name) return first;
-  return undefined;
+  // A whole character, as a WIT `char` is: `name[0]` would be half of 🦀.
+  return name === '' ? undefined : String.fromCodePoint(name.codePointAt(0));
 }
 
 export function checksum(data) {
@@ -65,15 +72,17 @@ export function checksum(data) {
 
 export function frame(label, body) {
   if (body.length === 0) return { tag: 'err', val: `nothing to frame under \`${label}\`` };
-  const head = new TextEncoder().encode(`${label}:`);
-  const framed = new Uint8Array(head.length + body.length);
-  framed.set(head);
-  framed.set(body, head.length);
+  const prefix = new TextEncoder().encode(`${label}:`);
+  const framed = new Uint8Array(prefix.length + body.length);
+  framed.set(prefix);
+  framed.set(body, prefix.length);
   return framed;
 }
 
 export function add(a, b) {
-  // bigints never overflow: wrap into s64 by hand, as Rust's `wrapping_add`.
+  // bigints never overflow: wrap into s64 by hand, as Rust's `wrapping_add`
+  // does. Wrapping also undoes the unsigned bit pattern a negative argument
+  // arrives as.
   return BigInt.asIntN(64, a + b);
 }
 
@@ -115,9 +124,15 @@ export function spin() {
 }
 
 export function hog(mib) {
-  const memory = new Uint8Array(mib * 1024 * 1024);
-  // Touch every 64 KiB WebAssembly page, so all of it is really used.
-  for (let page = 0; page < memory.length; page += 65536) memory[page] = 1;
+  // One MiB at a time, all kept: a huge `mib` then runs into the plugin's
+  // memory limit rather than into the longest array JavaScript allows.
+  const kept = [];
+  for (let i = 0; i < mib; i++) {
+    const block = new Uint8Array(1024 * 1024);
+    // Touch every 64 KiB WebAssembly page, so all of it is really used.
+    for (let page = 0; page < block.length; page += 65536) block[page] = 1;
+    kept.push(block);
+  }
   return mib;
 }
 
@@ -158,20 +173,20 @@ export const echo = {
 // a text string to read back.
 
 function encodeCbor(items) {
-  const bytes = [...head(4, items.length)];
+  const bytes = cborHead(4, items.length);
   for (const item of items) {
     if (item === null) {
       bytes.push(0xf6);
     } else {
       const text = new TextEncoder().encode(item);
-      bytes.push(...head(3, text.length), ...text);
+      bytes.push(...cborHead(3, text.length), ...text);
     }
   }
   return new Uint8Array(bytes);
 }
 
 // The head of a CBOR item: its major type and a length or value.
-function head(major, n) {
+function cborHead(major, n) {
   const type = major << 5;
   if (n < 24) return [type | n];
   if (n < 0x100) return [type | 24, n];
