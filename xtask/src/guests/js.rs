@@ -143,3 +143,58 @@ fn files_under(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     }
     Ok(files)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::fs::File;
+    use std::path::{Path, PathBuf};
+    use std::time::{Duration, SystemTime};
+
+    use super::is_newer;
+
+    /// A fresh, empty folder of this test process.
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("xtask-js-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Creates `path`, last modified `seconds` after the epoch.
+    fn touch(path: &Path, seconds: u64) {
+        let file = File::create(path).unwrap();
+        file.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(seconds))
+            .unwrap();
+    }
+
+    #[test]
+    fn a_build_is_fresh_only_when_newer_than_every_input() {
+        let dir = scratch("fresh");
+        let (out, a, b) = (dir.join("out.wasm"), dir.join("a.js"), dir.join("b.wit"));
+        touch(&a, 100);
+        touch(&b, 200);
+        assert!(!is_newer(&out, [&a, &b]).unwrap(), "no output yet");
+        touch(&out, 150);
+        assert!(!is_newer(&out, [&a, &b]).unwrap(), "older than b");
+        touch(&out, 200);
+        assert!(!is_newer(&out, [&a, &b]).unwrap(), "as old as b");
+        touch(&out, 201);
+        assert!(is_newer(&out, [&a, &b]).unwrap());
+        touch(&a, 300);
+        assert!(!is_newer(&out, [&a, &b]).unwrap(), "a was edited");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_missing_input_is_an_error_naming_it() {
+        let dir = scratch("missing");
+        let out = dir.join("out.wasm");
+        touch(&out, 100);
+        let error = is_newer(&out, [dir.join("greeter.js")]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!("`{}` is missing", dir.join("greeter.js").display())
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
