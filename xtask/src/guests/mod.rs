@@ -8,6 +8,7 @@
 //! guests and leaves their components in [`out_dir`]. Cargo chooses that
 //! folder for the Rust guests; other toolchains write theirs next to them.
 
+mod js;
 mod rust;
 
 use std::path::PathBuf;
@@ -66,5 +67,6 @@ pub fn staged_wit() -> anyhow::Result<PathBuf> {
 pub fn build() -> anyhow::Result<PathBuf> {
     let out = out_dir();
     rust::build()?;
+    js::build()?;
     Ok(out)
 }
