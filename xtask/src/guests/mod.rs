@@ -7,7 +7,10 @@
 //! `build` adds what the toolchain lacks (a rustup target, say), builds its
 //! guests and leaves their components in [`out_dir`]. Cargo chooses that
 //! folder for the Rust guests; other toolchains write theirs next to them.
+//! After the Rust guests comes the Python one, `pygreeter`, built by
+//! componentize-py from a virtual environment in `guest-examples/target/`.
 
+mod python;
 mod rust;
 
 use std::path::PathBuf;
@@ -39,16 +42,20 @@ pub fn staged_wit() -> anyhow::Result<PathBuf> {
     let files = [
         (source_dir().join("polyglot/world.wit"), "world.wit"),
         (crate::root().join("wit/host.wit"), "deps/host/host.wit"),
-        (source_dir().join("greeter/wit/world.wit"), "deps/greeter/world.wit"),
+        (
+            source_dir().join("greeter/wit/world.wit"),
+            "deps/greeter/world.wit",
+        ),
     ];
     for (from, to) in files {
         let to = staged.join(to);
         std::fs::create_dir_all(to.parent().expect("a staged file has a folder"))?;
-        let text = std::fs::read(&from)
-            .with_context(|| format!("cannot read `{}`", from.display()))?;
+        let text =
+            std::fs::read(&from).with_context(|| format!("cannot read `{}`", from.display()))?;
         // Rewritten only when changed, so that builds keyed on it stay fresh.
         if std::fs::read(&to).ok().as_deref() != Some(text.as_slice()) {
-            std::fs::write(&to, text).with_context(|| format!("cannot write `{}`", to.display()))?;
+            std::fs::write(&to, text)
+                .with_context(|| format!("cannot write `{}`", to.display()))?;
         }
     }
     Ok(staged)
@@ -62,5 +69,6 @@ pub fn staged_wit() -> anyhow::Result<PathBuf> {
 pub fn build() -> anyhow::Result<PathBuf> {
     let out = out_dir();
     rust::build()?;
+    python::build()?;
     Ok(out)
 }
