@@ -7,8 +7,13 @@
 //! `build` adds what the toolchain lacks (a rustup target, say), builds its
 //! guests and leaves their components in [`out_dir`]. Cargo chooses that
 //! folder for the Rust guests; other toolchains write theirs next to them.
+//! After the Rust guests come the Python one, `pygreeter`, built by
+//! componentize-py from a virtual environment in `guest-examples/target/`,
+//! and the JavaScript one, `jsgreeter`, built by componentize-js from the
+//! `node_modules` its lock file pins.
 
 mod js;
+mod python;
 mod rust;
 
 use std::path::PathBuf;
@@ -67,6 +72,7 @@ pub fn staged_wit() -> anyhow::Result<PathBuf> {
 pub fn build() -> anyhow::Result<PathBuf> {
     let out = out_dir();
     rust::build()?;
+    python::build()?;
     js::build()?;
     Ok(out)
 }
