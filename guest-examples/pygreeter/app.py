@@ -7,10 +7,14 @@ and call another plugin (`visit`).
 componentize-py turns this module into a WebAssembly component: the class
 `WitWorld` implements the world's own exports (served as `pygreeter.greet`,
 `pygreeter.add`, ...) and the class `Echo` its `echo` interface (served as
-`pygreeter.echo.echo-record`, ...). Build it with `cargo xtask plugins`, or
-by hand from this folder:
+`pygreeter.echo.echo-record`, ...). `cargo xtask plugins` builds it; by
+hand, from this folder, after a first `cargo xtask plugins` has staged the
+WIT in `../target/polyglot-wit`:
 
-    componentize-py -d <the staged WIT> -w polyglot componentize app -o pygreeter.wasm
+    componentize-py -d ../target/polyglot-wit -w polyglot componentize app -o ../target/pygreeter.wasm
+
+`componentize-py -d ../target/polyglot-wit -w polyglot bindings DIR` writes
+the Python API it generates (the `wit_world` package) into DIR, to read.
 
 WIT types arrive as plain Python values: strings, ints, floats, bytes,
 `None` for an empty `option`, tuples, and dataclasses, enums and flags from
@@ -20,13 +24,14 @@ the generated `wit_world` package. A `result`'s error is returned by raising
 
 import math
 
-import cbor
 import wit_world
-from wit_world import Language, Problem, Shape, Shape_Circle, Shape_Rectangle, Style, Visit
+from componentize_py_types import Err, Result, Some
+from wit_world import Language, Problem, Shape, Shape_Circle, Shape_Point, Shape_Rectangle, Style, Visit
 from wit_world.exports import echo
 from wit_world.imports import host
 from wit_world.imports.types import CallError, Level
-from componentize_py_types import Err, Result, Some
+
+import cbor
 
 GREETINGS = {
     Language.ENGLISH: "Hello",
@@ -57,7 +62,7 @@ class WitWorld(wit_world.WitWorld):
                 return math.pi * r * r
             case Shape_Rectangle((width, height)):
                 return width * height
-            case _:
+            case Shape_Point():
                 return 0.0
 
     def initial(self, name: str) -> str | None:
@@ -87,7 +92,7 @@ class WitWorld(wit_world.WitWorld):
         try:
             reply = host.call("greeter.greet", args)
         except Err as failed:
-            raise Err(describe(failed.value))
+            raise Err(describe(failed.value)) from None
         return Visit(region=region, greeting=cbor.decode_text(reply), language=self.language())
 
     def check(self, n: int) -> int:
@@ -99,8 +104,8 @@ class WitWorld(wit_world.WitWorld):
         return n // 2
 
     def crash(self, message: str) -> None:
-        # Not caught anywhere: componentize-py prints the traceback to
-        # stderr and the call ends with a trap.
+        # Not caught anywhere: the traceback goes to the plugin's stderr,
+        # which the host logs, and the call ends with a trap.
         raise RuntimeError(message)
 
     def spin(self) -> None:
@@ -109,6 +114,7 @@ class WitWorld(wit_world.WitWorld):
             pass
 
     def hog(self, mib: int) -> int:
+        # Growing the memory past the plugin's limit fails the call here.
         memory = bytearray(mib << 20)
         # Touch every 64 KiB WebAssembly page, so all of it is really used.
         for page in range(0, len(memory), 1 << 16):
