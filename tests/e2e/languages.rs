@@ -133,7 +133,7 @@ async fn the_catalog_is_the_world_and_toolchain_internals_are_not_served() {
             .collect()
     };
     let greeter = functions("greeter");
-    assert_eq!(greeter.len(), 6 + 24, "the Rust greeter's functions");
+    assert_eq!(greeter.len(), 6 + 25, "the Rust greeter's functions");
     let extras = [
         ("add", "func(a: s64, b: s64) -> s64"),
         ("language", "func() -> string"),
