@@ -575,13 +575,17 @@ fn the_readme_start_command_brings_up_every_region_the_tour_works_and_ctrl_c_sto
     wait_for_catalog(eu, "inventory.stock.reserve", &["ap-south"], dir, &env);
     wait_for_catalog(eu, "orders.place", &["us-east"], dir, &env);
     wait_for_catalog(eu, "math.add", &["eu-west", "us-east"], dir, &env);
+    wait_for_catalog(eu, "pygreeter.visit", &["us-east"], dir, &env);
+    wait_for_catalog(eu, "jsgreeter.visit", &["ap-south"], dir, &env);
     for us in ["127.0.0.1:7201", "127.0.0.1:7202"] {
         wait_for_catalog(us, "inventory.stock.reserve", &["ap-south"], dir, &env);
+        wait_for_catalog(us, "greeter.greet", &["eu-west"], dir, &env);
     }
+    wait_for_catalog("127.0.0.1:7301", "greeter.greet", &["eu-west"], dir, &env);
     let linked = started.elapsed();
 
     let steps = tour_steps(&readme);
-    assert_eq!(steps.len(), 20, "the README tour has 20 commands");
+    assert_eq!(steps.len(), 25, "the README tour has 25 commands");
     for step in &steps {
         let words = shell_words(&step.command);
         assert_eq!(
