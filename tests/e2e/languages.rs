@@ -243,6 +243,7 @@ async fn a_sidecar_sets_one_plugins_memory_within_the_hosts_cap() {
     let host = HostProcess::builder()
         .plugins(&["pygreeter", "jsgreeter", "misbehave"])
         .args(&["--max-plugin-memory-mib", "192"])
+        .admin()
         .start();
     let folder = host.plugins().to_owned();
     let client = host.client().await;
@@ -257,6 +258,13 @@ async fn a_sidecar_sets_one_plugins_memory_within_the_hosts_cap() {
     })
     .await;
     assert!(raised, "pygreeter never got its 160 MiB:\n{}", host.log());
+    let memory = |plugin: &str| {
+        let status = host.status_now();
+        let plugin = status.plugins.iter().find(|p| p.name == plugin).unwrap();
+        plugin.memory_mib
+    };
+    assert_eq!(memory("pygreeter"), Some(160));
+    assert_eq!(memory("jsgreeter"), Some(64));
     assert_call_error(
         call(&client, "pygreeter.hog", "[170]").await,
         ErrorCode::ResourceExhausted,
@@ -427,18 +435,23 @@ async fn a_restart_takes_compiled_code_from_the_cache_and_a_bad_entry_is_compile
         HostProcess::builder()
             .plugins(&["pygreeter"])
             .args(&["--compile-cache", cache_arg])
+            .admin()
             .start()
     };
-    let answers = |host: HostProcess| async move {
+    // Answers, and says in `/status` where its code came from.
+    let answers = |host: HostProcess, from_cache: bool| async move {
         let client = host.client().await;
         assert_eq!(
             call(&client, "pygreeter.add", "[2, 3]").await.unwrap(),
             Value::from(5)
         );
+        let status = host.status_now();
+        let compiled = status.plugins[0].compiled.as_ref().expect("compiled");
+        assert_eq!(compiled.from_cache, from_cache, "{:?}", status.plugins[0]);
         host.log()
     };
 
-    let cold = answers(start()).await;
+    let cold = answers(start(), false).await;
     assert!(cold.contains("compiled in "), "{cold}");
     let entries: Vec<_> = std::fs::read_dir(&cache_dir)
         .unwrap()
@@ -460,7 +473,7 @@ async fn a_restart_takes_compiled_code_from_the_cache_and_a_bad_entry_is_compile
         "{file_name}"
     );
 
-    let warm = answers(start()).await;
+    let warm = answers(start(), true).await;
     assert!(
         warm.contains("compiled code taken from the compile cache in "),
         "{warm}"
@@ -472,7 +485,7 @@ async fn a_restart_takes_compiled_code_from_the_cache_and_a_bad_entry_is_compile
     let middle = bytes.len() / 2;
     bytes[middle] ^= 1;
     std::fs::write(entry, &bytes).unwrap();
-    let rebuilt = answers(start()).await;
+    let rebuilt = answers(start(), false).await;
     assert!(
         rebuilt.contains(
             "compile cache entry refused and removed (its checksum does not match its \
@@ -481,7 +494,7 @@ async fn a_restart_takes_compiled_code_from_the_cache_and_a_bad_entry_is_compile
         "{rebuilt}"
     );
     assert!(rebuilt.contains("compiled in "), "{rebuilt}");
-    let warm = answers(start()).await;
+    let warm = answers(start(), true).await;
     assert!(
         warm.contains("compiled code taken from the compile cache in "),
         "{warm}"
@@ -492,7 +505,7 @@ async fn a_restart_takes_compiled_code_from_the_cache_and_a_bad_entry_is_compile
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&cache_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
     }
-    let open = answers(start()).await;
+    let open = answers(start(), false).await;
     assert!(
         open.contains("is writable by its group or others (mode 777)"),
         "{open}"

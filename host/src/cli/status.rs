@@ -392,6 +392,8 @@ mod tests {
                     sidecar_sha256: None,
                     functions: vec!["math.add".into(), "math.divide".into()],
                     loaded_at: Some("2025-01-01T00:00:00.000Z".into()),
+                    compiled: None,
+                    memory_mib: Some(64),
                     last_refusal: None,
                 },
                 PluginStatus {
@@ -401,6 +403,8 @@ mod tests {
                     sidecar_sha256: None,
                     functions: vec![],
                     loaded_at: None,
+                    compiled: None,
+                    memory_mib: None,
                     last_refusal: Some(RefusalStatus {
                         at: "2025-01-01T00:01:00.000Z".into(),
                         file: "plugins/eu-west/misbehave.wasm".into(),

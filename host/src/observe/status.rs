@@ -38,7 +38,23 @@ pub struct PluginStatus {
     pub functions: Vec<String>,
     /// RFC 3339, UTC.
     pub loaded_at: Option<String>,
+    /// How the serving version's compiled code was obtained.
+    #[serde(default)]
+    pub compiled: Option<CompiledStatus>,
+    /// Linear memory each instance may use, in MiB (the host's default or
+    /// the sidecar's `memory_mib`).
+    #[serde(default)]
+    pub memory_mib: Option<u64>,
     pub last_refusal: Option<RefusalStatus>,
+}
+
+/// How a plugin's compiled code was obtained.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CompiledStatus {
+    /// Taken from the compile cache rather than compiled.
+    pub from_cache: bool,
+    /// What it took (compiling, or reading and checking the cache entry).
+    pub millis: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -130,6 +146,11 @@ pub(crate) fn plugins(
                 .map(|f| f.name.clone())
                 .collect(),
             loaded_at: Some(rfc3339(loaded.loaded_at)),
+            compiled: Some(CompiledStatus {
+                from_cache: loaded.plugin.compiled.from_cache,
+                millis: u64::try_from(loaded.plugin.compiled.took.as_millis()).unwrap_or(u64::MAX),
+            }),
+            memory_mib: Some(loaded.plugin.limits.memory as u64 >> 20),
             last_refusal: refusal(&loaded.plugin.name),
         })
         .collect();
@@ -142,6 +163,8 @@ pub(crate) fn plugins(
                 sidecar_sha256: None,
                 functions: Vec::new(),
                 loaded_at: None,
+                compiled: None,
+                memory_mib: None,
                 last_refusal: refusal(name),
             });
         }
