@@ -475,8 +475,12 @@ mod tests {
     use crate::cli::{Cli, Command, command};
 
     /// Defaults of a host, as `run` starts from them.
+    /// The library's defaults, but for the compile cache: the command's
+    /// is in the user's cache folder, where the library keeps none.
     fn defaults() -> HostOptions {
-        HostOptions::new("r", "127.0.0.1:7101".parse().unwrap(), "plugins")
+        let mut options = HostOptions::new("r", "127.0.0.1:7101".parse().unwrap(), "plugins");
+        options.runtime.compile_cache = default_compile_cache();
+        options
     }
 
     /// The options of `wasmrpc host --region r <flags>`, or clap's error.
@@ -535,7 +539,9 @@ mod tests {
                 "--insecure",
                 "--admin",
                 "--otlp-endpoint",
-                "--otlp-flush-interval"
+                "--otlp-flush-interval",
+                "--compile-cache",
+                "--no-compile-cache"
             ]
         );
     }
@@ -556,7 +562,7 @@ mod tests {
             }
         }
         let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-        assert_eq!(flags.len(), 2 * 25, "{flags:?}");
+        assert_eq!(flags.len(), 2 * 28, "{flags:?}");
         assert_eq!(debug(&parse(&flags).unwrap()), debug(&defaults()));
     }
 
@@ -577,6 +583,30 @@ mod tests {
             let options = parse(&[&flag, value]).unwrap();
             assert_ne!(debug(&options), debug(&defaults()), "{flag} {value}");
         }
+    }
+
+    #[test]
+    fn the_compile_cache_is_the_users_unless_given_or_turned_off() {
+        let given = parse(&["--compile-cache", "/var/cache/w"]).unwrap();
+        assert_eq!(
+            given.runtime.compile_cache.as_deref(),
+            Some(std::path::Path::new("/var/cache/w"))
+        );
+        let off = parse(&["--compile-cache", "/var/cache/w", "--no-compile-cache"]).unwrap();
+        assert_eq!(off.runtime.compile_cache, None);
+        let mib = parse(&["--compile-cache-max-mib", "10"]).unwrap();
+        assert_eq!(mib.runtime.compile_cache_max_bytes, 10 << 20);
+        let caps = parse(&[
+            "--max-plugin-memory-mib",
+            "300",
+            "--max-plugin-table-elements",
+            "9",
+        ])
+        .unwrap();
+        assert_eq!(
+            (caps.runtime.memory_cap, caps.runtime.table_cap),
+            (300 << 20, 9)
+        );
     }
 
     #[test]
