@@ -1,6 +1,7 @@
 //! The `all` run: every system under the same loads, one after the other,
 //! each server alone on the machine while it is measured.
 
+mod languages;
 mod observe;
 mod python;
 mod tls;
@@ -112,6 +113,11 @@ pub enum Group {
     /// (needs python3 with venv, and pip's access to its package index on
     /// the first run).
     Python,
+    /// `add` served by Rust, Python and JavaScript components, with fresh
+    /// and reused instances, and the host's memory with each (the Python
+    /// and JavaScript components' paths in `WASMRPC_BENCH_PYADD` and
+    /// `WASMRPC_BENCH_JSADD`).
+    Languages,
 }
 
 impl Plan {
@@ -255,6 +261,10 @@ pub async fn run(plan: &Plan, paths: &Paths) -> anyhow::Result<Report> {
         progress("the Python group");
         results.python = python::run(plan, &lab, paths).await;
     }
+    if plan.runs(Group::Languages) {
+        progress("the languages group");
+        results.languages = languages::run(plan, &lab, paths).await;
+    }
     if plan.runs(Group::InProcess) {
         progress("in-process fresh instantiation");
         if let Err(e) = in_process_rows(plan, paths, &mut results).await {
@@ -279,6 +289,7 @@ struct Results {
     tls: tls::TlsResults,
     observe: observe::ObserveResults,
     python: python::PythonResults,
+    languages: languages::LanguagesResults,
     floor_p50: Option<f64>,
     floor_relayed_p50: Option<f64>,
     grpc_pipelined: Option<f64>,
@@ -321,7 +332,8 @@ impl Results {
             | Kind::Secured(_)
             | Kind::Connect(_)
             | Kind::Observed(_)
-            | Kind::Python(_) => {}
+            | Kind::Python(_)
+            | Kind::Language(_) => {}
         }
         let rows = [one, many, open].into_iter().flatten();
         if kind == Kind::Nested {
@@ -425,6 +437,9 @@ impl Results {
             .runs(Group::Observe)
             .then(|| self.observe.section(plan));
         let python = plan.runs(Group::Python).then(|| self.python.section(plan));
+        let languages = plan
+            .runs(Group::Languages)
+            .then(|| self.languages.section(plan));
         let mut report = Report {
             machine: Machine::describe(),
             parameters: plan.describe(),
@@ -465,6 +480,7 @@ impl Results {
         report.sections.extend(tls);
         report.sections.extend(observe);
         report.sections.extend(python);
+        report.sections.extend(languages);
         report
     }
 }
@@ -640,6 +656,8 @@ enum Kind {
     Observed(observe::Observed),
     /// The Rust clients of the Python group's servers.
     Python(python::Client),
+    /// A host of the languages group.
+    Language(usize),
 }
 
 /// A system under test.
@@ -676,6 +694,7 @@ impl System {
                     | Kind::Connect(_)
                     | Kind::Observed(_)
                     | Kind::Python(_)
+                    | Kind::Language(_)
             ),
             servers,
         }

@@ -1,0 +1,346 @@
+//! The languages group: the same `add(a: s64, b: s64) -> s64` served by a
+//! component written in Rust (`math`, about 60 KiB), in Python
+//! (componentize-py, CPython inside: about 18 MB) and in JavaScript
+//! (componentize-js, SpiderMonkey inside: about 12 MB), each by a host of
+//! its own: with a fresh instance per call (the default) and with
+//! `reuse_instances = true`. Latency at 1 in flight, calls/s at
+//! `--in-flight`, and the host's memory (`VmRSS`) with each plugin.
+//!
+//! The Python and JavaScript components are not built by the bench: give
+//! their paths in `WASMRPC_BENCH_PYADD` and `WASMRPC_BENCH_JSADD` (without
+//! them, their rows say so). A component is served under the plugin name of
+//! its [`Component`] entry, whatever its file is called.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use ciborium::Value;
+
+use super::{CallFn, Kind, Plan, System, args, interleave};
+use crate::hosts::{Host, Lab};
+use crate::micro;
+use crate::prepare::Paths;
+use crate::report::{Goal, Outcome, Row, Section, Summary, Target};
+
+/// A component of the group: where it comes from and the name it is served
+/// under (`<plugin>.add`).
+struct Component {
+    language: &'static str,
+    /// The plugin name (the file is copied to `<plugin>.wasm`).
+    plugin: &'static str,
+    /// The variable holding the component's path; `None`: the example
+    /// plugin `<plugin>.wasm` the bench builds.
+    path_from: Option<&'static str>,
+}
+
+/// The group's components, Rust first (the others are compared with it).
+const COMPONENTS: [Component; 3] = [
+    Component {
+        language: "Rust",
+        plugin: "math",
+        path_from: None,
+    },
+    Component {
+        language: "Python (componentize-py)",
+        plugin: "pyadd",
+        path_from: Some("WASMRPC_BENCH_PYADD"),
+    },
+    Component {
+        language: "JavaScript (componentize-js)",
+        plugin: "jsadd",
+        path_from: Some("WASMRPC_BENCH_JSADD"),
+    },
+];
+
+/// The sidecar of the reuse-mode hosts.
+const REUSE_SIDECAR: &str = "reuse_instances = true\n";
+
+/// Index of the Python component in [`COMPONENTS`], which the goals are
+/// about.
+const PYTHON: usize = 1;
+
+/// The two instance modes each component is served in.
+const MODES: [(bool, &str); 2] = [(false, "fresh instance per call"), (true, "instance reuse")];
+
+/// One host of the group (a component in one mode) and what was measured
+/// of it.
+struct Served {
+    component: usize,
+    reuse: bool,
+    host: Host,
+    function: Arc<str>,
+    /// `VmRSS` once the host serves the function, before any call.
+    idle_rss: u64,
+    /// `VmRSS` after the warm-up and the calls at 1 in flight.
+    warm_rss: Option<u64>,
+    /// The peak `VmRSS` during the calls at `in_flight`.
+    peak_rss: Option<u64>,
+}
+
+/// The group's rows and the figures its targets need.
+#[derive(Default)]
+pub(super) struct LanguagesResults {
+    rows: Vec<Row>,
+    /// The size of each component's file, by [`COMPONENTS`] index.
+    sizes: [Option<u64>; 3],
+    /// Per component and mode (`[component][reuse]`).
+    one: [[Option<Summary>; 2]; 3],
+    many: [[Option<Summary>; 2]; 3],
+    rss: [[Option<(u64, u64, u64)>; 2]; 3],
+}
+
+/// Runs the group: a host per component and mode, all started first (the
+/// two hosts of a component together: the large components take seconds to
+/// compile, one core each), then measured.
+pub(super) async fn run(plan: &Plan, lab: &Lab, paths: &Paths) -> LanguagesResults {
+    let mut results = LanguagesResults::default();
+    let mut served = Vec::new();
+    for (index, component) in COMPONENTS.iter().enumerate() {
+        let file = match component_file(component, paths) {
+            Ok(file) => file,
+            Err(e) => {
+                results.rows.push(Row {
+                    system: system_name(index, None),
+                    load: "–".into(),
+                    outcome: Outcome::NotApplicable(format!("{e:#}")),
+                });
+                continue;
+            }
+        };
+        results.sizes[index] = std::fs::metadata(&file).ok().map(|m| m.len());
+        super::progress(&format!(
+            "the languages group: starting `{}`'s hosts",
+            component.plugin
+        ));
+        let (fresh, reuse) = tokio::join!(
+            start(lab, index, &file, false),
+            start(lab, index, &file, true)
+        );
+        for (outcome, reuse) in [(fresh, false), (reuse, true)] {
+            match outcome {
+                Ok(host) => served.push(host),
+                Err(e) => results
+                    .rows
+                    .push(super::failed(&system_name(index, Some(reuse)), &e)),
+            }
+        }
+    }
+    let systems: Vec<System> = served
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            System::new(
+                Kind::Language(i),
+                &system_name(s.component, Some(s.reuse)),
+                add_call(&s.host, s.function.clone()),
+                &[s.host.pid()],
+            )
+        })
+        .collect();
+    let (one_calls, many_calls) = (plan.calls / 10, plan.pipelined_calls / 20);
+    super::progress("the languages group, 1 in flight");
+    let one = interleave(plan, &systems, 1, one_calls, plan.warmup / 10).await;
+    for s in &mut served {
+        s.warm_rss = s.host.rss().ok();
+    }
+    super::progress(&format!(
+        "the languages group, {} in flight",
+        plan.in_flight
+    ));
+    let mut many = Vec::new();
+    for (s, system) in served.iter_mut().zip(&systems) {
+        let sampler = s.host.sample_rss().ok();
+        let rows = interleave(
+            plan,
+            std::slice::from_ref(system),
+            plan.in_flight,
+            many_calls,
+            plan.warmup / 10,
+        )
+        .await;
+        if let Some(sampler) = sampler {
+            s.peak_rss = Some(sampler.peak().await);
+        }
+        many.extend(rows);
+    }
+    for ((s, one), many) in served.iter().zip(one).zip(many) {
+        let (c, m) = (s.component, usize::from(s.reuse));
+        results.one[c][m] = one.as_ref().and_then(summary);
+        results.many[c][m] = many.as_ref().and_then(summary);
+        if let (Some(warm), Some(peak)) = (s.warm_rss, s.peak_rss) {
+            results.rss[c][m] = Some((s.idle_rss, warm, peak));
+        }
+        results.rows.extend([one, many].into_iter().flatten());
+    }
+    results
+}
+
+/// The component's file: the example plugin, or the path in its variable.
+fn component_file(component: &Component, paths: &Paths) -> anyhow::Result<PathBuf> {
+    let file = match component.path_from {
+        None => paths.guests.join(format!("{}.wasm", component.plugin)),
+        Some(var) => std::env::var_os(var)
+            .map(PathBuf::from)
+            .with_context(|| format!("set {var} to the component's path"))?,
+    };
+    anyhow::ensure!(file.is_file(), "no component at {}", file.display());
+    Ok(file)
+}
+
+/// Starts a host serving the component `index` from `file`, alone.
+async fn start(
+    lab: &Lab,
+    index: usize,
+    file: &std::path::Path,
+    reuse: bool,
+) -> anyhow::Result<Served> {
+    let plugin = COMPONENTS[index].plugin;
+    let region = format!("lang-{plugin}-{}", if reuse { "reuse" } else { "fresh" });
+    let sidecar = format!("{plugin}.toml");
+    let sidecars: &[(&str, &str)] = if reuse {
+        &[(&sidecar, REUSE_SIDECAR)]
+    } else {
+        &[]
+    };
+    let dir = lab.plugin_dir(&region, &[], sidecars)?;
+    std::fs::copy(file, dir.join(format!("{plugin}.wasm")))
+        .with_context(|| format!("cannot copy {}", file.display()))?;
+    let host = lab.start_alone(&region, &dir).await?;
+    let function: Arc<str> = format!("{plugin}.add").into();
+    host.require(&function).await?;
+    // What the host holds once loaded, settled.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle_rss = host.rss()?;
+    Ok(Served {
+        component: index,
+        reuse,
+        host,
+        function,
+        idle_rss,
+        warm_rss: None,
+        peak_rss: None,
+    })
+}
+
+fn system_name(index: usize, reuse: Option<bool>) -> String {
+    let component = &COMPONENTS[index];
+    let mode = match reuse {
+        Some(reuse) => format!(", {}", MODES[usize::from(reuse)].1),
+        None => String::new(),
+    };
+    format!("{} `{}.add`{mode}", component.language, component.plugin)
+}
+
+/// A call of `function` on a connection of its own to `host`, checking the
+/// sum.
+fn add_call(host: &Host, function: Arc<str>) -> CallFn {
+    let client = Arc::new(tokio::sync::OnceCell::new());
+    let options = host.client_options().clone();
+    let addr = host.addr();
+    Arc::new(move |lane: usize| {
+        let (client, function, options) = (client.clone(), function.clone(), options.clone());
+        Box::pin(async move {
+            let client = client
+                .get_or_try_init(|| wasmrpc::Client::connect_with(addr, options))
+                .await?;
+            let (a, b) = args(lane);
+            let value = client
+                .call_value(&function, vec![Value::from(a), Value::from(b)])
+                .await?;
+            micro::check_sum(&value, a, b)
+        })
+    })
+}
+
+fn summary(row: &Row) -> Option<Summary> {
+    match &row.outcome {
+        Outcome::Measured(summary) => Some(*summary),
+        _ => None,
+    }
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+impl LanguagesResults {
+    /// The report's section: the goals, the memory and sizes, then the rows.
+    pub(super) fn section(self, plan: &Plan) -> Section {
+        let p50 = |c: usize, m: usize| self.one[c][m].map(|s| s.p50_us);
+        let python = COMPONENTS[PYTHON].plugin;
+        let mut targets = vec![
+            Target {
+                name: format!("`{python}.add` p50 (µs), 1 in flight, fresh instance per call"),
+                goal: Goal::AtMost(250.0),
+                measured: p50(PYTHON, 0).map(|v| (v, format!("{v:.1} µs"))),
+            },
+            Target {
+                name: format!("`{python}.add` p50 (µs), 1 in flight, instance reuse"),
+                goal: Goal::AtMost(100.0),
+                measured: p50(PYTHON, 1).map(|v| (v, format!("{v:.1} µs"))),
+            },
+        ];
+        let rust_rss = self.rss[0][0].map(|(_, warm, _)| mib(warm));
+        for (index, component) in COMPONENTS.iter().enumerate() {
+            for (m, (_, mode)) in MODES.iter().enumerate() {
+                let Some((idle, warm, peak)) = self.rss[index][m] else {
+                    continue;
+                };
+                let (idle, warm, peak) = (mib(idle), mib(warm), mib(peak));
+                let text = format!(
+                    "{warm:.1} MiB after the calls at 1 in flight; {idle:.1} MiB loaded, \
+                     before any call; peak {peak:.1} MiB at {} in flight",
+                    plan.in_flight
+                );
+                let name = format!("host RSS (MiB) with `{}` alone, {mode}", component.plugin);
+                let target = match (index, m, rust_rss) {
+                    (0, _, _) | (_, _, None) => Target {
+                        name,
+                        goal: Goal::Reported,
+                        measured: Some((warm, text)),
+                    },
+                    (_, _, Some(rust)) => Target::ratio(
+                        &format!("{name} / with `math` alone, fresh"),
+                        if index == PYTHON && m == 0 {
+                            Goal::AtMost(2.0)
+                        } else {
+                            Goal::Reported
+                        },
+                        Some((warm, text)),
+                        Some((rust, format!("{rust:.1} MiB"))),
+                    ),
+                };
+                targets.push(target);
+            }
+        }
+        for (index, component) in COMPONENTS.iter().enumerate() {
+            if let Some(size) = self.sizes[index] {
+                targets.push(Target {
+                    name: format!("`{}.wasm` file size (MiB)", component.plugin),
+                    goal: Goal::Reported,
+                    measured: Some((mib(size), format!("{} bytes", size))),
+                });
+            }
+        }
+        Section {
+            title: "Languages".into(),
+            note: format!(
+                "`add(a: s64, b: s64) -> s64` written in Rust, Python (componentize-py) and \
+                 JavaScript (componentize-js), each served alone by a host of its own, with a \
+                 fresh instance per call and with `reuse_instances = true`. {one} calls at 1 in \
+                 flight (the hosts interleaved in {rounds} rounds), then {many} at {n} in flight \
+                 on one connection, one host after the other; each after a warm-up of {warm} \
+                 calls. RSS is the host's `VmRSS`.",
+                one = plan.calls / 10,
+                many = plan.pipelined_calls / 20,
+                n = plan.in_flight,
+                rounds = plan.rounds,
+                warm = plan.warmup / 10,
+            ),
+            targets,
+            rows: self.rows,
+        }
+    }
+}
