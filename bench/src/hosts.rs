@@ -123,6 +123,11 @@ impl Lab {
         Ok(())
     }
 
+    /// A path inside the lab's temporary folder.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
     /// Creates the plugin folder `plugins/<name>` holding `plugins` and the
     /// `sidecars` given as (file name, contents).
     pub fn plugin_dir(
@@ -146,18 +151,30 @@ impl Lab {
 
     /// Starts one host serving region `region` alone from `plugins`.
     pub async fn start_alone(&self, region: &str, plugins: &Path) -> anyhow::Result<Host> {
+        self.start_alone_with(region, plugins, &[]).await
+    }
+
+    /// [`Lab::start_alone`], the host also given `extra` arguments.
+    pub async fn start_alone_with(
+        &self,
+        region: &str,
+        plugins: &Path,
+        extra: &[&str],
+    ) -> anyhow::Result<Host> {
         let addr = free_port()?;
         let plugins = plugins.to_str().context("non-UTF-8 plugin path")?;
         let config = self.dir.path().join("no-such-regions.toml");
         let config = config.to_str().context("non-UTF-8 temporary path")?;
-        let args = [
+        let addr_text = addr.to_string();
+        let mut args = vec![
             "--listen",
-            &addr.to_string(),
+            &addr_text,
             "--plugins",
             plugins,
             "--config",
             config,
         ];
+        args.extend(extra);
         let options = self.client_options(Security::Plaintext);
         self.start(region, addr, &args, options).await
     }

@@ -43,8 +43,8 @@ impl Paths {
     }
 }
 
-/// Builds the release host binary and the example plugins, adding the
-/// `wasm32-wasip2` target first if it is missing.
+/// Builds the release host binary and the example plugins (in Rust,
+/// Python and JavaScript, as `cargo xtask plugins` does).
 pub fn build(paths: &Paths) -> anyhow::Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     run(Command::new(&cargo)
@@ -53,28 +53,11 @@ pub fn build(paths: &Paths) -> anyhow::Result<()> {
         .arg("--target-dir")
         .arg(paths.root.join("target")))?;
 
-    let installed = Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output()
-        .context("cannot run rustup")?;
-    if !String::from_utf8_lossy(&installed.stdout)
-        .lines()
-        .any(|t| t.trim() == "wasm32-wasip2")
-    {
-        run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))?;
-    }
-    let guests = paths.root.join("guest-examples");
-    run(Command::new(&cargo)
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "--manifest-path",
-        ])
-        .arg(guests.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(guests.join("target")))
+    // The example plugins, built as `cargo xtask plugins` and the tests
+    // build them: the Rust ones, and the Python and JavaScript ones with
+    // their pinned toolchains.
+    xtask::guests::build()?;
+    Ok(())
 }
 
 fn run(command: &mut Command) -> anyhow::Result<()> {

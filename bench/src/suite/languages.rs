@@ -1,15 +1,11 @@
 //! The languages group: the same `add(a: s64, b: s64) -> s64` served by a
-//! component written in Rust (`math`, about 60 KiB), in Python
-//! (componentize-py, CPython inside: about 18 MB) and in JavaScript
-//! (componentize-js, SpiderMonkey inside: about 12 MB), each by a host of
-//! its own: with a fresh instance per call (the default) and with
+//! component written in Rust (`math`, about 60 KiB), in Python (`pygreeter`,
+//! componentize-py, CPython inside: about 18 MB) and in JavaScript
+//! (`jsgreeter`, componentize-js, SpiderMonkey inside: about 12 MB), each by
+//! a host of its own: with a fresh instance per call (the default) and with
 //! `reuse_instances = true`. Latency at 1 in flight, calls/s at
-//! `--in-flight`, and the host's memory (`VmRSS`) with each plugin.
-//!
-//! The Python and JavaScript components are not built by the bench: give
-//! their paths in `WASMRPC_BENCH_PYADD` and `WASMRPC_BENCH_JSADD` (without
-//! them, their rows say so). A component is served under the plugin name of
-//! its [`Component`] entry, whatever its file is called.
+//! `--in-flight`, the host's memory (`VmRSS`) with each plugin, and how long
+//! a host takes to start serving each with a cold and a warm compile cache.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,15 +20,11 @@ use crate::micro;
 use crate::prepare::Paths;
 use crate::report::{Goal, Outcome, Row, Section, Summary, Target};
 
-/// A component of the group: where it comes from and the name it is served
-/// under (`<plugin>.add`).
+/// A component of the group: the example plugin served (as `<plugin>.add`).
 struct Component {
     language: &'static str,
-    /// The plugin name (the file is copied to `<plugin>.wasm`).
+    /// The example plugin `<plugin>.wasm`.
     plugin: &'static str,
-    /// The variable holding the component's path; `None`: the example
-    /// plugin `<plugin>.wasm` the bench builds.
-    path_from: Option<&'static str>,
 }
 
 /// The group's components, Rust first (the others are compared with it).
@@ -40,17 +32,14 @@ const COMPONENTS: [Component; 3] = [
     Component {
         language: "Rust",
         plugin: "math",
-        path_from: None,
     },
     Component {
         language: "Python (componentize-py)",
-        plugin: "pyadd",
-        path_from: Some("WASMRPC_BENCH_PYADD"),
+        plugin: "pygreeter",
     },
     Component {
         language: "JavaScript (componentize-js)",
-        plugin: "jsadd",
-        path_from: Some("WASMRPC_BENCH_JSADD"),
+        plugin: "jsgreeter",
     },
 ];
 
@@ -89,6 +78,9 @@ pub(super) struct LanguagesResults {
     one: [[Option<Summary>; 2]; 3],
     many: [[Option<Summary>; 2]; 3],
     rss: [[Option<(u64, u64, u64)>; 2]; 3],
+    /// Host start (cold, warm compile cache), with the compile or load time
+    /// the host logged.
+    starts: [Option<[(Duration, Option<u64>); 2]>; 3],
 }
 
 /// Runs the group: a host per component and mode, all started first (the
@@ -110,6 +102,17 @@ pub(super) async fn run(plan: &Plan, lab: &Lab, paths: &Paths) -> LanguagesResul
             }
         };
         results.sizes[index] = std::fs::metadata(&file).ok().map(|m| m.len());
+        super::progress(&format!(
+            "the languages group: `{}`'s host start, cold and warm compile cache",
+            component.plugin
+        ));
+        match measure_start(lab, index, &file).await {
+            Ok(starts) => results.starts[index] = Some(starts),
+            Err(e) => results.rows.push(super::failed(
+                &format!("host start with `{}`", component.plugin),
+                &e,
+            )),
+        }
         super::progress(&format!(
             "the languages group: starting `{}`'s hosts",
             component.plugin
@@ -177,16 +180,51 @@ pub(super) async fn run(plan: &Plan, lab: &Lab, paths: &Paths) -> LanguagesResul
     results
 }
 
-/// The component's file: the example plugin, or the path in its variable.
+/// The component's file: the example plugin.
 fn component_file(component: &Component, paths: &Paths) -> anyhow::Result<PathBuf> {
-    let file = match component.path_from {
-        None => paths.guests.join(format!("{}.wasm", component.plugin)),
-        Some(var) => std::env::var_os(var)
-            .map(PathBuf::from)
-            .with_context(|| format!("set {var} to the component's path"))?,
-    };
+    let file = paths.guests.join(format!("{}.wasm", component.plugin));
     anyhow::ensure!(file.is_file(), "no component at {}", file.display());
     Ok(file)
+}
+
+/// How long a host takes to serve the component `index` from `file`, alone,
+/// with an empty compile cache and then with the entry the first start
+/// left: (cold, warm), each with what the host logged compiling or loading
+/// the code took, in milliseconds.
+async fn measure_start(
+    lab: &Lab,
+    index: usize,
+    file: &std::path::Path,
+) -> anyhow::Result<[(Duration, Option<u64>); 2]> {
+    let plugin = COMPONENTS[index].plugin;
+    let region = format!("start-{plugin}");
+    let dir = lab.plugin_dir(&region, &[], &[])?;
+    std::fs::copy(file, dir.join(format!("{plugin}.wasm")))?;
+    let cache = lab.path(&format!("compile-cache-start-{plugin}"));
+    let cache = cache.to_str().context("non-UTF-8 temporary path")?;
+    let function = format!("{plugin}.add");
+    let mut starts = Vec::new();
+    for (marker, suffix) in [("compiled in ", " ms"), ("from the compile cache in ", " ms")] {
+        let began = std::time::Instant::now();
+        let host = lab
+            .start_alone_with(&region, &dir, &["--compile-cache", cache])
+            .await?;
+        host.require(&function).await?;
+        let took = began.elapsed();
+        let log = host.log();
+        let millis = log.lines().find_map(|line| {
+            let (_, rest) = line.split_once(marker)?;
+            rest.split_once(suffix)?.0.parse().ok()
+        });
+        anyhow::ensure!(
+            millis.is_some(),
+            "`{plugin}`'s host did not log `{marker}`: {}",
+            log.lines().last().unwrap_or_default()
+        );
+        starts.push((took, millis));
+        drop(host);
+    }
+    Ok([starts[0], starts[1]])
 }
 
 /// Starts a host serving the component `index` from `file`, alone.
@@ -207,7 +245,12 @@ async fn start(
     let dir = lab.plugin_dir(&region, &[], sidecars)?;
     std::fs::copy(file, dir.join(format!("{plugin}.wasm")))
         .with_context(|| format!("cannot copy {}", file.display()))?;
-    let host = lab.start_alone(&region, &dir).await?;
+    // The group's own compile cache: the two hosts of a component share it.
+    let cache = lab.path("compile-cache");
+    let cache = cache.to_str().context("non-UTF-8 temporary path")?;
+    let host = lab
+        .start_alone_with(&region, &dir, &["--compile-cache", cache])
+        .await?;
     let function: Arc<str> = format!("{plugin}.add").into();
     host.require(&function).await?;
     // What the host holds once loaded, settled.
@@ -316,6 +359,36 @@ impl LanguagesResults {
             }
         }
         for (index, component) in COMPONENTS.iter().enumerate() {
+            let Some([(cold, compiled), (warm, loaded)]) = self.starts[index] else {
+                continue;
+            };
+            let ms = |v: Option<u64>| v.map_or("?".into(), |v| v.to_string());
+            let (cold_s, warm_s) = (cold.as_secs_f64(), warm.as_secs_f64());
+            targets.push(Target {
+                name: format!(
+                    "host start serving `{}` (s), empty compile cache",
+                    component.plugin
+                ),
+                goal: Goal::Reported,
+                measured: Some((
+                    cold_s,
+                    format!("{cold_s:.2} s, of which compiling {} ms", ms(compiled)),
+                )),
+            });
+            targets.push(Target::ratio(
+                &format!(
+                    "host start serving `{}`, warm compile cache / empty",
+                    component.plugin
+                ),
+                Goal::Reported,
+                Some((
+                    warm_s,
+                    format!("{warm_s:.2} s, of which loading the code {} ms", ms(loaded)),
+                )),
+                Some((cold_s, format!("{cold_s:.2} s"))),
+            ));
+        }
+        for (index, component) in COMPONENTS.iter().enumerate() {
             if let Some(size) = self.sizes[index] {
                 targets.push(Target {
                     name: format!("`{}.wasm` file size (MiB)", component.plugin),
@@ -332,7 +405,9 @@ impl LanguagesResults {
                  fresh instance per call and with `reuse_instances = true`. {one} calls at 1 in \
                  flight (the hosts interleaved in {rounds} rounds), then {many} at {n} in flight \
                  on one connection, one host after the other; each after a warm-up of {warm} \
-                 calls. RSS is the host's `VmRSS`.",
+                 calls. RSS is the host's `VmRSS`. A host start is timed from its \
+                 launch until it serves `add`, first with an empty compile cache, then \
+                 with the entry the first start stored.",
                 one = plan.calls / 10,
                 many = plan.pipelined_calls / 20,
                 n = plan.in_flight,
