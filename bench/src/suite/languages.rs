@@ -245,8 +245,10 @@ async fn start(
     let dir = lab.plugin_dir(&region, &[], sidecars)?;
     std::fs::copy(file, dir.join(format!("{plugin}.wasm")))
         .with_context(|| format!("cannot copy {}", file.display()))?;
-    // The group's own compile cache: the two hosts of a component share it.
-    let cache = lab.path("compile-cache");
+    // The compile cache the start measurement left warm: the host loads the
+    // compiled code as a restarted host does, and its memory holds nothing
+    // of a compile.
+    let cache = lab.path(&format!("compile-cache-start-{plugin}"));
     let cache = cache.to_str().context("non-UTF-8 temporary path")?;
     let host = lab
         .start_alone_with(&region, &dir, &["--compile-cache", cache])
@@ -405,7 +407,9 @@ impl LanguagesResults {
                  fresh instance per call and with `reuse_instances = true`. {one} calls at 1 in \
                  flight (the hosts interleaved in {rounds} rounds), then {many} at {n} in flight \
                  on one connection, one host after the other; each after a warm-up of {warm} \
-                 calls. RSS is the host's `VmRSS`. A host start is timed from its \
+                 calls. These hosts take the compiled code from the compile cache the start \
+                 measurement left warm, as a restarted host does. RSS is the host's `VmRSS`. \
+                 A host start is timed from its \
                  launch until it serves `add`, first with an empty compile cache, then \
                  with the entry the first start stored.",
                 one = plan.calls / 10,
