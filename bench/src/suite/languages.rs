@@ -68,6 +68,10 @@ struct Served {
     peak_rss: Option<u64>,
 }
 
+/// A host start with an empty and with a warm compile cache: how long until
+/// it served, and the compile or load time it logged, in milliseconds.
+type Starts = [(Duration, Option<u64>); 2];
+
 /// The group's rows and the figures its targets need.
 #[derive(Default)]
 pub(super) struct LanguagesResults {
@@ -80,7 +84,7 @@ pub(super) struct LanguagesResults {
     rss: [[Option<(u64, u64, u64)>; 2]; 3],
     /// Host start (cold, warm compile cache), with the compile or load time
     /// the host logged.
-    starts: [Option<[(Duration, Option<u64>); 2]>; 3],
+    starts: [Option<Starts>; 3],
 }
 
 /// Runs the group: a host per component and mode, all started first (the
@@ -191,11 +195,7 @@ fn component_file(component: &Component, paths: &Paths) -> anyhow::Result<PathBu
 /// with an empty compile cache and then with the entry the first start
 /// left: (cold, warm), each with what the host logged compiling or loading
 /// the code took, in milliseconds.
-async fn measure_start(
-    lab: &Lab,
-    index: usize,
-    file: &std::path::Path,
-) -> anyhow::Result<[(Duration, Option<u64>); 2]> {
+async fn measure_start(lab: &Lab, index: usize, file: &std::path::Path) -> anyhow::Result<Starts> {
     let plugin = COMPONENTS[index].plugin;
     let region = format!("start-{plugin}");
     let dir = lab.plugin_dir(&region, &[], &[])?;
@@ -204,7 +204,10 @@ async fn measure_start(
     let cache = cache.to_str().context("non-UTF-8 temporary path")?;
     let function = format!("{plugin}.add");
     let mut starts = Vec::new();
-    for (marker, suffix) in [("compiled in ", " ms"), ("from the compile cache in ", " ms")] {
+    for (marker, suffix) in [
+        ("compiled in ", " ms"),
+        ("from the compile cache in ", " ms"),
+    ] {
         let began = std::time::Instant::now();
         let host = lab
             .start_alone_with(&region, &dir, &["--compile-cache", cache])

@@ -168,7 +168,11 @@ fn add(client: Client, traced: bool) -> CallFn {
                 let mut metadata = BTreeMap::new();
                 metadata.insert(
                     "traceparent".to_owned(),
-                    format!("00-{:032x}-{:016x}-01", 0x5eed_0000_u128 + lane as u128, 1 + lane as u64),
+                    format!(
+                        "00-{:032x}-{:016x}-01",
+                        0x5eed_0000_u128 + lane as u128,
+                        1 + lane as u64
+                    ),
                 );
                 options.metadata = metadata;
             }
@@ -267,7 +271,9 @@ impl ObserveResults {
                 per_s(rate(Observed::Off), "off"),
             ),
             Target::ratio(
-                &format!("host CPU per call, metrics and tracing (1 % sampled) / neither, {pipelined}"),
+                &format!(
+                    "host CPU per call, metrics and tracing (1 % sampled) / neither, {pipelined}"
+                ),
                 Goal::Reported,
                 us(host_cpu(Observed::Traced), "on"),
                 us(host_cpu(Observed::Off), "off"),
@@ -285,7 +291,9 @@ impl ObserveResults {
                 per_s(rate(Observed::Off), "off"),
             ),
             Target::ratio(
-                &format!("host CPU per call, metrics and a span of every call / neither, {pipelined}"),
+                &format!(
+                    "host CPU per call, metrics and a span of every call / neither, {pipelined}"
+                ),
                 Goal::Reported,
                 us(host_cpu(Observed::EveryCall), "every call"),
                 us(host_cpu(Observed::Off), "off"),
@@ -305,7 +313,12 @@ impl ObserveResults {
         ];
         let exports = self
             .exports
-            .map(|n| format!(" The sink received {} export requests.", thousands(n as f64)))
+            .map(|n| {
+                format!(
+                    " The sink received {} export requests.",
+                    thousands(n as f64)
+                )
+            })
             .unwrap_or_default();
         Section {
             title: "Observability".into(),
