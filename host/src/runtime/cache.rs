@@ -26,7 +26,7 @@
 //! bound, the entries used longest ago are removed.
 
 use std::hash::{Hash, Hasher};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -96,15 +96,14 @@ impl CompileCache {
     /// Loads the entry for `wasm_sha256`, checking it first.
     pub fn load(&self, engine: &Engine, wasm_sha256: &str) -> Lookup {
         let path = self.entry_path(wasm_sha256);
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
+        match checksum_holds(&path) {
+            Ok(true) => {}
+            Ok(false) => {
+                return self.reject(&path, "its checksum does not match its contents".into());
+            }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Lookup::Miss,
             Err(error) => return self.reject(&path, format!("cannot read it: {error}")),
-        };
-        if checked_body(&bytes).is_none() {
-            return self.reject(&path, "its checksum does not match its contents".into());
         }
-        drop(bytes);
         // SAFETY: `deserialize_file` trusts the file to be compiled code
         // this engine wrote, and to stay as it is while mapped. The entry
         // lies in a folder only this user can write (checked when the cache
@@ -177,12 +176,21 @@ impl CompileCache {
     }
 }
 
-/// The body of an entry whose checksum and marker hold.
-fn checked_body(bytes: &[u8]) -> Option<&[u8]> {
-    let split = bytes.len().checked_sub(TRAILER)?;
-    let (body, trailer) = bytes.split_at(split);
+/// Whether the entry at `path` ends with the marker and the SHA-256 of
+/// what comes before them. Read in small pieces: the whole entry (tens of
+/// MiB for a plugin embedding an interpreter) is never in memory at once,
+/// so checking it leaves no large allocation behind.
+fn checksum_holds(path: &Path) -> std::io::Result<bool> {
+    let mut file = std::fs::File::open(path)?;
+    let Some(body) = file.metadata()?.len().checked_sub(TRAILER as u64) else {
+        return Ok(false);
+    };
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut (&mut file).take(body), &mut hasher)?;
+    let mut trailer = [0; TRAILER];
+    file.read_exact(&mut trailer)?;
     let (sum, marker) = trailer.split_at(32);
-    (marker == MARKER && Sha256::digest(body).as_slice() == sum).then_some(body)
+    Ok(marker == MARKER && hasher.finalize().as_slice() == sum)
 }
 
 /// A hex fingerprint of what makes compiled code fit an engine: wasmtime's
