@@ -20,6 +20,7 @@ use crate::observe::{
 };
 use crate::plugins::{PluginSet, Registry, ReloadConfig, Reloader};
 use crate::protocol::{CallError, FunctionInfo};
+use crate::region::keys::Keys;
 use crate::region::{
     Identity, Local, PeerConfig, Peers, Placement, Router, RoutingConfig, watch_topology,
 };
@@ -46,6 +47,8 @@ pub struct HostOptions {
     pub peers: Vec<(String, String)>,
     /// `[routes]` of `regions.toml`: (pattern, preferred regions).
     pub routes: Vec<(String, Vec<String>)>,
+    /// `[keys]` of `regions.toml`: calls routed by a key taken from them.
+    pub keys: Keys,
     pub peer_config: PeerConfig,
     pub reload: ReloadConfig,
     /// The `regions.toml` to follow: peers and routes change with it.
@@ -82,6 +85,7 @@ impl HostOptions {
             routing: RoutingConfig::default(),
             peers: Vec::new(),
             routes: Vec::new(),
+            keys: Keys::default(),
             peer_config: PeerConfig::default(),
             reload: ReloadConfig::default(),
             topology_file: None,
@@ -304,12 +308,13 @@ impl Host {
                 options.routes.clone(),
                 options.routing.clone(),
             )
+            .with_keys(&options.server.host_id, options.keys.clone())
             .with_metrics(metrics.clone())
             .with_tracing(traces),
         );
         state.wire(peers, {
             let router = router.clone();
-            move || router.routes()
+            move || (router.routes(), router.keys())
         });
         if let Some(path) = &options.topology_file {
             let me = Identity {

@@ -23,6 +23,10 @@ pub struct CallRequest {
     pub function: String,
     pub args: Vec<Value>,
     pub context: CallContext,
+    /// The call came from a peer host that chose this host for it: a host
+    /// serving the function runs it, whatever its key says (the two hosts
+    /// may briefly disagree about the topology; the call must not bounce).
+    pub from_peer: bool,
 }
 
 impl CallRequest {
@@ -32,6 +36,7 @@ impl CallRequest {
             function: function.into(),
             args,
             context: CallContext::new(timeout),
+            from_peer: false,
         }
     }
 

@@ -14,6 +14,7 @@ use crate::host::{Host, HostOptions};
 use crate::net::ServerConfig;
 use crate::observe::OtlpConfig;
 use crate::plugins::ReloadConfig;
+use crate::region::keys::Keys;
 use crate::region::{Identity, PeerConfig, RoutingConfig, peers_and_routes};
 use crate::runtime::RuntimeConfig;
 
@@ -380,6 +381,7 @@ impl HostArgs {
 pub(super) async fn run(args: HostArgs) -> anyhow::Result<ExitCode> {
     let mut peers = Vec::new();
     let mut routes = Vec::new();
+    let mut keys = Keys::default();
     let mut topology_file = None;
     let mut tls = None;
     let mut admin = args.admin;
@@ -398,6 +400,7 @@ pub(super) async fn run(args: HostArgs) -> anyhow::Result<ExitCode> {
                 addr: listen.to_string(),
             };
             (peers, routes) = peers_and_routes(&topology, &me);
+            keys = Keys::new(topology.key_rules()?);
             topology_file = Some(args.config.clone());
             tls = topology.tls_files(&args.region, args.tls_cert.clone(), args.tls_key.clone());
             admin = admin.or_else(|| region.admin_of(&listen.to_string()));
@@ -427,6 +430,7 @@ pub(super) async fn run(args: HostArgs) -> anyhow::Result<ExitCode> {
     options.server.host_id = listen.to_string();
     options.peers = peers;
     options.routes = routes;
+    options.keys = keys;
     options.topology_file = topology_file;
     if tls.is_none() && args.tls_cert.is_some() {
         bail!(

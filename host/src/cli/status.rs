@@ -231,6 +231,20 @@ fn render_host(out: &mut String, report: &Report) {
             .collect();
         let _ = writeln!(out, "    routes: {}", routes.join("; "));
     }
+    for rule in &status.keys {
+        let pins: Vec<String> = rule
+            .pins
+            .iter()
+            .map(|p| format!(", {} -> {}", p.keys, p.regions.join(", ")))
+            .collect();
+        let _ = writeln!(
+            out,
+            "    keys: {} by {}{}",
+            rule.pattern,
+            rule.key,
+            pins.concat()
+        );
+    }
 }
 
 fn render_plugins(out: &mut String, plugins: &[PluginStatus]) {
@@ -344,7 +358,7 @@ fn millis(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observe::status::{RefusalStatus, RouteStatus};
+    use crate::observe::status::{KeyStatus, PinStatus, RefusalStatus, RouteStatus};
 
     fn peer(region: &str, address: &str, health: &str) -> PeerStatus {
         PeerStatus {
@@ -417,6 +431,14 @@ mod tests {
                 pattern: "math.*".into(),
                 regions: vec!["eu-west".into(), "us-east".into()],
             }],
+            keys: vec![KeyStatus {
+                pattern: "cache.*".into(),
+                key: "metadata.tenant".into(),
+                pins: vec![PinStatus {
+                    keys: "eu-*".into(),
+                    regions: vec!["eu-west".into()],
+                }],
+            }],
         }
     }
 
@@ -431,6 +453,7 @@ mod tests {
             plugins: vec![],
             peers: vec![],
             routes: vec![],
+            keys: vec![],
             ..eu_west()
         };
         let reports = [
@@ -480,6 +503,7 @@ eu-west
     127.0.0.1:7301  ap-south  down     -       0          0         -            0          2
       down because: cannot connect: connection refused
     routes: math.* -> eu-west, us-east
+    keys: cache.* by metadata.tenant, eu-* -> eu-west
 us-east
   127.0.0.1:7201  draining, up 42s, wasmrpc 0.1.0 (admin 127.0.0.1:9201)
     no plugins

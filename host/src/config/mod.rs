@@ -10,6 +10,10 @@
 //! [routes]                          # optional: region preference per function pattern
 //! "billing.*" = ["us-east", "eu-west"]
 //!
+//! [keys]                            # optional: route calls by a key taken from the call
+//! "ledger.*" = "args[0]"
+//! "cache.*" = { key = "metadata.tenant", pin = { "eu-*" = ["eu-west"] } }
+//!
 //! [tls]                             # optional: TLS on every host of the file
 //! ca = "certs/ca.crt"               # the cluster CA certificate (PEM), relative to this file
 //! trust_domain = "wasmrpc.local"    # SPIFFE trust domain of the hosts' region identities
@@ -21,6 +25,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use crate::region::keys::{KeyRule, RawKeyRule};
 
 /// Why a `regions.toml` cannot be used. Each variant names the offending key.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +71,14 @@ pub enum ConfigError {
     UnknownRouteRegion { pattern: String, region: String },
     #[error("routes.\"{pattern}\": a pattern is `*`, a function name, or a prefix ending in `*`")]
     BadRoutePattern { pattern: String },
+    #[error("keys.\"{pattern}\": {message}")]
+    BadKeyRule { pattern: String, message: String },
+    #[error("keys.\"{pattern}\": pin `{keys}` names unknown region `{region}`")]
+    UnknownKeyRegion {
+        pattern: String,
+        keys: String,
+        region: String,
+    },
     #[error("tls.trust_domain `{0}` must be lowercase letters, digits, `-`, `.` and `_`")]
     BadTrustDomain(String),
     #[error("unknown region `{name}`; `{path}` defines {known}")]
@@ -88,6 +102,11 @@ pub struct Topology {
     /// then `*`), so the order in the file does not matter.
     #[serde(default)]
     pub routes: BTreeMap<String, Vec<String>>,
+    /// `[keys]`: `"pattern" = "args[0]"` or `{ key = "...", pin = {...} }`:
+    /// where the key of calls to matching functions is, and the regions
+    /// some keys are pinned to (see [`crate::region::keys`]).
+    #[serde(default)]
+    pub keys: BTreeMap<String, RawKeyRule>,
     /// `[tls]`: the cluster CA and where hosts find their certificates.
     #[serde(default)]
     pub tls: Option<TlsTable>,
@@ -304,7 +323,37 @@ impl Topology {
                 });
             }
         }
+        self.key_rules()?;
         Ok(())
+    }
+
+    /// The `[keys]` rules, parsed and checked against the regions.
+    ///
+    /// # Errors
+    ///
+    /// The first rule that is wrong, naming its pattern.
+    pub fn key_rules(&self) -> Result<Vec<KeyRule>, ConfigError> {
+        let mut rules = Vec::with_capacity(self.keys.len());
+        for (pattern, raw) in &self.keys {
+            let rule = KeyRule::parse(pattern, raw).map_err(|message| ConfigError::BadKeyRule {
+                pattern: pattern.clone(),
+                message,
+            })?;
+            for (keys, regions) in &rule.pins {
+                if let Some(region) = regions
+                    .iter()
+                    .find(|r| !self.regions.iter().any(|known| known.name == **r))
+                {
+                    return Err(ConfigError::UnknownKeyRegion {
+                        pattern: pattern.clone(),
+                        keys: keys.as_str().to_owned(),
+                        region: region.clone(),
+                    });
+                }
+            }
+            rules.push(rule);
+        }
+        Ok(rules)
     }
 
     /// The region called `name`.
@@ -388,5 +437,54 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert_eq!(err, "routes.\"billing.*\": unknown region `z`");
+    }
+
+    #[test]
+    fn key_rules_are_parsed_and_checked() {
+        let regions = "[[region]]\nname = \"eu\"\nhosts = [\"127.0.0.1:1\"]\nplugins = \".\"\n\
+                       [[region]]\nname = \"us\"\nhosts = [\"127.0.0.1:2\"]\nplugins = \".\"\n";
+        let topology = parse(&format!(
+            "{regions}[keys]\n\"ledger.*\" = \"args[0]\"\n\
+             \"cache.*\" = {{ key = \"metadata.tenant\", pin = {{ \"eu-*\" = [\"eu\"], \"*\" = [\"us\", \"eu\"] }} }}\n"
+        ))
+        .unwrap();
+        let rules = topology.key_rules().unwrap();
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[0].functions.as_str(), "cache.*");
+        assert_eq!(rules[0].key.to_string(), "metadata.tenant");
+        assert_eq!(rules[0].pinned(b"eu-acme"), Some(&["eu".to_owned()][..]));
+        assert_eq!(
+            rules[0].pinned(b"ap-acme"),
+            Some(&["us".to_owned(), "eu".to_owned()][..])
+        );
+        assert_eq!(rules[1].key.to_string(), "args[0]");
+
+        let err = |keys: &str| {
+            parse(&format!("{regions}[keys]\n{keys}\n"))
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            err("\"ledger.*\" = \"args[x]\""),
+            "keys.\"ledger.*\": `args[x]` is not a key: write `args[N]` (argument N, from 0), \
+             `args[N].field` (a record field; `.` again for a nested one, `[M]` for a list \
+             element) or `metadata.NAME` (a metadata entry)"
+        );
+        assert_eq!(
+            err("\"led*ger\" = \"args[0]\""),
+            "keys.\"led*ger\": `led*ger` is not a function pattern: write `*`, a function name, \
+             or a prefix ending in `*`"
+        );
+        assert_eq!(
+            err("\"ledger.*\" = { key = \"args[0]\", pin = { \"eu-*\" = [\"mars\"] } }"),
+            "keys.\"ledger.*\": pin `eu-*` names unknown region `mars`"
+        );
+        assert_eq!(
+            err("\"ledger.*\" = { key = \"args[0]\", pin = { \"eu-*\" = [] } }"),
+            "keys.\"ledger.*\": pin `eu-*`: name at least one region"
+        );
+        // A table needs its `key`, and nothing else but `pin`.
+        assert!(err("\"ledger.*\" = { pin = { \"eu-*\" = [\"eu\"] } }").starts_with("invalid `"),);
+        assert!(err("\"ledger.*\" = 3").starts_with("invalid `"));
     }
 }

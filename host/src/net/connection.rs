@@ -721,6 +721,7 @@ impl Connection {
             function: call.function,
             args: call.args,
             context,
+            from_peer: caller.role == Role::Peer,
         };
         let id = call.id;
         // A panic, in this poll or a later one, ends the call, not the

@@ -23,8 +23,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::Metrics;
-use super::status::{self, PeerStatus, RouteStatus, Status};
+use super::status::{self, KeyStatus, PeerStatus, RouteStatus, Status};
 use crate::plugins;
+use crate::region::keys::Keys;
 use crate::region::{Health, Peers, Routes};
 
 /// The dashboard: one page, no external resources.
@@ -46,7 +47,7 @@ pub struct HostState {
 
 struct Wired {
     peers: Arc<Peers>,
-    routes: Box<dyn Fn() -> Arc<Routes> + Send + Sync>,
+    routes: Box<dyn Fn() -> (Arc<Routes>, Arc<Keys>) + Send + Sync>,
 }
 
 impl HostState {
@@ -67,11 +68,12 @@ impl HostState {
         })
     }
 
-    /// Gives the state the peer links and the `[routes]` in force.
+    /// Gives the state the peer links and the `[routes]` and `[keys]` in
+    /// force.
     pub fn wire(
         &self,
         peers: Arc<Peers>,
-        routes: impl Fn() -> Arc<Routes> + Send + Sync + 'static,
+        routes: impl Fn() -> (Arc<Routes>, Arc<Keys>) + Send + Sync + 'static,
     ) {
         let _ = self.wired.set(Wired {
             peers,
@@ -102,7 +104,7 @@ impl HostState {
 
     /// The host now, as `/status` answers.
     pub fn status(&self) -> Status {
-        let routes = self.wired.get().map(|w| (w.routes)()).unwrap_or_default();
+        let (routes, keys) = self.wired.get().map(|w| (w.routes)()).unwrap_or_default();
         Status {
             region: self.region.clone(),
             host: self.host.read().expect("host lock").clone(),
@@ -119,6 +121,7 @@ impl HostState {
                     regions: regions.clone(),
                 })
                 .collect(),
+            keys: keys.rules().iter().map(KeyStatus::from_rule).collect(),
         }
     }
 }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::plugins::{PluginSet, Refusal};
 use crate::region::PeerSnapshot;
+use crate::region::keys::KeyRule;
 
 /// One host at one moment.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -23,6 +24,9 @@ pub struct Status {
     pub plugins: Vec<PluginStatus>,
     pub peers: Vec<PeerStatus>,
     pub routes: Vec<RouteStatus>,
+    /// The `[keys]` rules in force.
+    #[serde(default)]
+    pub keys: Vec<KeyStatus>,
 }
 
 /// A plugin: the version serving, and the last file of its name refused.
@@ -94,6 +98,42 @@ pub struct PeerStatus {
 pub struct RouteStatus {
     pub pattern: String,
     pub regions: Vec<String>,
+}
+
+/// A `[keys]` rule.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct KeyStatus {
+    /// The functions it applies to.
+    pub pattern: String,
+    /// Where their key is, e.g. `args[0]` or `metadata.tenant`.
+    pub key: String,
+    /// Key patterns pinned to regions.
+    #[serde(default)]
+    pub pins: Vec<PinStatus>,
+}
+
+/// A pin of a `[keys]` rule: keys matching `keys` go to `regions` first.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PinStatus {
+    pub keys: String,
+    pub regions: Vec<String>,
+}
+
+impl KeyStatus {
+    pub fn from_rule(rule: &KeyRule) -> KeyStatus {
+        KeyStatus {
+            pattern: rule.functions.to_string(),
+            key: rule.key.to_string(),
+            pins: rule
+                .pins
+                .iter()
+                .map(|(keys, regions)| PinStatus {
+                    keys: keys.as_str().to_owned(),
+                    regions: regions.clone(),
+                })
+                .collect(),
+        }
+    }
 }
 
 pub(crate) fn rfc3339(at: SystemTime) -> String {

@@ -1,6 +1,7 @@
 //! Where calls run: the links to peer hosts and the routing decision between
 //! this host and them.
 
+pub mod keys;
 mod peers;
 mod reconfigure;
 mod route;

@@ -465,7 +465,7 @@ impl Peer {
     }
 
     /// Puts `link` in service.
-    fn link_up(&self, link: Arc<dyn Link>) {
+    pub(crate) fn link_up(&self, link: Arc<dyn Link>) {
         let mut state = self.state();
         state.linked = Some(Linked {
             link,

@@ -10,6 +10,7 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::keys::Keys;
 use super::route::{Local, Router, Routes};
 use crate::config::Topology;
 
@@ -123,11 +124,17 @@ fn apply<L: Local>(
     tracing::info!(
         peers = peers.len(),
         routes = routes.len(),
+        keys = topology.keys.len(),
         "`{}` changed; applying the new topology",
         path.display()
     );
     router.peers().set(peers);
     router.set_routes(routes);
+    router.set_keys(Keys::new(
+        topology
+            .key_rules()
+            .expect("a validated topology's keys parse"),
+    ));
     // The regions whose certificates may act as peers.
     *regions.write().expect("regions lock") =
         topology.regions.iter().map(|r| r.name.clone()).collect();

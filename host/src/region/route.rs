@@ -34,7 +34,8 @@ use futures::stream::FuturesUnordered;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::peers::{Peer, Peers, merge_served};
+use super::keys::{KeyRank, Keyed, Keys};
+use super::peers::{Health, Peer, Peers, merge_served};
 use crate::observe::trace::trace_id;
 use crate::observe::{Attempt, CallMeter, CallTrace, Metrics, Placement as Where, Tracing};
 use crate::protocol::retry::{RetryPolicy, retryable};
@@ -200,9 +201,13 @@ fn route_for<'r>(routes: &'r Routes, function: &str) -> Option<&'r [String]> {
 /// the guests' nested calls.
 pub struct Router<L> {
     region: Arc<str>,
+    /// This host's address as `regions.toml` lists it: its name in the
+    /// rendezvous order of keys.
+    addr: Arc<str>,
     local: L,
     peers: Arc<Peers>,
     routes: RwLock<Arc<Routes>>,
+    keys: RwLock<Arc<Keys>>,
     config: RoutingConfig,
     budget: RetryBudget,
     metrics: Metrics,
@@ -231,14 +236,24 @@ impl<L: Local> Router<L> {
     ) -> Self {
         Router {
             region: region.into(),
+            addr: "".into(),
             local,
             peers,
             routes: RwLock::new(Arc::new(routes)),
+            keys: RwLock::new(Arc::new(Keys::default())),
             config,
             budget: RetryBudget::new(),
             metrics: Metrics::off(),
             tracing: Tracing::off(),
         }
+    }
+
+    /// Routes calls by the `[keys]` rules `keys`; `addr` is this host's
+    /// address as `regions.toml` lists it (its place in each key's order).
+    pub fn with_keys(mut self, addr: &str, keys: Keys) -> Self {
+        self.addr = addr.into();
+        self.keys = RwLock::new(Arc::new(keys));
+        self
     }
 
     /// Records this host's span of each sampled call through `tracing`.
@@ -258,6 +273,16 @@ impl<L: Local> Router<L> {
         self.routes.read().expect("routes lock").clone()
     }
 
+    /// The `[keys]` rules in force.
+    pub fn keys(&self) -> Arc<Keys> {
+        self.keys.read().expect("keys lock").clone()
+    }
+
+    /// Replaces the `[keys]` rules (after `regions.toml` changed).
+    pub fn set_keys(&self, keys: Keys) {
+        *self.keys.write().expect("keys lock") = Arc::new(keys);
+    }
+
     async fn route(
         self: Arc<Self>,
         request: CallRequest,
@@ -270,6 +295,20 @@ impl<L: Local> Router<L> {
                 request.function, request.context.hops, self.config.hop_limit
             )));
         }
+        let keyed = {
+            let keys = self.keys.read().expect("keys lock");
+            if keys.is_empty() {
+                None
+            } else {
+                keys.keyed(&request)
+            }
+        };
+        if let Some(keyed) = &keyed
+            && !request.from_peer
+            && self.local.serves(&request.function)
+        {
+            return self.route_keyed_here(request, keyed, meter, trace).await;
+        }
         let nested: Arc<dyn Service> = self.clone();
         let request = match self.local.run(request, nested, self.region.clone(), meter) {
             Placement::Here(running) => {
@@ -278,12 +317,102 @@ impl<L: Local> Router<L> {
             }
             Placement::Elsewhere(request) => request,
         };
-        let (candidates, idempotent) = self.plan(&request)?;
+        let (candidates, idempotent) = self.plan(&request, keyed.as_ref())?;
         if self.metrics.is_on() && candidates[0].serves(&request.function).is_some() {
             meter.known(&request.function, Where::Forwarded);
         }
         trace.placed(Where::Forwarded);
         self.forward(request, candidates, idempotent).await
+    }
+
+    /// A keyed call for a function this host serves too: it runs here when
+    /// this host comes first in the key's order; otherwise the hosts ahead
+    /// of this one are tried in that order, and this host takes the call
+    /// when none of them did and it surely did not run (or the function is
+    /// idempotent).
+    async fn route_keyed_here(
+        self: Arc<Self>,
+        request: CallRequest,
+        keyed: &Keyed,
+        meter: &mut CallMeter,
+        trace: &mut CallTrace,
+    ) -> Result<Value, CallError> {
+        let here = (Health::Up, false, keyed.rank(&self.addr, &self.region));
+        let ahead = match self.plan(&request, Some(keyed)) {
+            Ok((candidates, idempotent)) => {
+                let ahead: Vec<Arc<Peer>> = candidates
+                    .into_iter()
+                    .take_while(|peer| self.keyed_rank(peer, keyed) < here)
+                    .collect();
+                (!ahead.is_empty()).then_some((ahead, idempotent))
+            }
+            // No peer may take it (none serves it, or every one is
+            // excluded by the call's path): this host is the only one.
+            Err(_) => None,
+        };
+        let nested: Arc<dyn Service> = self.clone();
+        let Some((ahead, idempotent)) = ahead else {
+            return match self.local.run(request, nested, self.region.clone(), meter) {
+                Placement::Here(running) => {
+                    trace.placed(Where::Local);
+                    running.await
+                }
+                // Unloaded since the check: route it as a call not served here.
+                Placement::Elsewhere(request) => {
+                    let (candidates, idempotent) = self.plan(&request, Some(keyed))?;
+                    trace.placed(Where::Forwarded);
+                    self.forward(request, candidates, idempotent).await
+                }
+            };
+        };
+        tracing::debug!(function = %request.function, owner = %ahead[0].addr, trace_id = %trace_id(&request.context.metadata), "the call's key belongs to another host");
+        if self.metrics.is_on() {
+            meter.known(&request.function, Where::Forwarded);
+        }
+        trace.placed(Where::Forwarded);
+        let fallback = CallRequest {
+            function: request.function.clone(),
+            args: request.args.clone(),
+            context: request.context.clone(),
+            from_peer: false,
+        };
+        let error = match self.forward(request, ahead, idempotent).await {
+            Ok(value) => return Ok(value),
+            Err(error) => error,
+        };
+        let may_run_here = matches!(
+            error.code,
+            ErrorCode::Unavailable | ErrorCode::ResourceExhausted | ErrorCode::NotFound
+        ) && (error.processed == Processed::No || idempotent);
+        if !may_run_here {
+            return Err(error);
+        }
+        tracing::debug!(function = %fallback.function, trace_id = %trace_id(&fallback.context.metadata), "no host ahead of this one in the key's order took the call ({}); running it here", error.message);
+        match self.local.run(fallback, nested, self.region.clone(), meter) {
+            Placement::Here(running) => running.await,
+            Placement::Elsewhere(_) => Err(error),
+        }
+    }
+
+    /// Where `peer` stands in the order of a keyed call: usable hosts
+    /// first (healthy, then ejected, then unreachable; late ones after the
+    /// others of their kind), then the key's own order.
+    fn keyed_rank(&self, peer: &Peer, keyed: &Keyed) -> (Health, bool, KeyRank) {
+        (
+            peer.health(),
+            peer.is_late(self.config.hedge_min, self.late_max()),
+            keyed.rank(&peer.addr, &peer.region),
+        )
+    }
+
+    /// The longest a peer's calls may wait before it counts as late: the
+    /// hedge bound, or the default one when hedging is off.
+    fn late_max(&self) -> Duration {
+        if self.config.hedge_max.is_zero() {
+            RoutingConfig::default().hedge_max
+        } else {
+            self.config.hedge_max
+        }
     }
 
     /// Replaces the `[routes]` table (after `regions.toml` changed).
@@ -297,8 +426,13 @@ impl<L: Local> Router<L> {
     }
 
     /// The peers to try, best first, and whether the function is idempotent
-    /// (every host listing it says so).
-    fn plan(&self, request: &CallRequest) -> Result<(Vec<Arc<Peer>>, bool), CallError> {
+    /// (every host listing it says so). A keyed call's peers follow its key
+    /// ([`Router::keyed_rank`]) instead of region, `[routes]` and score.
+    fn plan(
+        &self,
+        request: &CallRequest,
+        keyed: Option<&Keyed>,
+    ) -> Result<(Vec<Arc<Peer>>, bool), CallError> {
         let function = &request.function;
         let routes = self.routes.read().expect("routes lock").clone();
         let preference = route_for(&routes, function);
@@ -362,13 +496,18 @@ impl<L: Local> Router<L> {
                 self.config.hop_limit
             )));
         }
+        if let Some(keyed) = keyed {
+            let mut ranked: Vec<_> = candidates
+                .into_iter()
+                .map(|peer| (self.keyed_rank(&peer, keyed), peer))
+                .collect();
+            ranked.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.addr.cmp(&b.1.addr)));
+            let candidates = ranked.into_iter().map(|(_, peer)| peer).collect();
+            return Ok((candidates, idempotent));
+        }
         // Lateness is judged with the hedge bounds, or the default ones when
         // hedging is off.
-        let late_max = if self.config.hedge_max.is_zero() {
-            RoutingConfig::default().hedge_max
-        } else {
-            self.config.hedge_max
-        };
+        let late_max = self.late_max();
         let rank = |peer: &Peer| {
             let tier = u8::from(peer.region != *self.region);
             let preferred = preference

@@ -75,6 +75,7 @@ impl CallScope {
             function,
             args,
             context: self.context.nested(),
+            from_peer: false,
         }
     }
 }

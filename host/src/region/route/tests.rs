@@ -319,7 +319,7 @@ async fn nobody_serving_a_function_is_not_found_by_name() {
 /// The order the router would try the peers in, by address.
 fn order(router: &Router<FakeLocal>, function: &str) -> Vec<String> {
     let request = CallRequest::new(function, vec![], Duration::from_secs(5));
-    let (candidates, _) = router.plan(&request).unwrap();
+    let (candidates, _) = router.plan(&request, None).unwrap();
     candidates.iter().map(|p| p.addr.clone()).collect()
 }
 
@@ -838,7 +838,7 @@ async fn list_marks_a_function_idempotent_only_when_every_host_serving_it_does()
         assert_eq!(catalog.len(), 1);
         // The router retries by the same rule.
         let request = CallRequest::new("f", vec![], Duration::from_secs(5));
-        let (_, retries_it) = router.plan(&request).unwrap();
+        let (_, retries_it) = router.plan(&request, None).unwrap();
         assert_eq!(catalog[0].idempotent, retries_it);
         catalog[0].idempotent
     };
@@ -851,4 +851,223 @@ async fn list_marks_a_function_idempotent_only_when_every_host_serving_it_does()
         ];
         assert!(!idempotent(mixed), "{order:?}");
     }
+}
+
+// ---- Calls routed by a key ----
+
+/// Routes `f` by its first argument.
+fn by_first_argument() -> Keys {
+    let raw = crate::region::keys::RawKeyRule::Key("args[0]".into());
+    Keys::new(vec![
+        crate::region::keys::KeyRule::parse("f", &raw).unwrap(),
+    ])
+}
+
+/// A router of region `here` at address `h0`, serving `local`, routing `f`
+/// by `keys`.
+fn keyed_router(
+    local: &[&'static str],
+    peers: Vec<Arc<Peer>>,
+    keys: Keys,
+) -> Arc<Router<FakeLocal>> {
+    let router = Router::new(
+        "here",
+        FakeLocal {
+            functions: local.to_vec(),
+            changes: watch::Sender::new(0),
+        },
+        Peers::fixed(peers),
+        vec![],
+        no_hedging(),
+    )
+    .with_keys("h0", keys);
+    Arc::new(router)
+}
+
+/// The hosts (`(address, region)`) in the order of `key`, heaviest first.
+fn key_order(hosts: &[(&str, &str)], key: &str, pinned: Option<Vec<String>>) -> Vec<String> {
+    let keyed = Keyed {
+        key: key.as_bytes().to_vec(),
+        pinned,
+    };
+    let mut hosts = hosts.to_vec();
+    hosts.sort_by_key(|(addr, region)| keyed.rank(addr, region));
+    hosts.into_iter().map(|(addr, _)| addr.to_owned()).collect()
+}
+
+/// The first key `k0`, `k1`, ... whose order over `hosts` is `wanted`.
+fn key_with_order(hosts: &[(&str, &str)], wanted: &[&str]) -> String {
+    (0..)
+        .map(|n| format!("k{n}"))
+        .find(|key| key_order(hosts, key, None) == wanted)
+        .unwrap()
+}
+
+async fn call_key(
+    router: &Arc<Router<FakeLocal>>,
+    key: &str,
+    from_peer: bool,
+) -> Result<Value, CallError> {
+    let mut request = CallRequest::new("f", vec![Value::Text(key.into())], Duration::from_secs(5));
+    request.from_peer = from_peer;
+    tokio::time::timeout(Duration::from_secs(60), router.clone().call(request))
+        .await
+        .expect("the call never ended")
+}
+
+const THREE: [(&str, &str); 3] = [("h0", "here"), ("h1", "here"), ("h2", "here")];
+
+#[tokio::test(start_paused = true)]
+async fn a_keyed_call_runs_on_the_host_its_key_orders_first() {
+    let (l1, l2) = (FakeLink::always(now("h1")), FakeLink::always(now("h2")));
+    let router = keyed_router(
+        &["f"],
+        vec![
+            peer("here", "h1", &l1, false),
+            peer("here", "h2", &l2, false),
+        ],
+        by_first_argument(),
+    );
+    // Owned here: runs here, though peers serve it too.
+    let mine = key_with_order(&THREE, &["h0", "h1", "h2"]);
+    assert_eq!(call_key(&router, &mine, false).await, text("local"));
+    // Owned by a peer: forwarded there, though this host serves it.
+    let theirs = key_with_order(&THREE, &["h2", "h0", "h1"]);
+    assert_eq!(call_key(&router, &theirs, false).await, text("h2"));
+    assert_eq!(calls(&[l1.clone(), l2.clone()]), [0, 1]);
+    // Forwarded to this host by a peer: it runs here whatever the key says
+    // (the peer decided; a call never bounces between hosts).
+    assert_eq!(call_key(&router, &theirs, true).await, text("local"));
+    assert_eq!(calls(&[l1, l2]), [0, 1]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_keyed_call_ignores_region_and_latency_and_follows_its_key() {
+    // Not served here: the key picks among the peers, a far one included.
+    let hosts = [("h1", "here"), ("f1", "far")];
+    let (near, far) = (FakeLink::always(now("near")), FakeLink::always(now("far")));
+    let router = keyed_router(
+        &[],
+        vec![
+            peer("here", "h1", &near, false),
+            peer("far", "f1", &far, false),
+        ],
+        by_first_argument(),
+    );
+    let far_key = key_with_order(&hosts, &["f1", "h1"]);
+    let near_key = key_with_order(&hosts, &["h1", "f1"]);
+    for _ in 0..3 {
+        assert_eq!(call_key(&router, &far_key, false).await, text("far"));
+        assert_eq!(call_key(&router, &near_key, false).await, text("near"));
+    }
+    // A call without its key is routed like any other: own region first.
+    assert_eq!(call(&router, "f").await, text("near"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_owner_down_its_keys_go_to_their_next_host_and_come_back() {
+    let (l1, l2) = (FakeLink::always(now("h1")), FakeLink::always(now("h2")));
+    let (p1, p2) = (
+        peer("here", "h1", &l1, false),
+        peer("here", "h2", &l2, false),
+    );
+    let router = keyed_router(&["f"], vec![p1.clone(), p2.clone()], by_first_argument());
+    let next_peer = key_with_order(&THREE, &["h1", "h2", "h0"]);
+    let next_here = key_with_order(&THREE, &["h1", "h0", "h2"]);
+    p1.link_down("killed".into());
+    assert_eq!(call_key(&router, &next_peer, false).await, text("h2"));
+    assert_eq!(call_key(&router, &next_here, false).await, text("local"));
+    assert_eq!(calls(&[l1.clone(), l2.clone()]), [0, 1]);
+    // Back: its keys return to it.
+    let link: Arc<dyn Link> = l1.clone();
+    p1.link_up(link);
+    assert_eq!(call_key(&router, &next_peer, false).await, text("h1"));
+    assert_eq!(call_key(&router, &next_here, false).await, text("h1"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn this_host_takes_a_key_its_owner_refused_only_when_it_surely_did_not_run() {
+    let refusing = FakeLink::always(fails(ErrorCode::Unavailable, Processed::No));
+    let lost = FakeLink::always(fails(ErrorCode::Unavailable, Processed::Maybe));
+    let hosts = [("h0", "here"), ("h1", "here")];
+    let key = key_with_order(&hosts, &["h1", "h0"]);
+    // Draining (refused, did not run): the next host in the key's order,
+    // this one, takes it.
+    let router = keyed_router(
+        &["f"],
+        vec![peer("here", "h1", &refusing, false)],
+        by_first_argument(),
+    );
+    assert_eq!(call_key(&router, &key, false).await, text("local"));
+    assert_eq!(refusing.calls(), 1);
+    // Lost during the call, not idempotent: it may have run; not again.
+    let router = keyed_router(
+        &["f"],
+        vec![peer("here", "h1", &lost, false)],
+        by_first_argument(),
+    );
+    let error = call_key(&router, &key, false).await.unwrap_err();
+    assert_eq!(
+        (error.code, error.processed),
+        (ErrorCode::Unavailable, Processed::Maybe)
+    );
+    // Idempotent: it may run again, here.
+    let lost = FakeLink::always(fails(ErrorCode::Unavailable, Processed::Maybe));
+    let router = keyed_router(
+        &["f"],
+        vec![peer("here", "h1", &lost, true)],
+        by_first_argument(),
+    );
+    assert_eq!(call_key(&router, &key, false).await, text("local"));
+    // An answer of the owner's, even an error, is the answer.
+    let handler = FakeLink::always(fails(ErrorCode::HandlerError, Processed::Yes));
+    let router = keyed_router(
+        &["f"],
+        vec![peer("here", "h1", &handler, true)],
+        by_first_argument(),
+    );
+    assert_eq!(
+        call_key(&router, &key, false).await.unwrap_err().code,
+        ErrorCode::HandlerError
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn pinned_keys_go_to_their_regions_first_and_fall_back_by_key() {
+    let raw = crate::region::keys::RawKeyRule::Table(
+        toml::from_str("key = \"args[0]\"\npin = { \"eu-*\" = [\"eu\"] }").unwrap(),
+    );
+    let keys = Keys::new(vec![
+        crate::region::keys::KeyRule::parse("f", &raw).unwrap(),
+    ]);
+    let (eu, us1, us2) = (
+        FakeLink::always(now("eu")),
+        FakeLink::always(now("us1")),
+        FakeLink::always(now("us2")),
+    );
+    let eu_peer = peer("eu", "e1", &eu, false);
+    let router = keyed_router(
+        &[],
+        vec![
+            eu_peer.clone(),
+            peer("us", "u1", &us1, false),
+            peer("us", "u2", &us2, false),
+        ],
+        keys,
+    );
+    let hosts = [("e1", "eu"), ("u1", "us"), ("u2", "us")];
+    // Some `eu-` key that the hash alone would give to a `us` host.
+    let key = (0..)
+        .map(|n| format!("eu-{n}"))
+        .find(|key| key_order(&hosts, key, None)[0] == "u2")
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(call_key(&router, &key, false).await, text("eu"));
+    }
+    // A key of no pin follows the hash.
+    let other = key_with_order(&hosts, &["u1", "e1", "u2"]);
+    assert_eq!(call_key(&router, &other, false).await, text("us1"));
+    // The pinned region down: the key's order over the others.
+    eu_peer.link_down("partitioned".into());
+    assert_eq!(call_key(&router, &key, false).await, text("us2"));
 }
