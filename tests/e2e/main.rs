@@ -11,6 +11,7 @@ mod gray;
 mod guests;
 mod hardening;
 mod inline;
+mod keys;
 mod languages;
 mod nested;
 mod observe;

@@ -42,6 +42,8 @@ pub struct Cluster {
     routes: String,
     /// The `[tls]` table, kept for rewriting the file.
     tls: String,
+    /// More tables (`[keys]`, say), kept for rewriting the file.
+    tail: String,
     /// Each host's admin listener in the file, by its listed address (see
     /// [`Cluster::with_admin`]).
     admin: BTreeMap<SocketAddr, SocketAddr>,
@@ -110,6 +112,7 @@ impl Cluster {
             hosts,
             routes: String::new(),
             tls: String::new(),
+            tail: String::new(),
             admin: BTreeMap::new(),
         };
         let mut routes_toml = String::new();
@@ -161,7 +164,24 @@ impl Cluster {
             toml.push_str(&self.routes);
         }
         toml.push_str(&self.tls);
+        toml.push_str(&self.tail);
         toml
+    }
+
+    /// Appends `tables` (TOML text, e.g. a `[keys]` table) to
+    /// `regions.toml`, rewriting it; they stay through later rewrites.
+    pub fn with_tables(&mut self, tables: &str) {
+        self.tail = format!("\n{tables}");
+        self.replace_config(&self.render());
+    }
+
+    /// Takes host `index` of `region` out of `regions.toml` (rewriting it);
+    /// the process, if running, is not stopped.
+    pub fn remove_host(&mut self, region: &str, index: usize) {
+        let listed = self.listed(region, index);
+        self.hosts
+            .retain(|(r, l, _)| !(r == region && *l == listed));
+        self.replace_config(&self.render());
     }
 
     /// Turns TLS on for every host: a CA in `<dir>/certs`, a certificate per

@@ -45,8 +45,26 @@ pub fn workspace_root() -> &'static Path {
         .expect("tests/ has a parent")
 }
 
+/// Cargo, without the variables cargo set for this test binary
+/// (`CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`, ...): some build scripts (ring's)
+/// rebuild when those change, so a build run from here and one run from a
+/// shell would each rebuild them and everything above them.
 fn cargo() -> Command {
-    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        let set_for_this_binary = name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || name.starts_with("CARGO_BIN_")
+            || matches!(
+                name,
+                "CARGO_CRATE_NAME" | "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR"
+            );
+        if set_for_this_binary {
+            command.env_remove(name);
+        }
+    }
+    command
 }
 
 fn run(mut command: Command, what: &str) {

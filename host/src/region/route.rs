@@ -337,7 +337,7 @@ impl<L: Local> Router<L> {
         meter: &mut CallMeter,
         trace: &mut CallTrace,
     ) -> Result<Value, CallError> {
-        let here = (Health::Up, false, keyed.rank(&self.addr, &self.region));
+        let here = (Health::Up, keyed.rank(&self.addr, &self.region));
         let ahead = match self.plan(&request, Some(keyed)) {
             Ok((candidates, idempotent)) => {
                 let ahead: Vec<Arc<Peer>> = candidates
@@ -395,14 +395,13 @@ impl<L: Local> Router<L> {
     }
 
     /// Where `peer` stands in the order of a keyed call: usable hosts
-    /// first (healthy, then ejected, then unreachable; late ones after the
-    /// others of their kind), then the key's own order.
-    fn keyed_rank(&self, peer: &Peer, keyed: &Keyed) -> (Health, bool, KeyRank) {
-        (
-            peer.health(),
-            peer.is_late(self.config.hedge_min, self.late_max()),
-            keyed.rank(&peer.addr, &peer.region),
-        )
+    /// first (healthy, then ejected, then unreachable), then the key's own
+    /// order. Lateness does not count: a host that is merely slower than
+    /// usual keeps its keys (a key that moved with every burst of load
+    /// would lose what pinning it is for); one that hangs loses them when
+    /// it is declared dead.
+    fn keyed_rank(&self, peer: &Peer, keyed: &Keyed) -> (Health, KeyRank) {
+        (peer.health(), keyed.rank(&peer.addr, &peer.region))
     }
 
     /// The longest a peer's calls may wait before it counts as late: the
