@@ -390,4 +390,17 @@ async fn pinned_tenants_go_to_their_region_and_fall_back_by_key() {
             "`{tenant}` did not return to eu-west"
         );
     }
+
+    // From the CLI: `--meta tenant=...` is the key.
+    let out = wasmrpc_tests::cli(&[
+        "call",
+        "--host",
+        &hosts[2].host_arg(),
+        "--meta",
+        "tenant=eu-cli",
+        "ledger.record",
+        "\"by-cli\"",
+        "0",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "\"eu-west\"\n");
 }

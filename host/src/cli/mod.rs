@@ -174,6 +174,11 @@ struct CallArgs {
     /// the function idempotent).
     #[arg(long)]
     idempotent: bool,
+    /// A metadata entry of the call, `NAME=VALUE` (repeat for more): passed
+    /// to every host the call reaches, and a key `[keys]` rules may route by
+    /// (`metadata.NAME`).
+    #[arg(long = "meta", value_name = "NAME=VALUE", value_parser = parse_meta)]
+    meta: Vec<(String, String)>,
     /// `plugin.function` or `plugin.interface.function`.
     function: String,
     /// Arguments, one JSON value each.
@@ -191,6 +196,14 @@ struct ListArgs {
     /// Only functions of this plugin (`math`), interface (`inventory.stock`),
     /// or matching a prefix ending in `*` (`greeter.echo.echo-s*`).
     pattern: Option<String>,
+}
+
+/// `--meta NAME=VALUE`.
+fn parse_meta(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("`{text}` is not NAME=VALUE")),
+    }
 }
 
 /// The command line. A flag whose default the library defines has no clap
@@ -326,6 +339,7 @@ async fn run_call(args: CallArgs) -> anyhow::Result<ExitCode> {
         let options = CallOptions {
             timeout: args.timeout,
             idempotent: args.idempotent,
+            metadata: args.meta.iter().cloned().collect(),
             ..CallOptions::default()
         };
         client
