@@ -201,6 +201,30 @@ impl Lab {
         security: Security,
         extra: &[&str],
     ) -> anyhow::Result<Vec<Host>> {
+        self.start_topology(file, regions, security, extra, "")
+            .await
+    }
+
+    /// [`Lab::start_regions`] (plaintext), with `tables` (TOML text, a
+    /// `[keys]` table, say) added to the file.
+    pub async fn start_regions_with_tables(
+        &self,
+        file: &str,
+        regions: &[&str],
+        tables: &str,
+    ) -> anyhow::Result<Vec<Host>> {
+        self.start_topology(file, regions, Security::Plaintext, &[], tables)
+            .await
+    }
+
+    async fn start_topology(
+        &self,
+        file: &str,
+        regions: &[&str],
+        security: Security,
+        extra: &[&str],
+        tables: &str,
+    ) -> anyhow::Result<Vec<Host>> {
         let addrs = regions
             .iter()
             .map(|_| free_port())
@@ -221,6 +245,7 @@ impl Lab {
                 self.region_cert(region)?;
             }
         }
+        toml.push_str(tables);
         let config = self.dir.path().join(file);
         std::fs::write(&config, toml)?;
         let config = config.to_str().context("non-UTF-8 temporary path")?;

@@ -44,6 +44,9 @@ const ALL_PLUGINS: &[&str] = &[
 /// Payload sizes of the echo sweep.
 const PAYLOADS: &[(usize, &str)] = &[(1 << 10, "1 KiB"), (64 << 10, "64 KiB"), (1 << 20, "1 MiB")];
 
+/// The forwarded call under a `[keys]` rule: what routing by key costs.
+const KEYED: &str = "wasmrpc forwarded a → b `math.add`, routed by key (`[keys]`: args[0])";
+
 /// The forwarded calls' target host reached through a byte relay instead of
 /// the forwarding host: what the hop costs with no work in it.
 const RELAYED: &str = "wasmrpc `math.add` on b through a raw TCP relay";
@@ -298,6 +301,7 @@ struct Results {
     reuse_p50: Option<f64>,
     reuse_pipelined: Option<f64>,
     forwarded_p50: Option<f64>,
+    keyed_p50: Option<f64>,
     relayed_p50: Option<f64>,
     frame_relayed_p50: Option<f64>,
     fresh_median: Option<f64>,
@@ -325,6 +329,7 @@ impl Results {
                 self.reuse_pipelined = many_rate;
             }
             Kind::Forwarded => self.forwarded_p50 = one_p50,
+            Kind::Keyed => self.keyed_p50 = one_p50,
             Kind::Relayed => self.relayed_p50 = one_p50,
             Kind::FrameRelayed => self.frame_relayed_p50 = one_p50,
             Kind::FloorConnections
@@ -359,6 +364,12 @@ impl Results {
                 Goal::AtLeast(2.0),
                 per_s(self.local_pipelined, "wasmrpc"),
                 per_s(self.grpc_pipelined, "gRPC"),
+            ),
+            Target::ratio(
+                "forwarded by key p50 / forwarded p50, 1 in flight",
+                Goal::AtMost(1.1),
+                us(self.keyed_p50, "by key"),
+                us(self.forwarded_p50, "forwarded"),
             ),
             Target::ratio(
                 "forwarded p50 / local p50, 1 in flight",
@@ -642,6 +653,9 @@ enum Kind {
     Local,
     Reuse,
     Forwarded,
+    /// The same forwarded call under a `[keys]` rule (routed by its first
+    /// argument).
+    Keyed,
     /// The forwarded call's target host behind a byte-for-byte TCP relay,
     /// in place of the forwarding host.
     Relayed,
@@ -716,6 +730,8 @@ struct Started {
     local: Option<LocalHost>,
     reuse: Option<(Host, wasmrpc::Client)>,
     forwarded: Option<(Vec<Host>, wasmrpc::Client)>,
+    /// The same pair of hosts with a `[keys]` rule for `math.*`.
+    keyed: Option<(Vec<Host>, wasmrpc::Client)>,
     /// A relay in front of the forwarded calls' target host, and a client
     /// of it.
     relayed: Option<(ServerProcess, wasmrpc::Client)>,
@@ -781,6 +797,24 @@ impl Started {
             match forwarded.await {
                 Ok(forwarded) => started.forwarded = Some(forwarded),
                 Err(e) => results.add.push(failed("wasmrpc forwarded", &e)),
+            }
+            let keyed = async {
+                lab.plugin_dir("ka", &[], &[])?;
+                lab.plugin_dir("kb", &["math"], &[])?;
+                let hosts = lab
+                    .start_regions_with_tables(
+                        "regions-keyed.toml",
+                        &["kb", "ka"],
+                        "[keys]\n\"math.*\" = \"args[0]\"\n",
+                    )
+                    .await?;
+                hosts[1].require("math.add").await?;
+                let client = hosts[1].connect().await?;
+                anyhow::Ok((hosts, client))
+            };
+            match keyed.await {
+                Ok(keyed) => started.keyed = Some(keyed),
+                Err(e) => results.add.push(failed(KEYED, &e)),
             }
             if let Some((hosts, _)) = &started.forwarded {
                 let target = hosts[0].addr().to_string();
@@ -882,6 +916,15 @@ impl Started {
             systems.push(System::new(
                 Kind::Forwarded,
                 "wasmrpc forwarded a → b `math.add`",
+                wasmrpc_add(client.clone(), "math.add"),
+                &pids,
+            ));
+        }
+        if let Some((hosts, client)) = &self.keyed {
+            let pids: Vec<_> = hosts.iter().map(Host::pid).collect();
+            systems.push(System::new(
+                Kind::Keyed,
+                KEYED,
                 wasmrpc_add(client.clone(), "math.add"),
                 &pids,
             ));
