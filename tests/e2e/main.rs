@@ -12,6 +12,7 @@ mod guests;
 mod hardening;
 mod inline;
 mod languages;
+mod load;
 mod nested;
 mod observe;
 mod protocol;
