@@ -243,7 +243,7 @@ fn describe(peers: &[PeerStatus]) -> String {
 /// from its own calls: only B2's report tells it. Calls through C then go
 /// to B1 (at least 80% of them, with 6 in flight); once the load stops and
 /// B2 reports itself idle, calls with 24 in flight reach B2 again (at least
-/// 10% of them).
+/// 20% of them).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_busy_with_other_callers_gets_fewer_forwarded_calls() {
     let mut cluster = Cluster::new(
@@ -332,8 +332,9 @@ async fn a_host_busy_with_other_callers_gets_fewer_forwarded_calls() {
 
     // Phase 2: calls through C, 24 at a time, each working 50 ms, spread
     // to B2 as C's calls in flight to B1 grow. With B2's round trip up to
-    // 3 times B1's (it is smoothed over seconds), B2 gets about a sixth of
-    // them; a report that still counted would leave it next to none.
+    // 3 times B1's, B2 would still get about a sixth of them, and as B1's
+    // CPU rises with the work, more; a report that still counted would
+    // leave it next to none.
     record_through(&through_c, "two", 24, 192, 50).await;
     let (on_b1, on_b2_runs) = (ran(b1, "two-"), ran(b2, "two-"));
     eprintln!(
@@ -342,7 +343,7 @@ async fn a_host_busy_with_other_callers_gets_fewer_forwarded_calls() {
     );
     assert_eq!(on_b1 + on_b2_runs, 192);
     assert!(
-        on_b2_runs >= 20,
+        on_b2_runs >= 39,
         "B2 ran {on_b2_runs} of 192 calls once idle (B1 ran {on_b1}); {}",
         describe(&c.status().await.peers)
     );
