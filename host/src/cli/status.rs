@@ -274,7 +274,9 @@ fn render_peers(out: &mut String, peers: &[PeerStatus]) {
         "EJECTED-FOR",
         "EJECTIONS",
         "LINKS-LOST",
-        "REPORTED-LOAD",
+        "REPORTED-CALLS",
+        "INSTANCES",
+        "CPU",
     ])];
     let mut notes = vec![None];
     for peer in peers {
@@ -289,8 +291,10 @@ fn render_peers(out: &mut String, peers: &[PeerStatus]) {
             peer.ejected_for_ms.map_or("-".to_owned(), millis),
             peer.ejections.to_string(),
             peer.links_lost.to_string(),
-            peer.reported.as_ref().map_or("-".to_owned(), reported_load),
         ]);
+        rows.last_mut()
+            .expect("the row just pushed")
+            .extend(reported_load(peer.reported.as_ref()));
         notes.push(
             peer.down_because
                 .as_ref()
@@ -300,17 +304,19 @@ fn render_peers(out: &mut String, peers: &[PeerStatus]) {
     table(out, &rows, &notes);
 }
 
-/// A peer's own report: its calls in flight from all callers, its
-/// instances in use of its pool, and its CPU use when it measures it.
-fn reported_load(load: &ReportedLoad) -> String {
-    let mut text = format!(
-        "calls {}, inst {}/{}",
-        load.in_flight, load.instances, load.instances_max
-    );
-    if let Some(cpu) = load.cpu {
-        let _ = write!(text, ", cpu {:.0}%", cpu * 100.0);
-    }
-    text
+/// The cells of a peer's own report: its calls in flight from all
+/// callers, its instances in use of its pool, and its CPU use; `-` for
+/// what it did not report.
+fn reported_load(load: Option<&ReportedLoad>) -> [String; 3] {
+    let Some(load) = load else {
+        return ["-".to_owned(), "-".to_owned(), "-".to_owned()];
+    };
+    [
+        load.in_flight.to_string(),
+        format!("{}/{}", load.instances, load.instances_max),
+        load.cpu
+            .map_or("-".to_owned(), |cpu| format!("{:.0}%", cpu * 100.0)),
+    ]
 }
 
 fn row<const N: usize>(cells: [&str; N]) -> Vec<String> {
@@ -505,10 +511,10 @@ eu-west
     math       2          1a2b3c4d5e6f
     misbehave  -          not loaded
       last refused 2025-01-01T00:01:00.000Z: `plugins/eu-west/misbehave.wasm`: not a WebAssembly component
-    PEER            REGION    HEALTH   RTT     IN-FLIGHT  FAILURES  EJECTED-FOR  EJECTIONS  LINKS-LOST  REPORTED-LOAD
-    127.0.0.1:7201  us-east   up       0.42ms  0          0         -            0          0           calls 0, inst 0/256, cpu 1%
-    127.0.0.1:7202  us-east   ejected  0.42ms  2          1         29.4s        1          0           calls 37, inst 12/256, cpu 91%
-    127.0.0.1:7301  ap-south  down     -       0          0         -            0          2           -
+    PEER            REGION    HEALTH   RTT     IN-FLIGHT  FAILURES  EJECTED-FOR  EJECTIONS  LINKS-LOST  REPORTED-CALLS  INSTANCES  CPU
+    127.0.0.1:7201  us-east   up       0.42ms  0          0         -            0          0           0               0/256      1%
+    127.0.0.1:7202  us-east   ejected  0.42ms  2          1         29.4s        1          0           37              12/256     91%
+    127.0.0.1:7301  ap-south  down     -       0          0         -            0          2           -               -          -
       down because: cannot connect: connection refused
     routes: math.* -> eu-west, us-east
 us-east
