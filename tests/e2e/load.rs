@@ -285,14 +285,26 @@ async fn a_host_busy_with_other_callers_gets_fewer_forwarded_calls() {
     assert_eq!(instances_max, 256);
     // Operators see it too.
     let metrics = c.metrics().await;
-    let address = b2_listed.to_string();
-    let reported = metrics
-        .get(
-            "wasmrpc_peer_reported_in_flight",
-            &[("region", "b"), ("address", &address)],
-        )
-        .unwrap_or_else(|| panic!("no reported in-flight for B2: {}", metrics.text));
-    assert!(reported >= 24.0, "{reported}");
+    let (on_b1_labels, on_b2_labels) = (b1_listed.to_string(), b2_listed.to_string());
+    let of = |name: &str, address: &str| {
+        metrics
+            .get(name, &[("region", "b"), ("address", address)])
+            .unwrap_or_else(|| panic!("no {name} for {address}: {}", metrics.text))
+    };
+    let in_flight = of("wasmrpc_peer_reported_in_flight", &on_b2_labels);
+    let instances = of("wasmrpc_peer_reported_instances", &on_b2_labels);
+    let cpu = of("wasmrpc_peer_reported_cpu", &on_b2_labels);
+    assert!(
+        in_flight >= 24.0 && instances >= 1.0,
+        "{in_flight} {instances}"
+    );
+    assert!((0.0..=1.0).contains(&cpu), "{cpu}");
+    assert_eq!(of("wasmrpc_peer_reported_in_flight", &on_b1_labels), 0.0);
+    assert!(
+        of("wasmrpc_peer_score", &on_b2_labels) > of("wasmrpc_peer_score", &on_b1_labels),
+        "{}",
+        metrics.text
+    );
     eprintln!("phase 1 starts: {}", describe(&c.status().await.peers));
 
     // Phase 1: 60 calls through C, 6 at a time, go to B1: B2's 32 calls

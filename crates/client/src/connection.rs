@@ -157,9 +157,16 @@ impl Connection {
 
     /// Connects, exchanges `hello`, and starts the connection's tasks.
     ///
+    /// The `hello` says [`PROTOCOL_VERSION`]. A host that refuses it as
+    /// unsupported (a host built before it) is dialled once more with
+    /// [`FALLBACK_PROTOCOL_VERSION`], all within the connect timeout; the
+    /// version spoken is the one in [`Connection::host_hello`].
+    ///
     /// # Errors
     ///
-    /// As [`Connection::connect`].
+    /// As [`Connection::connect`]; `protocol_error` when the host refuses
+    /// the fallback version too, and the host's own code when it refuses
+    /// the connection for another reason (`unauthenticated`, say).
     pub async fn connect_with(
         addr: impl ToSocketAddrs + std::fmt::Display,
         options: ClientOptions,
