@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use crate::auth::AccessFile;
 use crate::net::{Security, ServerConfig, serve};
+use crate::observe::load::sample_cpu;
 use crate::observe::{
     CallMeter, HostState, Metrics, OtlpConfig, SpanSink, Tracing, bind_admin, serve_admin,
 };
@@ -269,6 +270,11 @@ impl Host {
         // The peer links outlive the drain: calls forwarded before it began
         // still need them. They close once the server has drained.
         let links = CancellationToken::new();
+        // The load this host reports to its peers in `pong`, until its
+        // connections are gone.
+        let load = metrics.load().clone();
+        load.set_instances_max(u64::from(options.runtime.max_instances));
+        tokio::spawn(sample_cpu(load, links.clone()));
         let peers = Peers::start(
             &options.region,
             &options.server.host_id,

@@ -13,6 +13,7 @@ mod hardening;
 mod inline;
 mod keys;
 mod languages;
+mod load;
 mod nested;
 mod observe;
 mod protocol;

@@ -284,13 +284,16 @@ async fn an_ejected_peer_shows_as_ejected_in_metrics_status_and_wasmrpc_status()
     assert_eq!(code, Some(0), "{out}");
     let row = status_row(&out, cluster.listed("edge", 0), core_addr);
     // PEER REGION HEALTH RTT IN-FLIGHT FAILURES EJECTED-FOR EJECTIONS LINKS-LOST
-    assert_eq!(row.len(), 9, "{out}");
+    // REPORTED-CALLS INSTANCES CPU
+    assert_eq!(row.len(), 12, "{out}");
     assert_eq!(
-        [&row[..3], &row[4..6], &row[7..]].concat(),
+        [&row[..3], &row[4..6], &row[7..9]].concat(),
         [&addr, "core", "ejected", "0", "0", "1", "0"],
         "{out}"
     );
     assert!(row[3].ends_with("ms") && row[6].ends_with('s'), "{out}");
+    // The core host reports its pool of one instance (`--max-instances 1`).
+    assert!(row[10].ends_with("/1") && row[11].ends_with('%'), "{out}");
     assert!(
         out.ends_with("2 hosts: 2 answered, 0 unreachable\n"),
         "{out}"

@@ -188,7 +188,7 @@ async fn wrong_protocol_version_is_refused_with_a_clear_error() {
     assert_eq!(error.code, ErrorCode::ProtocolError);
     assert_eq!(
         error.message,
-        "unsupported protocol version 99; this host speaks versions 1 to 2"
+        "unsupported protocol version 99; this host speaks versions 1 to 3"
     );
 }
 

@@ -139,8 +139,8 @@ def test_an_unreachable_host_is_unavailable_and_never_ran_anything(hosts):
 
 def test_a_protocol_version_the_host_does_not_speak_is_a_protocol_error(hosts, monkeypatch):
     host = hosts.start([])
-    # A client newer than the host: it says version 3 in its `hello`.
-    monkeypatch.setattr(wasmrpc._wire, "PROTOCOL_VERSION", 3)
+    # A client newer than the host: it says version 4 in its `hello`.
+    monkeypatch.setattr(wasmrpc._wire, "PROTOCOL_VERSION", 4)
 
     async def main():
         with pytest.raises(wasmrpc.ProtocolError) as caught:
@@ -149,7 +149,7 @@ def test_a_protocol_version_the_host_does_not_speak_is_a_protocol_error(hosts, m
             "protocol_error",
             "no",
             f"`{host.addr}` refused the connection: "
-            "unsupported protocol version 3; this host speaks versions 1 to 2",
+            "unsupported protocol version 4; this host speaks versions 1 to 3",
         )
 
     run(main())

@@ -3,6 +3,7 @@
 //! a forwarding host uses them directly.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,8 +21,8 @@ use crate::stream::{ReadHalf, Stream};
 use crate::tls::{ClientTls, describe_handshake_error};
 use wasmrpc_protocol::{
     Call, CallError, Cancel, DEFAULT_MAX_FRAME, DEFAULT_MAX_IN_FLIGHT, ErrorCode, FunctionInfo,
-    Hello, ListFunctions, Message, PROTOCOL_VERSION, Ping, Processed, RetryPolicy, Role, Secret,
-    decode_message, encode_message,
+    Hello, ListFunctions, Load, Message, PROTOCOL_VERSION, Ping, Processed, RetryPolicy, Role,
+    Secret, decode_message, encode_message,
 };
 
 /// How a client introduces itself and how long it waits.
@@ -93,7 +94,17 @@ enum Response {
     Value(Value),
     Error(CallError),
     Catalog(Vec<FunctionInfo>),
-    Pong,
+    Pong(Option<Load>),
+}
+
+/// What one `ping` measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Probe {
+    /// The round trip, from sending the `ping` to reading its `pong`.
+    pub rtt: Duration,
+    /// The host's own load as it answered, from hosts that speak protocol
+    /// version 3 or later (see [`wasmrpc_protocol::Load`]).
+    pub load: Option<Load>,
 }
 
 /// State the reader task shares with callers.
@@ -146,9 +157,16 @@ impl Connection {
 
     /// Connects, exchanges `hello`, and starts the connection's tasks.
     ///
+    /// The `hello` says [`PROTOCOL_VERSION`]. A host that refuses it as
+    /// unsupported (a host built before it) is dialled once more with
+    /// [`FALLBACK_PROTOCOL_VERSION`], all within the connect timeout; the
+    /// version spoken is the one in [`Connection::host_hello`].
+    ///
     /// # Errors
     ///
-    /// As [`Connection::connect`].
+    /// As [`Connection::connect`]; `protocol_error` when the host refuses
+    /// the fallback version too, and the host's own code when it refuses
+    /// the connection for another reason (`unauthenticated`, say).
     pub async fn connect_with(
         addr: impl ToSocketAddrs + std::fmt::Display,
         options: ClientOptions,
@@ -161,92 +179,32 @@ impl Connection {
                 format!("cannot connect to `{name}`: {why}"),
             )
         };
-        let refused = |code: ErrorCode, why: String| {
-            CallError::new(
-                code,
-                Processed::No,
-                format!("`{name}` refused the connection: {why}"),
-            )
-        };
-        let handshake = async {
-            let tcp = TcpStream::connect(addr)
+        let connect = async {
+            // Resolved once: a host that refuses our version is dialled again.
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host(addr)
                 .await
-                .map_err(|e| unavailable(e.to_string()))?;
-            tcp.set_nodelay(true)
-                .map_err(|e| unavailable(e.to_string()))?;
-            let stream = match &options.tls {
-                // A token is a password: never in clear beyond this machine.
-                None if options.token.is_some()
-                    && !tcp.peer_addr().is_ok_and(|a| a.ip().is_loopback()) =>
-                {
-                    return Err(CallError::new(
-                        ErrorCode::InvalidArgs,
-                        Processed::No,
-                        format!(
-                            "refusing to send a token in plaintext to `{name}`, which is not a loopback address: connect with TLS (the cluster CA)"
-                        ),
-                    ));
+                .map_err(|e| unavailable(e.to_string()))?
+                .collect();
+            match handshake(&name, &addrs, &options, PROTOCOL_VERSION).await? {
+                Handshake::Done(done) => Ok(done),
+                // A host older than this client: speak its version.
+                Handshake::VersionRefused(why) => {
+                    tracing::debug!(
+                        "`{name}` refused protocol version {PROTOCOL_VERSION} ({why}); \
+                         speaking version {FALLBACK_PROTOCOL_VERSION}"
+                    );
+                    match handshake(&name, &addrs, &options, FALLBACK_PROTOCOL_VERSION).await? {
+                        Handshake::Done(done) => Ok(done),
+                        Handshake::VersionRefused(why) => Err(CallError::new(
+                            ErrorCode::ProtocolError,
+                            Processed::No,
+                            format!("`{name}` refused the connection: {why}"),
+                        )),
+                    }
                 }
-                None => Stream::plain(tcp),
-                Some(tls) => {
-                    let server_name = match &tls.server_name {
-                        Some(name) => name.clone(),
-                        None => tcp
-                            .peer_addr()
-                            .map_err(|e| unavailable(e.to_string()))?
-                            .ip()
-                            .into(),
-                    };
-                    crate::stream::connect_tls(tcp, tls.config.clone(), server_name)
-                        .await
-                        .map_err(|e| {
-                            refused(ErrorCode::Unauthenticated, describe_handshake_error(&e))
-                        })?
-                }
-            };
-            let (reader, writer) = stream.into_split();
-            let mut frames =
-                FramedRead::new(reader, wasmrpc_protocol::FrameCodec::new(options.max_frame));
-            // Callers write their frames themselves (see `Outbound`).
-            let (tx, _writer) = Outbound::start(writer, usize::MAX);
-            let hello = Message::Hello(Hello {
-                version: PROTOCOL_VERSION,
-                role: options.role,
-                region: options.region.clone(),
-                host_id: options.host_id.clone(),
-                max_in_flight: None,
-                token: options.token.clone(),
-            });
-            let frame = encode_message(&hello, options.max_frame)
-                .map_err(|e| unavailable(e.to_string()))?;
-            if !tx.send(&frame) {
-                return Err(unavailable("connection closed".into()));
-            }
-            let reply = match frames.next().await {
-                Some(Ok(body)) => decode_message(&body).map_err(|e| unavailable(e.to_string()))?,
-                // TLS 1.3: a host that refuses this side's certificate says
-                // so after the handshake, with an alert read here.
-                Some(Err(wasmrpc_protocol::ProtocolError::Io(e))) if e.get_ref().is_some() => {
-                    return Err(refused(
-                        ErrorCode::Unauthenticated,
-                        describe_handshake_error(&e),
-                    ));
-                }
-                Some(Err(e)) => return Err(unavailable(e.to_string())),
-                None => return Err(unavailable("connection closed during handshake".into())),
-            };
-            match reply {
-                Message::Hello(hello) => Ok((frames, tx, hello)),
-                // The host's own code: `unauthenticated` for a missing
-                // token says more than "unavailable".
-                Message::Error(error) => Err(refused(error.code, error.message)),
-                other => Err(unavailable(format!(
-                    "expected `hello`, got `{}`",
-                    other.kind()
-                ))),
             }
         };
-        let (frames, tx, hello) = tokio::time::timeout(options.connect_timeout, handshake)
+        let (frames, tx, hello) = tokio::time::timeout(options.connect_timeout, connect)
             .await
             .map_err(|_| {
                 unavailable(format!("no answer within {:?}", options.connect_timeout))
@@ -445,6 +403,16 @@ impl Connection {
     ///
     /// `unavailable` or `deadline_exceeded` when the host does not answer.
     pub async fn ping(&self) -> Result<Duration, CallError> {
+        Ok(self.probe().await?.rtt)
+    }
+
+    /// Measures one round trip to the host and reads the load it reports
+    /// in its `pong`.
+    ///
+    /// # Errors
+    ///
+    /// `unavailable` or `deadline_exceeded` when the host does not answer.
+    pub async fn probe(&self) -> Result<Probe, CallError> {
         let nonce = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let start = Instant::now();
         let timeout = self.shared.options.default_timeout;
@@ -452,7 +420,10 @@ impl Connection {
             .request(nonce, &Message::Ping(Ping { nonce }), timeout, false)
             .await?
         {
-            Response::Pong => Ok(start.elapsed()),
+            Response::Pong(load) => Ok(Probe {
+                rtt: start.elapsed(),
+                load,
+            }),
             _ => Err(CallError::internal(
                 "host answered `ping` with the wrong message",
             )),
@@ -533,6 +504,135 @@ impl Connection {
     }
 }
 
+/// The protocol version a client falls back to, once, when a host refuses
+/// [`PROTOCOL_VERSION`] in the handshake: the last version before `pong`
+/// carried the host's load, which every host built since version 2 speaks.
+pub const FALLBACK_PROTOCOL_VERSION: u32 = 2;
+
+/// A connection whose `hello` exchange is complete: its frames, its writer
+/// and the host's `hello`.
+type Handshaken = (
+    FramedRead<ReadHalf, wasmrpc_protocol::FrameCodec>,
+    Arc<Outbound>,
+    Hello,
+);
+
+/// How one handshake ended, short of an error.
+enum Handshake {
+    Done(Handshaken),
+    /// The host refused the protocol version with `protocol_error`, saying
+    /// this: it is older than this client.
+    VersionRefused(String),
+}
+
+/// Connects to `addrs` (`name` in errors) and exchanges `hello` with
+/// `version`.
+///
+/// # Errors
+///
+/// `unavailable` (`processed: no`) when the host cannot be reached or
+/// breaks off; the host's own code when it refuses the connection for
+/// another reason than the version (`unauthenticated`, say).
+async fn handshake(
+    name: &str,
+    addrs: &[SocketAddr],
+    options: &ClientOptions,
+    version: u32,
+) -> Result<Handshake, CallError> {
+    let unavailable = |why: String| {
+        CallError::new(
+            ErrorCode::Unavailable,
+            Processed::No,
+            format!("cannot connect to `{name}`: {why}"),
+        )
+    };
+    let refused = |code: ErrorCode, why: String| {
+        CallError::new(
+            code,
+            Processed::No,
+            format!("`{name}` refused the connection: {why}"),
+        )
+    };
+    let tcp = TcpStream::connect(addrs)
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    tcp.set_nodelay(true)
+        .map_err(|e| unavailable(e.to_string()))?;
+    let stream = match &options.tls {
+        // A token is a password: never in clear beyond this machine.
+        None if options.token.is_some() && !tcp.peer_addr().is_ok_and(|a| a.ip().is_loopback()) => {
+            return Err(CallError::new(
+                ErrorCode::InvalidArgs,
+                Processed::No,
+                format!(
+                    "refusing to send a token in plaintext to `{name}`, which is not a loopback address: connect with TLS (the cluster CA)"
+                ),
+            ));
+        }
+        None => Stream::plain(tcp),
+        Some(tls) => {
+            let server_name = match &tls.server_name {
+                Some(name) => name.clone(),
+                None => tcp
+                    .peer_addr()
+                    .map_err(|e| unavailable(e.to_string()))?
+                    .ip()
+                    .into(),
+            };
+            crate::stream::connect_tls(tcp, tls.config.clone(), server_name)
+                .await
+                .map_err(|e| refused(ErrorCode::Unauthenticated, describe_handshake_error(&e)))?
+        }
+    };
+    let (reader, writer) = stream.into_split();
+    let mut frames = FramedRead::new(reader, wasmrpc_protocol::FrameCodec::new(options.max_frame));
+    // Callers write their frames themselves (see `Outbound`).
+    let (tx, _writer) = Outbound::start(writer, usize::MAX);
+    let hello = Message::Hello(Hello {
+        version,
+        role: options.role,
+        region: options.region.clone(),
+        host_id: options.host_id.clone(),
+        max_in_flight: None,
+        token: options.token.clone(),
+    });
+    let frame =
+        encode_message(&hello, options.max_frame).map_err(|e| unavailable(e.to_string()))?;
+    if !tx.send(&frame) {
+        return Err(unavailable("connection closed".into()));
+    }
+    let reply = match frames.next().await {
+        Some(Ok(body)) => decode_message(&body).map_err(|e| unavailable(e.to_string()))?,
+        // TLS 1.3: a host that refuses this side's certificate says
+        // so after the handshake, with an alert read here.
+        Some(Err(wasmrpc_protocol::ProtocolError::Io(e))) if e.get_ref().is_some() => {
+            return Err(refused(
+                ErrorCode::Unauthenticated,
+                describe_handshake_error(&e),
+            ));
+        }
+        Some(Err(e)) => return Err(unavailable(e.to_string())),
+        None => return Err(unavailable("connection closed during handshake".into())),
+    };
+    match reply {
+        Message::Hello(hello) => Ok(Handshake::Done((frames, tx, hello))),
+        Message::Error(error)
+            if error.code == ErrorCode::ProtocolError
+                && error.message.starts_with("unsupported protocol version")
+                && version > FALLBACK_PROTOCOL_VERSION =>
+        {
+            Ok(Handshake::VersionRefused(error.message))
+        }
+        // The host's own code: `unauthenticated` for a missing
+        // token says more than "unavailable".
+        Message::Error(error) => Err(refused(error.code, error.message)),
+        other => Err(unavailable(format!(
+            "expected `hello`, got `{}`",
+            other.kind()
+        ))),
+    }
+}
+
 /// Removes a request's waiter when the caller stops waiting, and tells the
 /// host to cancel the call if it was still running.
 struct PendingGuard<'a> {
@@ -605,7 +705,7 @@ async fn read_responses(
                 }
             },
             Ok(Message::Catalog(catalog)) => (catalog.id, Response::Catalog(catalog.functions)),
-            Ok(Message::Pong(pong)) => (pong.nonce, Response::Pong),
+            Ok(Message::Pong(pong)) => (pong.nonce, Response::Pong(pong.load)),
             Ok(Message::CatalogUpdate(update)) => {
                 inbound
                     .catalog
@@ -649,4 +749,165 @@ async fn read_responses(
     // Dropping the senders wakes every waiter with "connection lost".
     inbound.waiting.lock().expect("client lock").clear();
     inbound.ended.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+    use wasmrpc_protocol::{ErrorReply, Pong};
+
+    /// Reads one frame from a fake host's socket.
+    async fn read_message(socket: &mut TcpStream) -> Message {
+        let len = socket.read_u32().await.expect("length") as usize;
+        let mut body = vec![0; len];
+        socket.read_exact(&mut body).await.expect("body");
+        decode_message(&body).expect("a valid frame")
+    }
+
+    async fn write_message(socket: &mut TcpStream, message: Message) {
+        let frame = encode_message(&message, DEFAULT_MAX_FRAME).unwrap();
+        socket.write_all(&frame).await.unwrap();
+    }
+
+    fn host_hello(version: u32) -> Message {
+        Message::Hello(Hello {
+            version,
+            role: Role::Host,
+            region: Some("eu-west".into()),
+            host_id: None,
+            max_in_flight: Some(100),
+            token: None,
+        })
+    }
+
+    const REPORT: Load = Load {
+        in_flight: 12,
+        instances: 3,
+        instances_max: 256,
+        cpu: Some(0.75),
+    };
+
+    /// A host that speaks versions up to `newest`, as hosts built from this
+    /// repository answer: an older version than the caller's is refused
+    /// with `protocol_error`. Each connection's hello versions are sent on
+    /// `seen`; a ping is answered with the load when the version has it.
+    async fn fake_host(
+        newest: u32,
+        refusal: Option<ErrorReply>,
+    ) -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<u32>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (seen, versions) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let Message::Hello(hello) = read_message(&mut socket).await else {
+                    panic!("the client starts with hello");
+                };
+                seen.send(hello.version).unwrap();
+                if let Some(refusal) = &refusal {
+                    write_message(&mut socket, Message::Error(refusal.clone())).await;
+                    continue;
+                }
+                if hello.version > newest {
+                    let error = ErrorReply::connection(
+                        ErrorCode::ProtocolError,
+                        format!(
+                            "unsupported protocol version {}; this host speaks versions 1 to {newest}",
+                            hello.version
+                        ),
+                    );
+                    write_message(&mut socket, Message::Error(error)).await;
+                    continue;
+                }
+                write_message(&mut socket, host_hello(hello.version)).await;
+                tokio::spawn(async move {
+                    loop {
+                        let len = match socket.read_u32().await {
+                            Ok(len) => len as usize,
+                            Err(_) => return,
+                        };
+                        let mut body = vec![0; len];
+                        socket.read_exact(&mut body).await.unwrap();
+                        if let Ok(Message::Ping(ping)) = decode_message(&body) {
+                            let load = (hello.version >= 3).then_some(REPORT);
+                            let pong = Pong {
+                                nonce: ping.nonce,
+                                load,
+                            };
+                            write_message(&mut socket, Message::Pong(pong)).await;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, versions)
+    }
+
+    fn drain(versions: &mut tokio::sync::mpsc::UnboundedReceiver<u32>) -> Vec<u32> {
+        let mut all = Vec::new();
+        while let Ok(version) = versions.try_recv() {
+            all.push(version);
+        }
+        all
+    }
+
+    #[tokio::test]
+    async fn a_host_of_this_version_is_spoken_to_in_it_and_reports_its_load() {
+        let (addr, mut versions) = fake_host(PROTOCOL_VERSION, None).await;
+        let connection = Connection::connect(addr).await.unwrap();
+        assert_eq!(connection.host_hello().version, 3);
+        let probe = connection.probe().await.unwrap();
+        assert_eq!(probe.load, Some(REPORT));
+        assert!(probe.rtt > Duration::ZERO);
+        assert_eq!(drain(&mut versions), [3]);
+    }
+
+    #[tokio::test]
+    async fn a_host_that_refuses_version_3_is_dialled_again_with_version_2() {
+        let (addr, mut versions) = fake_host(2, None).await;
+        let connection = Connection::connect(addr).await.unwrap();
+        assert_eq!(connection.host_hello().version, 2);
+        // The link works, and the old host reports no load.
+        let probe = connection.probe().await.unwrap();
+        assert_eq!(probe.load, None);
+        assert_eq!(drain(&mut versions), [3, 2]);
+    }
+
+    #[tokio::test]
+    async fn the_fallback_happens_once_and_other_refusals_are_not_retried() {
+        // A host that speaks neither version: the second refusal is the answer.
+        let (addr, mut versions) = fake_host(1, None).await;
+        let error = Connection::connect(addr).await.err().unwrap();
+        assert_eq!(
+            (error.code, error.processed, error.message),
+            (
+                ErrorCode::ProtocolError,
+                Processed::No,
+                format!(
+                    "`{addr}` refused the connection: \
+                     unsupported protocol version 2; this host speaks versions 1 to 1"
+                )
+            )
+        );
+        assert_eq!(drain(&mut versions), [3, 2]);
+
+        // Refused for its token, or with another protocol error: no second try.
+        for refusal in [
+            ErrorReply::connection(ErrorCode::Unauthenticated, "the token is not valid here"),
+            ErrorReply::connection(ErrorCode::ProtocolError, "malformed frame: whatever"),
+        ] {
+            let (addr, mut versions) = fake_host(PROTOCOL_VERSION, Some(refusal.clone())).await;
+            let error = Connection::connect(addr).await.err().unwrap();
+            assert_eq!(
+                (error.code, error.message),
+                (
+                    refusal.code,
+                    format!("`{addr}` refused the connection: {}", refusal.message)
+                )
+            );
+            assert_eq!(drain(&mut versions), [3]);
+        }
+    }
 }

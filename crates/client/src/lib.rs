@@ -27,7 +27,7 @@ pub mod tls;
 pub mod typed;
 
 pub use client::{CallOptions, Client, HostView};
-pub use connection::{ClientOptions, Connection};
+pub use connection::{ClientOptions, Connection, FALLBACK_PROTOCOL_VERSION, Probe};
 pub use context::CallContext;
 pub use tls::ClientTls;
 pub use wasmrpc_protocol as protocol;

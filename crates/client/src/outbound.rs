@@ -511,7 +511,10 @@ mod tests {
         let hold = outbound.hold();
         assert!(outbound.send(&[1; 30]));
         assert!(!outbound.send(&[2; 10]), "past the bound");
-        let last = Message::Pong(wasmrpc_protocol::Pong { nonce: 7 });
+        let last = Message::Pong(wasmrpc_protocol::Pong {
+            nonce: 7,
+            load: None,
+        });
         assert!(outbound.queue_last(&last, 1 << 20).unwrap());
         drop(hold);
         outbound.close();

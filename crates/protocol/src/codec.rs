@@ -315,6 +315,76 @@ mod tests {
     }
 
     #[test]
+    fn pong_encodes_its_load_after_the_nonce_and_without_it_as_before() {
+        let with_load = Message::Pong(crate::Pong {
+            nonce: 7,
+            load: Some(crate::Load {
+                in_flight: 16,
+                instances: 3,
+                instances_max: 256,
+                cpu: Some(0.5),
+            }),
+        });
+        // a1 65 "pong" a2 65 "nonce" 07 64 "load" a4
+        //   69 "in_flight" 10, 69 "instances" 03,
+        //   6d "instances_max" 19 01 00, 63 "cpu" f9 38 00 (0.5 as a half float)
+        let expected: &[u8] = b"\xa1\x64pong\xa2\x65nonce\x07\x64load\xa4\
+            \x69in_flight\x10\x69instances\x03\x6dinstances_max\x19\x01\x00\x63cpu\xf9\x38\x00";
+        let bytes = frame(&with_load);
+        assert_eq!(&bytes[4..], expected);
+        assert_eq!(&bytes[..4], &(expected.len() as u32).to_be_bytes());
+        assert_eq!(decode_message(expected).unwrap(), with_load);
+
+        // Without a CPU figure, and without a load at all: what version 2 sends.
+        let no_cpu = Message::Pong(crate::Pong {
+            nonce: 7,
+            load: Some(crate::Load {
+                in_flight: 0,
+                instances: 0,
+                instances_max: 256,
+                cpu: None,
+            }),
+        });
+        assert_eq!(
+            &frame(&no_cpu)[4..],
+            b"\xa1\x64pong\xa2\x65nonce\x07\x64load\xa3\
+              \x69in_flight\x00\x69instances\x00\x6dinstances_max\x19\x01\x00"
+        );
+        let bare = Message::Pong(crate::Pong {
+            nonce: 7,
+            load: None,
+        });
+        assert_eq!(&frame(&bare)[4..], b"\xa1\x64pong\xa1\x65nonce\x07");
+        assert_eq!(
+            decode_message(b"\xa1\x64pong\xa2\x65nonce\x07\x64load\xf6").unwrap(),
+            bare,
+            "a null load is no load"
+        );
+    }
+
+    #[test]
+    fn a_load_with_an_unknown_field_or_a_missing_one_is_refused() {
+        // {"pong": {"nonce": 1, "load": {"in_flight": 1, "instances": 0,
+        //  "instances_max": 1, "queue": 2}}}
+        let unknown = b"\xa1\x64pong\xa2\x65nonce\x01\x64load\xa4\x69in_flight\x01\
+            \x69instances\x00\x6dinstances_max\x01\x65queue\x02";
+        let error = decode_message(unknown).unwrap_err().to_string();
+        assert!(error.contains("unknown field `queue`"), "{error}");
+        // {"pong": {"nonce": 1, "load": {"in_flight": 1}}}
+        let missing = b"\xa1\x64pong\xa2\x65nonce\x01\x64load\xa1\x69in_flight\x01";
+        let error = decode_message(missing).unwrap_err().to_string();
+        assert!(error.contains("missing field `instances`"), "{error}");
+        // A CPU figure that is not a float.
+        let text = b"\xa1\x64pong\xa2\x65nonce\x01\x64load\xa4\x69in_flight\x01\
+            \x69instances\x00\x6dinstances_max\x01\x63cpu\x61x";
+        let error = decode_message(text).unwrap_err().to_string();
+        assert!(
+            error.starts_with("malformed frame: invalid type: string"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn oversized_length_is_refused_before_buffering() {
         let mut buf = BytesMut::from(&[0xff, 0xff, 0xff, 0xff, 1, 2][..]);
         let err = FrameCodec::new(4 << 20).decode(&mut buf).unwrap_err();

@@ -16,16 +16,17 @@ pub use codec::{FrameCodec, decode_message, encode_message, encode_message_into}
 pub use error::{CallError, ErrorCode, Processed, ProtocolError};
 pub use message::{
     Call, Cancel, Catalog, CatalogUpdate, Drain, ErrorReply, FunctionInfo, Hello, ListFunctions,
-    Message, Ping, Pong, Reply, Role, Secret,
+    Load, Message, Ping, Pong, Reply, Role, Secret,
 };
 pub use retry::RetryPolicy;
 
 /// The protocol version this build speaks, sent in every `hello`.
 ///
 /// Version 2 added the `token` of `hello`, the `principal` of `call` and the
-/// code `permission_denied`. A host still accepts version 1 callers (see
-/// [`OLDEST_PROTOCOL_VERSION`]) and never sends them what version 1 lacks.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// code `permission_denied`; version 3 added the `load` of `pong`. A host
+/// still accepts older callers (see [`OLDEST_PROTOCOL_VERSION`]) and never
+/// sends them what their version lacks.
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The oldest version a host accepts from a caller.
 pub const OLDEST_PROTOCOL_VERSION: u32 = 1;

@@ -268,6 +268,29 @@ pub struct Ping {
 #[serde(deny_unknown_fields)]
 pub struct Pong {
     pub nonce: u64,
+    /// Version 3, host only: the answering host's own load when it
+    /// answered. Sent only to callers whose `hello` said version 3 or more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<Load>,
+}
+
+/// A host's load as it reports it in `pong`: what it is doing for all of
+/// its callers, which a caller cannot see from its own calls alone.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Load {
+    /// Calls the host is running or forwarding now, from every caller
+    /// (nested calls of its guests included).
+    pub in_flight: u64,
+    /// Wasm instances running a call now.
+    pub instances: u64,
+    /// How many instances the host can hold at once (its pool's capacity).
+    pub instances_max: u64,
+    /// The host process's CPU use over about the last second, as a
+    /// fraction of the cores it may use: 0.0 to 1.0. Absent where the host
+    /// cannot measure it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<f64>,
 }
 
 /// `drain`: sent by a host that is shutting down. Calls it already accepted

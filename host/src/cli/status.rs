@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::config::{ConfigError, Topology};
 use crate::observe::Status;
-use crate::observe::status::{PeerStatus, PluginStatus};
+use crate::observe::status::{PeerStatus, PluginStatus, ReportedLoad};
 
 /// The exit code when a host did not answer (the others are still shown).
 const SOME_UNREACHABLE: u8 = 1;
@@ -288,6 +288,9 @@ fn render_peers(out: &mut String, peers: &[PeerStatus]) {
         "EJECTED-FOR",
         "EJECTIONS",
         "LINKS-LOST",
+        "REPORTED-CALLS",
+        "INSTANCES",
+        "CPU",
     ])];
     let mut notes = vec![None];
     for peer in peers {
@@ -303,6 +306,9 @@ fn render_peers(out: &mut String, peers: &[PeerStatus]) {
             peer.ejections.to_string(),
             peer.links_lost.to_string(),
         ]);
+        rows.last_mut()
+            .expect("the row just pushed")
+            .extend(reported_load(peer.reported.as_ref()));
         notes.push(
             peer.down_because
                 .as_ref()
@@ -310,6 +316,21 @@ fn render_peers(out: &mut String, peers: &[PeerStatus]) {
         );
     }
     table(out, &rows, &notes);
+}
+
+/// The cells of a peer's own report: its calls in flight from all
+/// callers, its instances in use of its pool, and its CPU use; `-` for
+/// what it did not report.
+fn reported_load(load: Option<&ReportedLoad>) -> [String; 3] {
+    let Some(load) = load else {
+        return ["-".to_owned(), "-".to_owned(), "-".to_owned()];
+    };
+    [
+        load.in_flight.to_string(),
+        format!("{}/{}", load.instances, load.instances_max),
+        load.cpu
+            .map_or("-".to_owned(), |cpu| format!("{:.0}%", cpu * 100.0)),
+    ]
 }
 
 fn row<const N: usize>(cells: [&str; N]) -> Vec<String> {
@@ -373,6 +394,14 @@ mod tests {
             links_lost: 0,
             functions: 3,
             down_because: None,
+            reported: Some(ReportedLoad {
+                in_flight: 0,
+                instances: 0,
+                instances_max: 256,
+                cpu: Some(0.013),
+                age_ms: 120,
+            }),
+            score: Some(0.000_421_3),
         }
     }
 
@@ -382,6 +411,13 @@ mod tests {
             failures: 1,
             ejected_for_ms: Some(29_437),
             ejections: 1,
+            reported: Some(ReportedLoad {
+                in_flight: 37,
+                instances: 12,
+                instances_max: 256,
+                cpu: Some(0.914),
+                age_ms: 380,
+            }),
             ..peer("us-east", "127.0.0.1:7202", "ejected")
         };
         let down = PeerStatus {
@@ -389,6 +425,7 @@ mod tests {
             links_lost: 2,
             functions: 0,
             down_because: Some("cannot connect: connection refused".into()),
+            reported: None,
             ..peer("ap-south", "127.0.0.1:7301", "down")
         };
         Status {
@@ -497,10 +534,10 @@ eu-west
     math       2          1a2b3c4d5e6f
     misbehave  -          not loaded
       last refused 2025-01-01T00:01:00.000Z: `plugins/eu-west/misbehave.wasm`: not a WebAssembly component
-    PEER            REGION    HEALTH   RTT     IN-FLIGHT  FAILURES  EJECTED-FOR  EJECTIONS  LINKS-LOST
-    127.0.0.1:7201  us-east   up       0.42ms  0          0         -            0          0
-    127.0.0.1:7202  us-east   ejected  0.42ms  2          1         29.4s        1          0
-    127.0.0.1:7301  ap-south  down     -       0          0         -            0          2
+    PEER            REGION    HEALTH   RTT     IN-FLIGHT  FAILURES  EJECTED-FOR  EJECTIONS  LINKS-LOST  REPORTED-CALLS  INSTANCES  CPU
+    127.0.0.1:7201  us-east   up       0.42ms  0          0         -            0          0           0               0/256      1%
+    127.0.0.1:7202  us-east   ejected  0.42ms  2          1         29.4s        1          0           37              12/256     91%
+    127.0.0.1:7301  ap-south  down     -       0          0         -            0          2           -               -          -
       down because: cannot connect: connection refused
     routes: math.* -> eu-west, us-east
     keys: cache.* by metadata.tenant, eu-* -> eu-west

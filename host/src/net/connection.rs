@@ -48,6 +48,9 @@ async fn linger(mut reader: ReadHalf) {
     .await;
 }
 
+/// The first protocol version whose `pong` carries the host's load.
+const LOAD_VERSION: u32 = 3;
+
 /// The window of [`ServerConfig::max_cancels`].
 const CANCEL_WINDOW: Duration = Duration::from_secs(10);
 
@@ -626,7 +629,15 @@ impl Connection {
                 Ok(())
             }
             Message::Ping(ping) => {
-                self.send(tx, Message::Pong(Pong { nonce: ping.nonce }));
+                // This host's load, for callers that can read it: peers
+                // rank the hosts they forward to by it.
+                let load =
+                    (caller.version >= LOAD_VERSION).then(|| self.config.metrics.load().report());
+                let pong = Pong {
+                    nonce: ping.nonce,
+                    load,
+                };
+                self.send(tx, Message::Pong(pong));
                 Ok(())
             }
             Message::Pong(_) => Ok(()),

@@ -12,4 +12,4 @@ mod server;
 pub use config::ServerConfig;
 pub use security::{Security, Transport};
 pub use server::serve;
-pub use wasmrpc_client::{CallOptions, Client, ClientOptions, ClientTls, Connection};
+pub use wasmrpc_client::{CallOptions, Client, ClientOptions, ClientTls, Connection, Probe};

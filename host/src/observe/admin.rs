@@ -193,6 +193,11 @@ impl Collector for StateCollector {
         let in_flight: Family<PeerLabels, Gauge> = Family::default();
         let failures: Family<PeerLabels, Gauge> = Family::default();
         let ejected: Family<PeerLabels, Gauge> = Family::default();
+        type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+        let reported_in_flight: Family<PeerLabels, Gauge> = Family::default();
+        let reported_instances: Family<PeerLabels, Gauge> = Family::default();
+        let reported_cpu: Family<PeerLabels, FloatGauge> = Family::default();
+        let score: Family<PeerLabels, FloatGauge> = Family::default();
         let peers = state.peers();
         for peer in &peers {
             let labels = PeerLabels {
@@ -220,6 +225,18 @@ impl Collector for StateCollector {
             ejected
                 .get_or_create(&labels)
                 .set(i64::from(peer.ejected_for.is_some()));
+            if let Some((load, _)) = &peer.reported {
+                reported_in_flight
+                    .get_or_create(&labels)
+                    .set(i64::try_from(load.in_flight).unwrap_or(i64::MAX));
+                reported_instances
+                    .get_or_create(&labels)
+                    .set(i64::try_from(load.instances).unwrap_or(i64::MAX));
+                if let Some(cpu) = load.cpu {
+                    reported_cpu.get_or_create(&labels).set(cpu);
+                }
+            }
+            score.get_or_create(&labels).set(peer.score);
         }
         // Counters the peers keep themselves: their values are read here.
         for (name, help, value) in [
@@ -277,6 +294,32 @@ impl Collector for StateCollector {
             "peer_ejected",
             "1 while the peer is ejected",
             &ejected,
+        )?;
+        encode_family(
+            &mut encoder,
+            "peer_reported_in_flight",
+            "Calls the peer reported in flight from all its callers (in its last pong, \
+             while the report counts)",
+            &reported_in_flight,
+        )?;
+        encode_family(
+            &mut encoder,
+            "peer_reported_instances",
+            "Wasm instances the peer reported running a call",
+            &reported_instances,
+        )?;
+        encode_family(
+            &mut encoder,
+            "peer_reported_cpu",
+            "The peer's CPU use over about a second as it reported it, 0 to 1 of its cores",
+            &reported_cpu,
+        )?;
+        encode_family(
+            &mut encoder,
+            "peer_score",
+            "The figure the router ranks the peer by after health, lateness, region and \
+             routes (round trip scaled by calls in flight and reported load; lower is better)",
+            &score,
         )?;
 
         let functions: Family<PluginLabels, Gauge> = Family::default();

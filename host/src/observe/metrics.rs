@@ -11,6 +11,11 @@
 //! plugins from the plugin folder, codes and reasons from fixed lists.
 //! State that is read rather than counted (peers, loaded plugins) is
 //! collected at scrape time by [`super::admin`].
+//!
+//! Kept or not, a [`Metrics`] also carries the host's [`HostLoad`]: the
+//! calls in flight and instances in use that the host reports to its peers
+//! are counted by the same guards, whether an admin listener reads them or
+//! not.
 
 use std::fmt::{self, Write as _};
 use std::sync::Arc;
@@ -24,6 +29,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
+use super::load::{Counted, HostLoad};
 use crate::protocol::{CallError, ErrorCode, Processed, ProtocolError, Role};
 
 /// The `function` label of a call whose function is in no catalog this host
@@ -149,13 +155,17 @@ struct Meters {
     rejected_frames: Family<ReasonLabels, Counter>,
 }
 
-/// A handle on the host's metrics; clones count into the same ones.
+/// A handle on the host's metrics and its load; clones count into the same
+/// ones.
 #[derive(Clone, Default)]
-pub struct Metrics(Option<Arc<Meters>>);
+pub struct Metrics {
+    meters: Option<Arc<Meters>>,
+    load: Arc<HostLoad>,
+}
 
 impl fmt::Debug for Metrics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_some() {
+        f.write_str(if self.meters.is_some() {
             "Metrics(on)"
         } else {
             "Metrics(off)"
@@ -166,7 +176,7 @@ impl fmt::Debug for Metrics {
 impl Metrics {
     /// Metrics that are kept.
     pub fn on() -> Metrics {
-        Metrics(Some(Arc::new(Meters {
+        let meters = Arc::new(Meters {
             calls: Family::default(),
             call_seconds: Family::new_with_constructor(latency_histogram),
             forward_attempts: Family::default(),
@@ -178,22 +188,32 @@ impl Metrics {
             connections_open: Family::default(),
             connections: Family::default(),
             rejected_frames: Family::default(),
-        })))
+        });
+        Metrics {
+            meters: Some(meters),
+            load: Arc::default(),
+        }
     }
 
-    /// Metrics that are not kept: every method does nothing.
+    /// Metrics that are not kept: every method does nothing but count the
+    /// host's load.
     pub fn off() -> Metrics {
-        Metrics(None)
+        Metrics::default()
     }
 
     pub fn is_on(&self) -> bool {
-        self.0.is_some()
+        self.meters.is_some()
+    }
+
+    /// The host's own load, as it reports it to its peers.
+    pub fn load(&self) -> &Arc<HostLoad> {
+        &self.load
     }
 
     /// Adds the metrics to `registry` (names without the `wasmrpc_` prefix,
     /// which the registry adds).
     pub fn register(&self, registry: &mut Registry) {
-        let Some(m) = &self.0 else { return };
+        let Some(m) = &self.meters else { return };
         registry.register(
             "calls",
             "Calls this host routed (from callers, from peers, and its guests' nested calls), \
@@ -265,8 +285,11 @@ impl Metrics {
         plugin: &Arc<str>,
         functions: impl IntoIterator<Item = &'a str>,
     ) -> LoadedMeters {
-        let Some(m) = &self.0 else {
-            return LoadedMeters::default();
+        let Some(m) = &self.meters else {
+            return LoadedMeters {
+                plugin: self.plugin(plugin),
+                functions: Vec::new(),
+            };
         };
         let functions = functions
             .into_iter()
@@ -298,8 +321,9 @@ impl Metrics {
     /// Starts measuring a call that has reached the router.
     pub fn start_call(&self) -> CallMeter {
         CallMeter {
-            meters: self.0.clone(),
-            start: self.0.as_ref().map(|_| Instant::now()),
+            meters: self.meters.clone(),
+            start: self.meters.as_ref().map(|_| Instant::now()),
+            _in_flight: self.load.call(),
             function: None,
             local: None,
             placement: Placement::Forwarded,
@@ -310,7 +334,7 @@ impl Metrics {
     /// Counts a call refused before routing (access rules, drain, the
     /// in-flight limit). `known` says whether `function` is in the catalog.
     pub fn refused(&self, function: &str, known: bool, error: &CallError) {
-        let Some(m) = &self.0 else { return };
+        let Some(m) = &self.meters else { return };
         let function: Arc<str> = if known {
             function.into()
         } else {
@@ -328,7 +352,7 @@ impl Metrics {
 
     /// Counts an attempt of a forwarded call on a peer of `region`.
     pub fn forward_attempt(&self, region: &str, kind: Attempt) {
-        let Some(m) = &self.0 else { return };
+        let Some(m) = &self.meters else { return };
         m.forward_attempts
             .get_or_create(&AttemptLabels {
                 region: region.into(),
@@ -339,7 +363,7 @@ impl Metrics {
 
     /// Counts a failover or hedge to `region` that the retry budget refused.
     pub fn retry_budget_refusal(&self, region: &str) {
-        let Some(m) = &self.0 else { return };
+        let Some(m) = &self.meters else { return };
         m.retry_budget_refusals
             .get_or_create(&RegionLabels {
                 region: region.into(),
@@ -348,7 +372,7 @@ impl Metrics {
     }
 
     pub fn plugin_loaded(&self, plugin: &str) {
-        let Some(m) = &self.0 else { return };
+        let Some(m) = &self.meters else { return };
         m.plugin_loads
             .get_or_create(&PluginLabels {
                 plugin: plugin.into(),
@@ -357,7 +381,7 @@ impl Metrics {
     }
 
     pub fn plugin_refused(&self, plugin: &str) {
-        let Some(m) = &self.0 else { return };
+        let Some(m) = &self.meters else { return };
         m.plugin_refusals
             .get_or_create(&PluginLabels {
                 plugin: plugin.into(),
@@ -368,21 +392,24 @@ impl Metrics {
     /// The meters of one plugin's calls: its instances in use and its
     /// guest time.
     pub fn plugin(&self, plugin: &Arc<str>) -> PluginMeter {
-        PluginMeter(self.0.as_ref().map(|m| {
-            let labels = PluginLabels {
-                plugin: plugin.clone(),
-            };
-            (
-                m.instances_in_use.get_or_create_owned(&labels),
-                m.guest_seconds.get_or_create_owned(&labels),
-            )
-        }))
+        PluginMeter {
+            meters: self.meters.as_ref().map(|m| {
+                let labels = PluginLabels {
+                    plugin: plugin.clone(),
+                };
+                (
+                    m.instances_in_use.get_or_create_owned(&labels),
+                    m.guest_seconds.get_or_create_owned(&labels),
+                )
+            }),
+            load: Some(self.load.clone()),
+        }
     }
 
     /// Counts a connection that completed its handshake as `role`, open
     /// until the guard is dropped.
     pub fn connection(&self, role: Role) -> Option<ConnectionGuard> {
-        let m = self.0.as_ref()?;
+        let m = self.meters.as_ref()?;
         let labels = RoleLabels {
             role: match role {
                 Role::Peer => "peer",
@@ -398,7 +425,7 @@ impl Metrics {
     /// Counts a connection ended by `error`, when the host refused what the
     /// other side sent (not a closed socket or an idle connection).
     pub fn connection_ended(&self, error: &ProtocolError) {
-        let Some(m) = &self.0 else { return };
+        let Some(m) = &self.meters else { return };
         let reason = match error {
             ProtocolError::FrameTooLarge { .. } => "frame_too_large",
             ProtocolError::Malformed(_) => "malformed",
@@ -437,6 +464,8 @@ pub struct CallMeter {
     local: Option<FunctionMeter>,
     placement: Placement,
     done: bool,
+    /// Counts the call in the host's load while it lives.
+    _in_flight: Counted,
 }
 
 impl CallMeter {
@@ -530,35 +559,49 @@ pub struct LoadedMeters {
     pub functions: Vec<FunctionMeter>,
 }
 
-/// One plugin's meters, taken once per call.
+/// One plugin's meters, taken once per call, and the host's load its
+/// instances count in.
 #[derive(Clone, Default)]
-pub struct PluginMeter(Option<(Gauge, FloatCounter)>);
+pub struct PluginMeter {
+    meters: Option<(Gauge, FloatCounter)>,
+    load: Option<Arc<HostLoad>>,
+}
 
 impl PluginMeter {
-    /// Counts an instance in use until the guard is dropped.
+    /// Counts an instance in use (in the metrics and the host's load) until
+    /// the guard is dropped.
     pub fn in_use(&self) -> Option<InUse> {
-        let (gauge, _) = self.0.as_ref()?;
-        gauge.inc();
-        Some(InUse(gauge.clone()))
+        let gauge = self.meters.as_ref().map(|(gauge, _)| {
+            gauge.inc();
+            gauge.clone()
+        });
+        let load = self.load.as_ref().map(|load| load.instance());
+        (gauge.is_some() || load.is_some()).then_some(InUse { gauge, _load: load })
     }
 
     /// Adds time spent running the plugin's guest code.
     pub fn guest_time(&self, seconds: f64) {
-        if let Some((_, counter)) = &self.0 {
+        if let Some((_, counter)) = &self.meters {
             counter.inc_by(seconds);
         }
     }
 
+    /// Whether metrics are kept (guest time is measured only then).
     pub fn is_on(&self) -> bool {
-        self.0.is_some()
+        self.meters.is_some()
     }
 }
 
 /// Keeps an instance counted as in use.
-pub struct InUse(Gauge);
+pub struct InUse {
+    gauge: Option<Gauge>,
+    _load: Option<Counted>,
+}
 
 impl Drop for InUse {
     fn drop(&mut self) {
-        self.0.dec();
+        if let Some(gauge) = &self.gauge {
+            gauge.dec();
+        }
     }
 }

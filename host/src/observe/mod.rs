@@ -4,6 +4,8 @@
 //!
 //! - [`metrics`]: the counters and histograms each layer keeps
 //!   ([`Metrics`]).
+//! - [`load`]: the host's own load, reported to its peers in `pong`
+//!   ([`HostLoad`]).
 //! - [`admin`]: the HTTP listener and the state it reads ([`HostState`]).
 //! - [`status`]: the `/status` document, read back by `wasmrpc status`.
 //! - [`http`]: a minimal client for the admin listener.
@@ -13,12 +15,14 @@
 
 pub mod admin;
 pub mod http;
+pub mod load;
 pub mod metrics;
 pub mod otlp;
 pub mod status;
 pub mod trace;
 
 pub use admin::{HostState, bind_admin, serve_admin};
+pub use load::HostLoad;
 pub use metrics::{
     Attempt, CallMeter, ConnectionGuard, FunctionMeter, LoadedMeters, Metrics, Placement,
     PluginMeter, UNKNOWN_FUNCTION,

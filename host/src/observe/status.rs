@@ -91,6 +91,33 @@ pub struct PeerStatus {
     pub functions: usize,
     /// Why the link is down, when it is.
     pub down_because: Option<String>,
+    /// The load the peer reported in its last `pong`, while it counts (3
+    /// ping intervals). Absent from a peer that reports none (protocol
+    /// version 2) and from hosts too old to show it.
+    #[serde(default)]
+    pub reported: Option<ReportedLoad>,
+    /// The figure the router ranks the peer by after health, lateness,
+    /// region and `[routes]` order: the smoothed round trip scaled by the
+    /// calls in flight on the peer and by how busy it reports itself, in
+    /// seconds. Lower is better.
+    #[serde(default)]
+    pub score: Option<f64>,
+}
+
+/// A peer's own load, as it reported it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReportedLoad {
+    /// Calls it is running or forwarding, from every caller.
+    pub in_flight: u64,
+    /// Wasm instances it has running a call.
+    pub instances: u64,
+    /// Its instance pool's capacity.
+    pub instances_max: u64,
+    /// Its CPU use over about the last second, 0.0 to 1.0 of its cores;
+    /// absent where it cannot measure it.
+    pub cpu: Option<f64>,
+    /// How long ago the report arrived.
+    pub age_ms: u64,
 }
 
 /// A `[routes]` entry.
@@ -156,6 +183,14 @@ impl PeerStatus {
             links_lost: peer.links_lost,
             functions: peer.functions,
             down_because: peer.down_because.clone(),
+            reported: peer.reported.map(|(load, age)| ReportedLoad {
+                in_flight: load.in_flight,
+                instances: load.instances,
+                instances_max: load.instances_max,
+                cpu: load.cpu,
+                age_ms: u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
+            }),
+            score: Some(peer.score),
         }
     }
 }

@@ -1,8 +1,9 @@
 //! Links to the other hosts in `regions.toml`: one multiplexed connection to
 //! each, reconnected with backoff, with the peer's catalog, a smoothed RTT
-//! from pings, the latency of the calls it answers, outlier ejection after
-//! consecutive host-level failures, and a dead-peer check that fails the
-//! calls in flight on a link that has gone silent.
+//! and the load the peer reports from pings, the latency of the calls it
+//! answers, outlier ejection after consecutive host-level failures, and a
+//! dead-peer check that fails the calls in flight on a link that has gone
+//! silent.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,8 +17,8 @@ use futures::stream::FuturesUnordered;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::net::{ClientOptions, Connection};
-use crate::protocol::{CallError, ErrorCode, FunctionInfo, Processed, Role};
+use crate::net::{ClientOptions, Connection, Probe};
+use crate::protocol::{CallError, ErrorCode, FunctionInfo, Load, Processed, Role};
 use crate::service::CallContext;
 use crate::tls::Tls;
 
@@ -65,6 +66,13 @@ impl PeerConfig {
     /// How long a link may stay silent before its peer is declared dead.
     pub fn dead_after(&self) -> Duration {
         self.ping_interval * self.missed_pings
+    }
+
+    /// How long the load a peer reported counts: 3 ping intervals, so one
+    /// or two lost pongs keep it, and a peer that stopped reporting (its
+    /// link is down, or it is an older host) is soon ranked without it.
+    pub fn report_fresh_for(&self) -> Duration {
+        self.ping_interval * 3
     }
 }
 
@@ -122,6 +130,8 @@ struct PeerState {
     functions: Arc<HashMap<String, FunctionInfo>>,
     /// Smoothed ping round-trip time (RFC 6298 style, gain 1/8).
     srtt: Option<Duration>,
+    /// The load the peer reported in its last `pong`, and when it came.
+    reported: Option<(Load, Instant)>,
     /// How long the peer takes to answer calls.
     latency: Latency,
     /// Host-level failures in a row (see [`host_failure`]).
@@ -192,6 +202,12 @@ pub struct PeerSnapshot {
     /// Smoothed ping round-trip time, once measured.
     pub rtt: Option<Duration>,
     pub in_flight: usize,
+    /// The load the peer last reported, and how long ago, while it counts
+    /// (see [`PeerConfig::report_fresh_for`]).
+    pub reported: Option<(Load, Duration)>,
+    /// The figure the router ranks the peer by, after health, lateness,
+    /// region and `[routes]` order ([`Peer::score`]): lower is better.
+    pub score: f64,
     /// Host-level failures in a row.
     pub failures: u32,
     /// Time left of the current ejection.
@@ -232,6 +248,27 @@ impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// [`Peer::score`] of a peer with smoothed round trip `srtt`, `ours` calls
+/// of ours in flight to it, and the load it reported, if that counts.
+fn score(srtt: Option<Duration>, ours: usize, report: Option<&Load>) -> f64 {
+    let srtt = srtt.map_or(1.0, |d| d.as_secs_f64());
+    let ours = ours as f64;
+    let (others, busy) = match report {
+        Some(load) => {
+            let others = (load.in_flight as f64 - ours).max(0.0);
+            let instances = if load.instances_max == 0 {
+                0.0
+            } else {
+                load.instances as f64 / load.instances_max as f64
+            };
+            let cpu = load.cpu.filter(|c| c.is_finite()).unwrap_or(0.0);
+            (others, cpu.max(instances).clamp(0.0, 0.9))
+        }
+        None => (0.0, 0.0),
+    };
+    srtt * (1.0 + (ours + others) / 4.0) / (1.0 - busy)
 }
 
 /// Whether `error`, from a call to a host of `region`, says the host (or the
@@ -323,11 +360,47 @@ impl Peer {
         }
     }
 
-    /// Lower is better: smoothed RTT scaled by the calls we have in flight
-    /// to this peer. Unmeasured peers count as 1 s.
+    /// How good a target the peer is for the next call, lower is better:
+    /// the expected wait for an answer, in seconds of round trip, as
+    ///
+    /// ```text
+    /// srtt × (1 + (ours + others) / 4) × 1 / (1 − min(busy, 0.9))
+    /// ```
+    ///
+    /// - `srtt`: the smoothed ping round trip; 1 s while unmeasured.
+    /// - `ours`: the calls we have in flight to the peer now.
+    /// - `others`: the calls the peer reported in flight, less ours (at
+    ///   least 0): the work other callers give it, which our own count
+    ///   cannot see. Every call in flight ahead of ours adds a quarter of
+    ///   a round trip, as ours alone did before peers reported their load.
+    /// - `busy`: the larger of the peer's reported CPU use and the share
+    ///   of its instance pool in use, 0 to 1. At utilisation ρ a queue's
+    ///   answer time grows as 1 / (1 − ρ); capped at 0.9, a saturated peer
+    ///   ranks ten times worse, still finite, so that saturated peers
+    ///   still rank among themselves by round trip and calls in flight.
+    ///
+    /// A report older than 3 ping intervals counts as none (`others` and
+    /// `busy` are 0), which is also how a peer that sends none (an older
+    /// host) ranks: by RTT and our calls in flight alone. So an idle peer
+    /// beats one saturated by other callers at the same RTT, and of two
+    /// idle peers the nearer one wins until our own calls load it.
     pub fn score(&self) -> f64 {
-        let srtt = self.state().srtt.map_or(1.0, |d| d.as_secs_f64());
-        srtt * (1.0 + self.in_flight() as f64 / 4.0)
+        let (srtt, reported) = {
+            let state = self.state();
+            (state.srtt, state.reported)
+        };
+        let fresh_for = self.config.report_fresh_for();
+        let report = reported
+            .filter(|(_, at)| at.elapsed() <= fresh_for)
+            .map(|(load, _)| load);
+        score(srtt, self.in_flight(), report.as_ref())
+    }
+
+    /// Keeps the load the peer reported in a `pong`.
+    pub(crate) fn reported(&self, load: Option<Load>) {
+        if let Some(load) = load {
+            self.state().reported = Some((load, Instant::now()));
+        }
     }
 
     /// Calls in flight to this peer now.
@@ -355,12 +428,20 @@ impl Peer {
         let in_flight = self.in_flight();
         let state = self.state();
         let now = Instant::now();
+        let fresh_for = self.config.report_fresh_for();
+        let reported = state
+            .reported
+            .map(|(load, at)| (load, now.duration_since(at)))
+            .filter(|(_, age)| *age <= fresh_for);
+        let score = score(state.srtt, in_flight, reported.as_ref().map(|(l, _)| l));
         PeerSnapshot {
             region: self.region.clone(),
             addr: self.addr.clone(),
             health,
             rtt: state.srtt,
             in_flight,
+            reported,
+            score,
             failures: state.failures,
             ejected_for: state
                 .ejected_until
@@ -475,6 +556,8 @@ impl Peer {
         state.failures = 0;
         state.ejected_until = None;
         state.silent_since = None;
+        // What the previous link reported is no news of this one.
+        state.reported = None;
     }
 
     /// The peer answered a ping: it is alive, whatever its calls do.
@@ -716,9 +799,10 @@ async fn follow(
                 }
             }
             Some(pong) = pings.next() => {
-                let pong: Result<Duration, CallError> = pong;
-                if let Ok(rtt) = pong {
+                let pong: Result<Probe, CallError> = pong;
+                if let Ok(Probe { rtt, load }) = pong {
                     peer.heard_from();
+                    peer.reported(load);
                     let mut state = peer.state();
                     state.srtt = Some(match state.srtt {
                         Some(srtt) => srtt.mul_f64(0.875) + rtt.mul_f64(0.125),
@@ -742,9 +826,126 @@ async fn follow(
                     silent = 0;
                     heard = now;
                 }
-                pings.push(client.ping());
+                pings.push(client.probe());
             }
         }
     };
     peer.link_down(why);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A link that never answers: the calls made through it stay in flight.
+    struct Silent;
+
+    impl Link for Silent {
+        fn call<'a>(
+            &'a self,
+            _function: &'a str,
+            _args: Vec<Value>,
+            _context: &'a CallContext,
+        ) -> BoxFuture<'a, Result<Value, CallError>> {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    fn peer(addr: &str, rtt_ms: u64) -> Arc<Peer> {
+        let peer = Peer::linked(
+            "us-east",
+            addr,
+            PeerConfig::default(),
+            Arc::new(Silent),
+            Vec::new(),
+        );
+        peer.state().srtt = Some(Duration::from_millis(rtt_ms));
+        peer
+    }
+
+    fn load(in_flight: u64, instances: u64, cpu: Option<f64>) -> Load {
+        Load {
+            in_flight,
+            instances,
+            instances_max: 256,
+            cpu,
+        }
+    }
+
+    fn assert_score(peer: &Peer, expected: f64) {
+        let score = peer.score();
+        assert!((score - expected).abs() < 1e-12, "{score} != {expected}");
+    }
+
+    #[tokio::test]
+    async fn a_peer_busy_with_other_callers_scores_worse_than_an_idle_one() {
+        let idle = peer("idle", 1);
+        let saturated = peer("saturated", 1);
+        // Before any report both score by RTT alone.
+        assert_score(&idle, 0.001);
+        assert_score(&saturated, 0.001);
+        idle.reported(Some(load(0, 0, Some(0.02))));
+        saturated.reported(Some(load(16, 16, Some(0.5))));
+        // 1 ms × (1 + 16/4) / (1 − 0.5) and 1 ms / (1 − 0.02).
+        assert_score(&saturated, 0.001 * 5.0 * 2.0);
+        assert_score(&idle, 0.001 / 0.98);
+        assert!(idle.score() < saturated.score());
+        // Even from twice as far, the idle peer wins.
+        idle.state().srtt = Some(Duration::from_millis(2));
+        assert!(idle.score() < saturated.score());
+        // A peer that does not report (an older host) ranks by RTT and our
+        // calls alone: no report is no load.
+        saturated.reported(None);
+        assert_score(&saturated, 0.001 * 5.0 * 2.0);
+    }
+
+    #[tokio::test]
+    async fn our_own_calls_are_not_counted_twice_and_busy_is_capped() {
+        let peer = peer("p", 1);
+        let context = CallContext::new(Duration::from_secs(5));
+        let mut calls: Vec<_> = (0..2)
+            .map(|_| Box::pin(peer.call("f", vec![], &context)))
+            .collect();
+        for call in &mut calls {
+            assert!(futures::poll!(call.as_mut()).is_pending());
+        }
+        assert_eq!(peer.in_flight(), 2);
+        // Ours alone: 1 ms × (1 + 2/4).
+        assert_score(&peer, 0.0015);
+        // The peer reports our 2 calls and 4 from others.
+        peer.reported(Some(load(6, 0, None)));
+        assert_score(&peer, 0.001 * (1.0 + 6.0 / 4.0));
+        // A report older than our calls (fewer than ours) adds nothing.
+        peer.reported(Some(load(1, 0, None)));
+        assert_score(&peer, 0.0015);
+        // Busy is the larger of CPU and the instance pool in use, at most 0.9.
+        peer.reported(Some(load(2, 192, Some(0.5))));
+        assert_score(&peer, 0.0015 / 0.25);
+        peer.reported(Some(load(2, 0, Some(1.0))));
+        assert_score(&peer, 0.0015 * 10.0);
+        drop(calls);
+        assert_eq!(peer.in_flight(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_report_older_than_three_ping_intervals_counts_as_none() {
+        let peer = peer("p", 1);
+        peer.reported(Some(load(8, 0, Some(0.5))));
+        let reported = 0.001 * 3.0 * 2.0;
+        assert_score(&peer, reported);
+        tokio::time::advance(Duration::from_millis(1500)).await;
+        assert_score(&peer, reported);
+        assert_eq!(
+            peer.snapshot().reported,
+            Some((load(8, 0, Some(0.5)), Duration::from_millis(1500)))
+        );
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_score(&peer, 0.001);
+        assert_eq!(peer.snapshot().reported, None);
+        assert_eq!(peer.snapshot().score, 0.001);
+        // A new link forgets what the old one reported.
+        peer.reported(Some(load(8, 0, Some(0.5))));
+        peer.link_up(Arc::new(Silent));
+        assert_score(&peer, 0.001);
+    }
 }
