@@ -95,6 +95,10 @@ pub struct RoutingConfig {
     /// `hedge_min` and `hedge_max`. `hedge_max` of zero turns hedging off.
     pub hedge_min: Duration,
     pub hedge_max: Duration,
+    /// The first candidate among equally ranked peers is the better-scored
+    /// of two picked at random (power of two choices), which spreads calls
+    /// over peers that look alike; `false`: always the best-scored.
+    pub two_choices: bool,
 }
 
 impl Default for RoutingConfig {
@@ -107,6 +111,7 @@ impl Default for RoutingConfig {
             budget_window: Duration::from_secs(10),
             hedge_min: Duration::from_millis(10),
             hedge_max: Duration::from_secs(1),
+            two_choices: true,
         }
     }
 }
@@ -521,6 +526,20 @@ impl<L: Local> Router<L> {
             .map(|peer| (rank(&peer), peer.score(), peer))
             .collect();
         ranked.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.total_cmp(&b.1)));
+        // Power of two choices among the best tier: the first candidate is
+        // the better-scored of two picked at random, not always the best.
+        // Scores come from reports up to a few pings old; were every host
+        // to send each new call to the one peer that looked best, they would
+        // all pile onto it and then all leave it together. The worst of the
+        // tier is never first, and with two peers this is plain sorting.
+        let tier = ranked.iter().take_while(|r| r.0 == ranked[0].0).count();
+        if self.config.two_choices && tier > 2 {
+            let first = fastrand::usize(..tier);
+            let second = (first + 1 + fastrand::usize(..tier - 1)) % tier;
+            // Sorted by score: the lower index is the better of the two.
+            let chosen = first.min(second);
+            ranked[..=chosen].rotate_right(1);
+        }
         let candidates = ranked.into_iter().map(|(_, _, peer)| peer).collect();
         Ok((candidates, idempotent))
     }

@@ -192,13 +192,18 @@ fn peer_with(
     )
 }
 
-/// A router of region `here` serving `local` itself, with `peers`.
+/// A router of region `here` serving `local` itself, with `peers`, trying
+/// equally ranked peers best-scored first (no random pick).
 fn router(
     local: &[&'static str],
     peers: Vec<Arc<Peer>>,
     routes: Routes,
     config: RoutingConfig,
 ) -> Arc<Router<FakeLocal>> {
+    let config = RoutingConfig {
+        two_choices: false,
+        ..config
+    };
     Arc::new(Router::new(
         "here",
         FakeLocal {
@@ -1070,4 +1075,52 @@ async fn pinned_keys_go_to_their_regions_first_and_fall_back_by_key() {
     // The pinned region down: the key's order over the others.
     eu_peer.link_down("partitioned".into());
     assert_eq!(call_key(&router, &key, false).await, text("us2"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_choices_spread_calls_over_alike_peers_but_never_lead_with_the_worst() {
+    let hung = FakeLink::always(Answer::Never);
+    let idle = FakeLink::always(now("x"));
+    // Three peers of one tier: `a` idle, `b` with one call in flight, `c`
+    // with two (scores rise with calls in flight).
+    let (a, b, c) = (
+        peer("r", "a", &idle, true),
+        peer("r", "b", &hung, true),
+        peer("r", "c", &hung, true),
+    );
+    let context = CallContext::new(Duration::from_secs(5));
+    let mut held = Vec::new();
+    for peer in [&b, &c, &c] {
+        let mut call = Box::pin(peer.call("f", vec![], &context));
+        assert!(futures::poll!(&mut call).is_pending());
+        held.push(call);
+    }
+    let router = Arc::new(Router::new(
+        "here",
+        FakeLocal {
+            functions: vec![],
+            changes: watch::Sender::new(0),
+        },
+        Peers::fixed(vec![c.clone(), b.clone(), a.clone()]),
+        vec![],
+        no_hedging(),
+    ));
+    fastrand::seed(7);
+    let mut first = std::collections::BTreeMap::new();
+    for _ in 0..300 {
+        let order = order(&router, "f");
+        // The rest stays sorted by score.
+        let mut rest = order[1..].to_vec();
+        rest.sort_by_key(|addr| ["a", "b", "c"].iter().position(|x| x == addr));
+        assert_eq!(order[1..], rest[..]);
+        *first.entry(order[0].clone()).or_insert(0) += 1;
+    }
+    // `a` wins the pairs it is in (2 of 3), `b` the pair (b, c); `c` never.
+    assert_eq!(first.get("c"), None);
+    let (wins_a, wins_b) = (first["a"], first["b"]);
+    assert!(
+        (160..=240).contains(&wins_a) && wins_a + wins_b == 300,
+        "{first:?}"
+    );
+    drop(held);
 }
