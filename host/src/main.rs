@@ -14,7 +14,8 @@ fn main() -> std::process::ExitCode {
 }
 
 /// Has mimalloc give memory it no longer uses back to the system as soon as
-/// it is freed, rather than a second later.
+/// it is freed, rather than a second later, unless the environment sets
+/// `MIMALLOC_PURGE_DELAY` (milliseconds; mimalloc reads it at start).
 ///
 /// mimalloc only purges delayed memory when it next allocates, so a host
 /// that goes quiet keeps whatever it last freed. Loading a plugin that embeds
@@ -23,6 +24,9 @@ fn main() -> std::process::ExitCode {
 /// Python example plugin kept 35 MiB of freed memory for as long as it had
 /// no calls (54 MiB resident instead of 20).
 fn purge_freed_memory_at_once() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return;
+    }
     // mimalloc's C API (`mimalloc.h`); the `mimalloc` crate links it but
     // declares these only under a feature that needs another crate.
     unsafe extern "C" {
