@@ -64,6 +64,9 @@ struct Served {
     idle_rss: u64,
     /// `VmRSS` after the warm-up and the calls at 1 in flight.
     warm_rss: Option<u64>,
+    /// What the resident memory is made of, loaded and after those calls.
+    idle_parts: Option<Parts>,
+    warm_parts: Option<Parts>,
     /// The peak `VmRSS` during the calls at `in_flight`.
     peak_rss: Option<u64>,
 }
@@ -82,6 +85,9 @@ pub(super) struct LanguagesResults {
     one: [[Option<Summary>; 2]; 3],
     many: [[Option<Summary>; 2]; 3],
     rss: [[Option<(u64, u64, u64)>; 2]; 3],
+    /// What the memory is made of, loaded and after the calls at 1 in
+    /// flight (`[component][reuse]`).
+    parts: [[(Option<Parts>, Option<Parts>); 2]; 3],
     /// Host start (cold, warm compile cache), with the compile or load time
     /// the host logged.
     starts: [Option<Starts>; 3],
@@ -151,6 +157,7 @@ pub(super) async fn run(plan: &Plan, lab: &Lab, paths: &Paths) -> LanguagesResul
     let one = interleave(plan, &systems, 1, one_calls, plan.warmup / 10).await;
     for s in &mut served {
         s.warm_rss = s.host.rss().ok();
+        s.warm_parts = s.host.pid().and_then(|pid| Parts::of(pid).ok());
     }
     super::progress(&format!(
         "the languages group, {} in flight",
@@ -179,6 +186,7 @@ pub(super) async fn run(plan: &Plan, lab: &Lab, paths: &Paths) -> LanguagesResul
         if let (Some(warm), Some(peak)) = (s.warm_rss, s.peak_rss) {
             results.rss[c][m] = Some((s.idle_rss, warm, peak));
         }
+        results.parts[c][m] = (s.idle_parts, s.warm_parts);
         results.rows.extend([one, many].into_iter().flatten());
     }
     results
@@ -261,6 +269,7 @@ async fn start(
     // What the host holds once loaded, settled.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle_rss = host.rss()?;
+    let idle_parts = host.pid().and_then(|pid| Parts::of(pid).ok());
     Ok(Served {
         component: index,
         reuse,
@@ -268,6 +277,8 @@ async fn start(
         function,
         idle_rss,
         warm_rss: None,
+        idle_parts,
+        warm_parts: None,
         peak_rss: None,
     })
 }
@@ -300,6 +311,72 @@ fn add_call(host: &Host, function: Arc<str>) -> CallFn {
             micro::check_sum(&value, a, b)
         })
     })
+}
+
+/// What a host's resident memory is made of, in bytes: `VmRSS` counts a
+/// file page once per mapping that has it, so the pages of a plugin's memory
+/// image, mapped into each pool slot its instances used, count once per
+/// slot; `Pss` counts each page once, shared between the mappings (and
+/// processes) that have it.
+#[derive(Debug, Clone, Copy)]
+struct Parts {
+    /// `RssAnon`: the heap, and what instances wrote.
+    anon: u64,
+    /// `RssFile`: the binary, the compiled code and memory images mapped
+    /// from the compile cache.
+    file: u64,
+    /// `Pss` of `/proc/PID/smaps_rollup`.
+    pss: u64,
+    /// Mappings of compile cache entries (`.cwasm`) that can be written: the
+    /// pool slots holding a memory image.
+    image_slots: usize,
+}
+
+impl Parts {
+    fn of(pid: u32) -> anyhow::Result<Parts> {
+        let kib = |text: &str, key: &str| -> anyhow::Result<u64> {
+            let value = text
+                .lines()
+                .find_map(|line| line.strip_prefix(key))
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
+                .with_context(|| format!("no `{key}` for process {pid}"))?;
+            Ok(value * 1024)
+        };
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))?;
+        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
+        let image_slots = maps
+            .lines()
+            .filter(|line| {
+                line.split_whitespace()
+                    .nth(1)
+                    .is_some_and(|perms| perms.starts_with("rw"))
+                    && line.trim_end().ends_with(".cwasm")
+            })
+            .count();
+        Ok(Parts {
+            anon: kib(&status, "RssAnon:")?,
+            file: kib(&status, "RssFile:")?,
+            pss: kib(&rollup, "Pss:")?,
+            image_slots,
+        })
+    }
+
+    fn text(&self) -> String {
+        format!(
+            "PSS {:.1} MiB; anonymous {:.1} MiB, files {:.1} MiB, {} pool slots mapping a memory image",
+            mib(self.pss),
+            mib(self.anon),
+            mib(self.file),
+            self.image_slots
+        )
+    }
 }
 
 fn summary(row: &Row) -> Option<Summary> {
@@ -361,6 +438,20 @@ impl LanguagesResults {
                     ),
                 };
                 targets.push(target);
+                if let (Some(idle), Some(warm)) = self.parts[index][m] {
+                    targets.push(Target {
+                        name: format!("host PSS (MiB) with `{}` alone, {mode}", component.plugin),
+                        goal: Goal::Reported,
+                        measured: Some((
+                            mib(warm.pss),
+                            format!(
+                                "after the calls at 1 in flight: {}; loaded: {}",
+                                warm.text(),
+                                idle.text()
+                            ),
+                        )),
+                    });
+                }
             }
         }
         for (index, component) in COMPONENTS.iter().enumerate() {
@@ -411,7 +502,9 @@ impl LanguagesResults {
                  flight (the hosts interleaved in {rounds} rounds), then {many} at {n} in flight \
                  on one connection, one host after the other; each after a warm-up of {warm} \
                  calls. These hosts take the compiled code from the compile cache the start \
-                 measurement left warm, as a restarted host does. RSS is the host's `VmRSS`. \
+                 measurement left warm, as a restarted host does. RSS is the host's `VmRSS`; \
+                 PSS (`smaps_rollup`) counts once a file page that several mappings hold, \
+                 such as the memory image each pool slot maps, which `VmRSS` counts per slot. \
                  A host start is timed from its \
                  launch until it serves `add`, first with an empty compile cache, then \
                  with the entry the first start stored.",
