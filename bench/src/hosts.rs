@@ -447,16 +447,19 @@ impl RssSampler {
 /// `VmRSS` of process `pid`, in bytes.
 fn rss(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib = status
+    proc_bytes(&status, "VmRSS:").context("no VmRSS in /proc/PID/status")
+}
+
+/// The figure of the line starting with `key` (`VmRSS:`, `Pss:`) in a
+/// `/proc/PID/status` or `smaps_rollup` text, given in kB, in bytes.
+pub fn proc_bytes(text: &str, key: &str) -> Option<u64> {
+    let kib = text
         .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| {
-            rest.trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .context("no VmRSS in /proc/PID/status")?;
-    Ok(kib * 1024)
+        .find_map(|line| line.strip_prefix(key))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(kib * 1024)
 }

@@ -15,7 +15,7 @@ use anyhow::Context;
 use ciborium::Value;
 
 use super::{CallFn, Kind, Plan, System, args, interleave};
-use crate::hosts::{Host, Lab};
+use crate::hosts::{Host, Lab, proc_bytes};
 use crate::micro;
 use crate::prepare::Paths;
 use crate::report::{Goal, Outcome, Row, Section, Summary, Target};
@@ -335,18 +335,7 @@ struct Parts {
 impl Parts {
     fn of(pid: u32) -> anyhow::Result<Parts> {
         let kib = |text: &str, key: &str| -> anyhow::Result<u64> {
-            let value = text
-                .lines()
-                .find_map(|line| line.strip_prefix(key))
-                .and_then(|rest| {
-                    rest.trim()
-                        .trim_end_matches("kB")
-                        .trim()
-                        .parse::<u64>()
-                        .ok()
-                })
-                .with_context(|| format!("no `{key}` for process {pid}"))?;
-            Ok(value * 1024)
+            proc_bytes(text, key).with_context(|| format!("no `{key}` for process {pid}"))
         };
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
         let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))?;
