@@ -7,14 +7,15 @@
 //! (`recorded <entry> in <region>` for the non-idempotent `record`,
 //! `located ...` for `locate`, which its sidecar declares idempotent).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ciborium::Value;
 use wasmrpc::{CallError, CallOptions, Client, ClientOptions, ErrorCode, Processed};
-use wasmrpc_tests::{Cluster, HostProcess, Proxy, RegionSpec, eventually, eventually_async};
+use wasmrpc_tests::{
+    Cluster, HostProcess, Proxy, RegionSpec, eventually, eventually_async, ledger_runs,
+};
 
 /// Runs `wasmrpc ARGS` in `dir` with none of its `WASMRPC_*` variables set.
 fn wasmrpc_in(dir: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
@@ -70,20 +71,6 @@ async fn caller(
         outcomes.push(Outcome { entry, result });
     }
     outcomes
-}
-
-/// How many times each entry ran, by the `ledger` log lines of `logs` for
-/// `verb` (`recorded` or `located`).
-fn executions(logs: &[String], verb: &str) -> HashMap<String, usize> {
-    let mut runs = HashMap::new();
-    let marker = format!("{verb} ");
-    for line in logs.iter().flat_map(|log| log.lines()) {
-        if let Some(rest) = line.split(&marker).nth(1) {
-            let entry = rest.split(' ').next().unwrap().to_owned();
-            *runs.entry(entry).or_default() += 1;
-        }
-    }
-    runs
 }
 
 fn one_region(hosts: usize) -> Cluster {
@@ -145,7 +132,7 @@ async fn calls_survive_a_killed_host_and_a_drained_one_under_load() {
         )));
     }
     // Calls go to one host (the nearest): kill it once it has served 100.
-    let runs_on = |host: &HostProcess| executions(&[host.log()], "recorded").len();
+    let runs_on = |host: &HostProcess| ledger_runs(&[host.log()], "recorded").len();
     let current = || {
         client
             .hosts()
@@ -224,7 +211,7 @@ async fn calls_survive_a_killed_host_and_a_drained_one_under_load() {
 
     // Every non-idempotent call answered ran once; every one that failed
     // says it may or may not have run, and ran at most once.
-    let runs = executions(&logs, "recorded");
+    let runs = ledger_runs(&logs, "recorded");
     let (mut answered, mut maybe, mut not_run) = (0, 0, 0);
     for outcome in &recorded_outcomes {
         let ran = runs.get(&outcome.entry).copied().unwrap_or(0);
@@ -266,7 +253,7 @@ async fn calls_survive_a_killed_host_and_a_drained_one_under_load() {
     // one, and the one left.
     for (i, log) in logs.iter().enumerate() {
         assert!(
-            executions(std::slice::from_ref(log), "recorded").len() >= 100,
+            ledger_runs(std::slice::from_ref(log), "recorded").len() >= 100,
             "log {i} shows too few calls"
         );
     }
@@ -372,8 +359,8 @@ async fn calls_go_to_the_host_with_the_shorter_round_trip() {
         assert_eq!(region, "us-east");
     }
     assert!(client.hosts()[1].current, "{:?}", client.hosts());
-    let near_runs = executions(&[near.log()], "recorded");
-    let far_runs = executions(&[far.log()], "recorded");
+    let near_runs = ledger_runs(&[near.log()], "recorded");
+    let far_runs = ledger_runs(&[far.log()], "recorded");
     assert_eq!((near_runs.len(), far_runs.len()), (50, 0));
 }
 
@@ -452,7 +439,7 @@ async fn a_call_lost_in_flight_is_retried_elsewhere_only_when_idempotent() {
     assert_eq!(results[1], Ok(Value::from("us-east")));
     assert_eq!(results[2], Ok(Value::from("us-east")));
     // The retried ones ran on the far host; the other did not run again.
-    let far_runs = executions(&[far.log()], "recorded");
+    let far_runs = ledger_runs(&[far.log()], "recorded");
     let mut ran: Vec<&str> = far_runs.keys().map(String::as_str).collect();
     ran.sort_unstable();
     assert_eq!(ran, ["slow-listed", "slow-per-call"]);

@@ -10,7 +10,6 @@
 //! fault fail with `processed: maybe` within about the dead-peer detection
 //! time, not at their deadline.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use ciborium::Value;
 use wasmrpc::{CallError, CallOptions, Client, ErrorCode, Processed};
-use wasmrpc_tests::{Cluster, HostProcess, Network, RegionSpec, eventually_async};
+use wasmrpc_tests::{Cluster, HostProcess, Network, RegionSpec, eventually_async, ledger_runs};
 
 /// The deadline of the idempotent calls (`ledger.locate`).
 const IDEMPOTENT_DEADLINE: Duration = Duration::from_secs(3);
@@ -156,15 +155,7 @@ async fn calls_survive(
     for server in servers {
         server.wait_until_idle(Duration::from_secs(10)).await;
     }
-    let logs = format!("{}\n{}", servers[0].log(), servers[1].log());
-    let mut executions: HashMap<&str, usize> = HashMap::new();
-    for line in logs.lines() {
-        if let Some(rest) = line.split("recorded ").nth(1) {
-            *executions
-                .entry(rest.split(' ').next().unwrap())
-                .or_default() += 1;
-        }
-    }
+    let executions = ledger_runs(&[servers[0].log(), servers[1].log()], "recorded");
     let (mut ok, mut caught, mut slowest) = (0, 0, Duration::ZERO);
     for outcome in &recorded {
         let runs = executions.get(outcome.entry.as_str()).copied().unwrap_or(0);

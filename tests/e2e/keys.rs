@@ -16,7 +16,7 @@ use futures::StreamExt;
 use wasmrpc::observe::status::{KeyStatus, PinStatus};
 use wasmrpc::region::keys::weight;
 use wasmrpc::{CallOptions, Client};
-use wasmrpc_tests::{Cluster, HostProcess, RegionSpec};
+use wasmrpc_tests::{Cluster, HostProcess, RegionSpec, ledger_runs};
 
 /// Calls in flight at once.
 const IN_FLIGHT: usize = 64;
@@ -25,16 +25,7 @@ const IN_FLIGHT: usize = 64;
 fn recorded(hosts: &[&HostProcess]) -> Vec<HashMap<String, usize>> {
     hosts
         .iter()
-        .map(|host| {
-            let mut runs = HashMap::new();
-            for line in host.log().lines() {
-                if let Some(rest) = line.split("recorded ").nth(1) {
-                    let entry = rest.split(' ').next().unwrap().to_owned();
-                    *runs.entry(entry).or_default() += 1;
-                }
-            }
-            runs
-        })
+        .map(|host| ledger_runs(&[host.log()], "recorded"))
         .collect()
 }
 

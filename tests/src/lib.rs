@@ -96,6 +96,21 @@ pub fn guest(name: &str) -> PathBuf {
     path
 }
 
+/// How many times each entry ran, by the `ledger` plugin's log lines in
+/// `logs` for `verb`: `recorded <entry> in <region>` (`ledger.record`) or
+/// `located ...` (`ledger.locate`).
+pub fn ledger_runs(logs: &[String], verb: &str) -> std::collections::HashMap<String, usize> {
+    let mut runs = std::collections::HashMap::new();
+    let marker = format!("{verb} ");
+    for line in logs.iter().flat_map(|log| log.lines()) {
+        if let Some(rest) = line.split(&marker).nth(1) {
+            let entry = rest.split(' ').next().unwrap_or_default().to_owned();
+            *runs.entry(entry).or_default() += 1;
+        }
+    }
+    runs
+}
+
 /// The `wasmrpc` binary, built from this workspace on first use.
 pub fn wasmrpc_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
